@@ -1,0 +1,113 @@
+package idsync
+
+import (
+	"fmt"
+	"time"
+)
+
+// Options tune Process. Start from DefaultOptions.
+type Options struct {
+	// MaxCombinations bounds the records one event may produce for one
+	// destination; above it the destination gets nothing and the event is
+	// dead-lettered with CodeFanoutLimit.
+	MaxCombinations int
+	// FacebookMaxRows is the number of rows per Facebook record.
+	FacebookMaxRows int
+	// PhoneRegion is the default region for phone numbers written without
+	// an international prefix.
+	PhoneRegion string
+}
+
+// DefaultOptions returns the defaults: 1000 combinations, 10,000 Facebook
+// rows per record, region US.
+func DefaultOptions() Options {
+	return Options{MaxCombinations: 1000, FacebookMaxRows: 10000, PhoneRegion: "US"}
+}
+
+// Check returns an error naming the first invalid field of o.
+func (o Options) Check() error {
+	switch {
+	case o.MaxCombinations < 1:
+		return fmt.Errorf("max_combinations %d must be at least 1", o.MaxCombinations)
+	case o.FacebookMaxRows < 1:
+		return fmt.Errorf("facebook max rows %d must be at least 1", o.FacebookMaxRows)
+	case !ValidPhoneRegion(o.PhoneRegion):
+		return fmt.Errorf("phone region %q is not a known region code", o.PhoneRegion)
+	}
+	return nil
+}
+
+// Process decides what idsync does with one decoded event: for each
+// connection of the event's audience, the version that applies at the
+// event's reference time (clamped to now), the identifiers selected by its
+// plan, and the records shaped for its destination type. conns are the
+// audience's connections with their retained versions; outputs follow their
+// order. The same event, connections and now always give the same result.
+//
+// Process is pure and safe for concurrent use. The pipeline and the admin
+// API's preview both call it.
+func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
+	var res Result
+	ref := ev.ReferenceTime(now)
+	served := 0
+	for i := range conns {
+		c := &conns[i]
+		v := VersionAt(c.Versions, ref)
+		if v == nil || v.Deleted || v.Config == nil {
+			continue
+		}
+		served++
+		cfg := v.Config
+		sel, invalid := selectIdentifiers(ev, cfg, opt.PhoneRegion)
+		if invalid > 0 {
+			if res.Invalid == nil {
+				res.Invalid = make(map[DestinationType]int)
+			}
+			res.Invalid[cfg.DestinationType] += invalid
+		}
+		if sel.empty() {
+			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
+			continue
+		}
+		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: &sel, opt: opt}
+		if n := sh.count(); n > opt.MaxCombinations {
+			res.DeadLetters = append(res.DeadLetters, DeadLetter{
+				DestinationID: c.DestinationID,
+				Code:          CodeFanoutLimit,
+				Message: fmt.Sprintf("destination %s: %s records exceed max_combinations %d",
+					c.DestinationID, countText(n, opt.MaxCombinations), opt.MaxCombinations),
+			})
+			continue
+		}
+		res.Outputs = sh.shape(res.Outputs)
+	}
+	res.NoConnections = served == 0
+	return res
+}
+
+// countText prints a record count that may have been capped.
+func countText(n, limit int) string {
+	if n == capped(limit) {
+		return fmt.Sprintf("more than %d", limit)
+	}
+	return fmt.Sprint(n)
+}
+
+// capped is the count reported once a product exceeds the limit, so that
+// counting never overflows.
+func capped(limit int) int { return limit + 1 }
+
+// mulCapped multiplies a by b, returning capped(limit) once the product
+// exceeds limit.
+func mulCapped(a, b, limit int) int {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	if a > limit/b {
+		return capped(limit)
+	}
+	if p := a * b; p <= limit {
+		return p
+	}
+	return capped(limit)
+}
