@@ -74,7 +74,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.DeadLetters = append(res.DeadLetters, DeadLetter{
 				DestinationID: c.DestinationID,
 				Code:          CodeFanoutLimit,
-				Message: fmt.Sprintf("destination %s: %s records exceed max_combinations %d",
+				Message: fmt.Sprintf("destination %s: the event would produce %s records, above max_combinations %d",
 					c.DestinationID, countText(n, opt.MaxCombinations), opt.MaxCombinations),
 			})
 			continue
