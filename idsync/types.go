@@ -217,10 +217,10 @@ var SkipReasons = []string{SkipNoConnections}
 // DeadLetter says the event must go to the dead-letter topic for one
 // destination (today only for the fan-out limit).
 type DeadLetter struct {
-	DestinationID string
-	Code          Code
+	DestinationID string `json:"destination_id"`
+	Code          Code   `json:"code"`
 	// Message names what went wrong without any identifier value.
-	Message string
+	Message string `json:"message"`
 }
 
 // Result is what Process decided for one event.
