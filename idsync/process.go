@@ -2,6 +2,7 @@ package idsync
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -87,27 +88,27 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 
 // countText prints a record count that may have been capped.
 func countText(n, limit int) string {
-	if n == capped(limit) {
+	if n == tooMany {
 		return fmt.Sprintf("more than %d", limit)
 	}
 	return fmt.Sprint(n)
 }
 
-// capped is the count reported once a product exceeds the limit, so that
-// counting never overflows.
-func capped(limit int) int { return limit + 1 }
+// tooMany is the count reported once a product exceeds countBound, so that
+// counting never overflows nor materializes anything.
+const (
+	tooMany    = math.MaxInt
+	countBound = 1 << 40
+)
 
-// mulCapped multiplies a by b, returning capped(limit) once the product
-// exceeds limit.
-func mulCapped(a, b, limit int) int {
+// mulCapped multiplies a by b, returning tooMany once the product exceeds
+// bound.
+func mulCapped(a, b, bound int) int {
 	if a == 0 || b == 0 {
 		return 0
 	}
-	if a > limit/b {
-		return capped(limit)
+	if a == tooMany || a > bound/b {
+		return tooMany
 	}
-	if p := a * b; p <= limit {
-		return p
-	}
-	return capped(limit)
+	return a * b
 }

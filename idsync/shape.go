@@ -1,7 +1,6 @@
 package idsync
 
 import (
-	"math"
 	"strconv"
 )
 
@@ -15,27 +14,25 @@ type shaper struct {
 	opt     Options
 }
 
-// count returns how many records shape would produce, capped just above
-// opt.MaxCombinations so that it never overflows.
+// count returns how many records shape would produce, or tooMany when the
+// product of the selected values is beyond counting.
 func (s *shaper) count() int {
-	limit := s.opt.MaxCombinations
 	switch s.cfg.DestinationType {
 	case GoogleAdsRemarketingLists:
 		return 1
 	case FacebookCustomAudiences:
-		rowLimit := mulCapped(limit, s.opt.FacebookMaxRows, math.MaxInt/2)
 		rows := 1
 		for _, vs := range s.sel.values {
-			rows = mulCapped(rows, len(vs), rowLimit)
+			rows = mulCapped(rows, len(vs), countBound)
 		}
-		if rows > rowLimit {
-			return capped(limit)
+		if rows == tooMany {
+			return tooMany
 		}
 		return (rows + s.opt.FacebookMaxRows - 1) / s.opt.FacebookMaxRows
 	}
 	combos := s.perCombination()
 	for _, vs := range s.sel.values {
-		combos = mulCapped(combos, len(vs), limit)
+		combos = mulCapped(combos, len(vs), countBound)
 	}
 	return combos
 }
