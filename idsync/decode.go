@@ -1,0 +1,568 @@
+package idsync
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits bound what Decode accepts (configurable by the service). A zero or
+// negative field takes its default, so Limits{} behaves as DefaultLimits().
+type Limits struct {
+	// MaxRecordBytes is the largest record accepted, in bytes (default 1 MiB).
+	MaxRecordBytes int
+	// MaxExternalIDs is the most entries external_ids may hold (default 1000).
+	MaxExternalIDs int
+	// MaxFutureSkew is how far ahead of the processor's clock a timestamp or
+	// sync.started_at may be (default 24h); further ahead is invalid.
+	MaxFutureSkew time.Duration
+}
+
+// Default limits (DESIGN.md §2).
+const (
+	DefaultMaxRecordBytes = 1 << 20
+	DefaultMaxExternalIDs = 1000
+	DefaultMaxFutureSkew  = 24 * time.Hour
+)
+
+// DefaultLimits returns the limits of DESIGN.md §2: records up to 1 MiB, up
+// to 1000 external ids, timestamps at most 24 h ahead of the clock.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxRecordBytes: DefaultMaxRecordBytes,
+		MaxExternalIDs: DefaultMaxExternalIDs,
+		MaxFutureSkew:  DefaultMaxFutureSkew,
+	}
+}
+
+// withDefaults replaces unset (zero or negative) limits by their defaults.
+func (l Limits) withDefaults() Limits {
+	if l.MaxRecordBytes <= 0 {
+		l.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if l.MaxExternalIDs <= 0 {
+		l.MaxExternalIDs = DefaultMaxExternalIDs
+	}
+	if l.MaxFutureSkew <= 0 {
+		l.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	return l
+}
+
+// Reasons of decode errors. They are fixed strings: a DecodeError never
+// carries a value taken from the record.
+const (
+	reasonRequired      = "required"
+	reasonString        = "must be a string"
+	reasonObject        = "must be a JSON object"
+	reasonArray         = "must be a JSON array"
+	reasonWrongType     = "has the wrong type"
+	reasonTimestamp     = "must be an RFC 3339 timestamp"
+	reasonAction        = `must be "entered" or "exited"`
+	reasonClass         = `must be "audience" or "journey_step"`
+	reasonEmpty         = "empty record"
+	reasonInvalidUTF8   = "invalid UTF-8 at byte offset "
+	reasonInvalidJSON   = "invalid JSON at byte offset "
+	reasonTooLarge      = "record larger than "
+	reasonTooMany       = "more entries than "
+	reasonFutureSkewPre = "more than "
+	reasonFutureSkewSuf = " ahead of the processor's clock"
+)
+
+// wireEvent is the JSON shape of the input event (DESIGN.md §2). Decode
+// unmarshals into it once and then validates; ev and sync are not decoded:
+// they share the wire struct's allocation so that a decoded event costs one
+// allocation less.
+type wireEvent struct {
+	MessageID        string           `json:"message_id"`
+	Timestamp        string           `json:"timestamp"`
+	SpaceID          string           `json:"space_id"`
+	ComputationClass string           `json:"computation_class"`
+	AudienceID       string           `json:"audience_id"`
+	AudienceKey      string           `json:"audience_key"`
+	Action           string           `json:"action"`
+	Sync             wireSync         `json:"sync"`
+	Profile          wireProfile      `json:"profile"`
+	ExternalIDs      []wireExternalID `json:"external_ids"`
+	Traits           wireTraits       `json:"traits"`
+
+	ev   Event
+	sync Sync
+}
+
+type wireSync struct {
+	ID        string   `json:"id"`
+	StartedAt wireTime `json:"started_at"`
+}
+
+type wireProfile struct {
+	SegmentID string `json:"segment_id"`
+}
+
+type wireExternalID struct {
+	Type      string   `json:"type"`
+	ID        string   `json:"id"`
+	CreatedAt wireTime `json:"created_at"`
+}
+
+// timeState is what a wireTime received.
+type timeState uint8
+
+const (
+	timeAbsent    timeState = iota // missing, null or ""
+	timeValid                      // an RFC 3339 string
+	timeInvalid                    // another string
+	timeNotString                  // a JSON value that is not a string
+)
+
+// wireTime parses an RFC 3339 string while the record is decoded, without
+// keeping the string. It never fails the decode: validate reports its state
+// with the field's path.
+type wireTime struct {
+	t     time.Time
+	state timeState
+}
+
+// UnmarshalJSON implements json.Unmarshaler. b is a complete, syntactically
+// valid JSON value.
+func (w *wireTime) UnmarshalJSON(b []byte) error {
+	*w = wireTime{}
+	switch b[0] {
+	case 'n':
+		return nil
+	case '"':
+	default:
+		w.state = timeNotString
+		return nil
+	}
+	s := b[1 : len(b)-1]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		// Rare: an escaped string. b is a valid JSON string, so this
+		// cannot fail.
+		var unquoted string
+		_ = json.Unmarshal(b, &unquoted)
+		s = []byte(unquoted)
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	// Time.UnmarshalText parses RFC 3339 (fractional seconds allowed) from
+	// bytes, as time.Parse(time.RFC3339Nano, ...) does from a string.
+	if err := w.t.UnmarshalText(s); err != nil {
+		w.state = timeInvalid
+		return nil
+	}
+	w.t, w.state = w.t.UTC(), timeValid
+	return nil
+}
+
+// wireTraits keeps the traits idsync reads; every other trait is skipped by
+// the JSON decoder without being stored.
+type wireTraits struct {
+	Name      looseString `json:"name"`
+	FirstName looseString `json:"first_name"`
+	LastName  looseString `json:"last_name"`
+}
+
+// looseString takes a JSON string and ignores any other JSON value, so that a
+// trait of an unexpected type does not refuse the event.
+type looseString string
+
+// UnmarshalJSON implements json.Unmarshaler. b is a complete, syntactically
+// valid JSON value (the decoder checked the whole record before decoding).
+func (s *looseString) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' {
+		return nil // not a string: ignored
+	}
+	if bytes.IndexByte(b, '\\') < 0 {
+		*s = looseString(b[1 : len(b)-1])
+		return nil
+	}
+	var v string
+	if err := json.Unmarshal(b, &v); err == nil {
+		*s = looseString(v)
+	}
+	return nil
+}
+
+// Decode parses and validates one audience-membership record (DESIGN.md §2).
+// now is the processor's clock (the package reads no clock); lim bounds what
+// is accepted. On failure the error is a *DecodeError carrying the
+// dead-letter code and the path of the offending field; its message never
+// contains a value of the record. Decode is safe for concurrent use.
+//
+// Where DESIGN.md is silent:
+//   - JSON null counts as absent, for optional and required fields alike; an
+//     empty audience_key, computation_class or sync.started_at counts as
+//     absent too. Required strings are not trimmed ("  " is accepted).
+//   - Event.Sync is nil unless sync has a non-empty id or started_at.
+//   - Every time in the Event is in UTC; TimestampRaw keeps the original.
+//   - Object keys are matched as encoding/json matches them (exact, then
+//     case-insensitively). A repeated key's last occurrence wins, except that
+//     an occurrence of the wrong JSON type refuses the record (timestamps
+//     excepted: there only the last occurrence counts). Unknown keys are
+//     ignored.
+//   - external_ids[i].created_at is not checked against the clock, and
+//     identifier types are not checked beyond being non-empty.
+func Decode(raw []byte, now time.Time, lim Limits) (*Event, error) {
+	lim = lim.withDefaults()
+	if len(raw) > lim.MaxRecordBytes {
+		return nil, &DecodeError{Code: CodeTooLarge, Reason: reasonTooLarge + strconv.Itoa(lim.MaxRecordBytes) + " bytes"}
+	}
+	// encoding/json replaces invalid UTF-8 silently; the contract refuses it.
+	if !utf8.Valid(raw) {
+		return nil, &DecodeError{Code: CodeMalformedJSON, Reason: reasonInvalidUTF8 + strconv.Itoa(invalidUTF8Offset(raw))}
+	}
+	w := new(wireEvent)
+	err := json.Unmarshal(raw, w)
+	if err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, syntaxError(raw, se)
+		}
+	}
+	if first := firstByte(raw); first != '{' {
+		// Valid JSON but not an object ("null" decodes without error).
+		return nil, &DecodeError{Code: CodeSchemaViolation, Reason: reasonObject}
+	}
+	if err != nil {
+		return nil, typeError(raw, err)
+	}
+	if de := w.validate(now, lim); de != nil {
+		return nil, de
+	}
+	return &w.ev, nil
+}
+
+// validate checks the decoded wire event and fills w.ev. Fields are checked in
+// a fixed order, the first problem is reported.
+func (w *wireEvent) validate(now time.Time, lim Limits) *DecodeError {
+	ev := &w.ev
+	if w.MessageID == "" {
+		return schemaError("message_id", reasonRequired)
+	}
+	ev.MessageID = w.MessageID
+
+	if w.Timestamp == "" {
+		return schemaError("timestamp", reasonRequired)
+	}
+	ts, de := parseTimestamp("timestamp", w.Timestamp)
+	if de != nil {
+		return de
+	}
+	if de := checkSkew("timestamp", ts, now, lim.MaxFutureSkew); de != nil {
+		return de
+	}
+	ev.Timestamp, ev.TimestampRaw = ts.UTC(), w.Timestamp
+
+	if w.SpaceID == "" {
+		return schemaError("space_id", reasonRequired)
+	}
+	ev.SpaceID = w.SpaceID
+
+	switch w.ComputationClass {
+	case "", ClassAudience:
+		ev.ComputationClass = ClassAudience
+	case ClassJourneyStep:
+		ev.ComputationClass = ClassJourneyStep
+	default:
+		return schemaError("computation_class", reasonClass)
+	}
+
+	if w.AudienceID == "" {
+		return schemaError("audience_id", reasonRequired)
+	}
+	ev.AudienceID = w.AudienceID
+	ev.AudienceKey = w.AudienceKey
+	if ev.AudienceKey == "" {
+		ev.AudienceKey = w.AudienceID
+	}
+
+	switch Action(w.Action) {
+	case ActionEntered:
+		ev.Action = ActionEntered
+	case ActionExited:
+		ev.Action = ActionExited
+	case "":
+		return schemaError("action", reasonRequired)
+	default:
+		return schemaError("action", reasonAction)
+	}
+
+	switch st := &w.Sync.StartedAt; st.state {
+	case timeNotString:
+		return schemaError("sync.started_at", reasonString)
+	case timeInvalid:
+		return &DecodeError{Code: CodeInvalidTimestamp, Field: "sync.started_at", Reason: reasonTimestamp}
+	case timeValid:
+		if de := checkSkew("sync.started_at", st.t, now, lim.MaxFutureSkew); de != nil {
+			return de
+		}
+		w.sync.StartedAt = st.t
+	}
+	if w.Sync.ID != "" || w.Sync.StartedAt.state != timeAbsent {
+		w.sync.ID = w.Sync.ID
+		ev.Sync = &w.sync
+	}
+
+	if w.Profile.SegmentID == "" {
+		return schemaError("profile.segment_id", reasonRequired)
+	}
+	ev.SegmentID = w.Profile.SegmentID
+
+	if w.ExternalIDs == nil {
+		return schemaError("external_ids", reasonRequired)
+	}
+	if len(w.ExternalIDs) > lim.MaxExternalIDs {
+		return schemaError("external_ids", reasonTooMany+strconv.Itoa(lim.MaxExternalIDs))
+	}
+	ids := make([]ExternalID, len(w.ExternalIDs))
+	for i := range w.ExternalIDs {
+		x := &w.ExternalIDs[i]
+		switch {
+		case x.Type == "":
+			return schemaError(indexPath("external_ids", i, "type"), reasonRequired)
+		case x.ID == "":
+			return schemaError(indexPath("external_ids", i, "id"), reasonRequired)
+		case x.CreatedAt.state == timeAbsent:
+			return schemaError(indexPath("external_ids", i, "created_at"), reasonRequired)
+		case x.CreatedAt.state == timeNotString:
+			return schemaError(indexPath("external_ids", i, "created_at"), reasonString)
+		case x.CreatedAt.state == timeInvalid:
+			return &DecodeError{Code: CodeInvalidTimestamp, Field: indexPath("external_ids", i, "created_at"), Reason: reasonTimestamp}
+		}
+		ids[i] = ExternalID{Type: x.Type, ID: x.ID, CreatedAt: x.CreatedAt.t}
+	}
+	ev.ExternalIDs = ids
+
+	ev.Traits = Traits{
+		Name:      string(w.Traits.Name),
+		FirstName: string(w.Traits.FirstName),
+		LastName:  string(w.Traits.LastName),
+	}
+	return nil
+}
+
+func schemaError(field, reason string) *DecodeError {
+	return &DecodeError{Code: CodeSchemaViolation, Field: field, Reason: reason}
+}
+
+// parseTimestamp parses an RFC 3339 timestamp (fractional seconds allowed).
+// The error names the field only: time's own message quotes the value.
+func parseTimestamp(field, s string) (time.Time, *DecodeError) {
+	t, err := time.ParseInLocation(time.RFC3339Nano, s, time.UTC)
+	if err != nil {
+		return time.Time{}, &DecodeError{Code: CodeInvalidTimestamp, Field: field, Reason: reasonTimestamp}
+	}
+	return t, nil
+}
+
+// checkSkew refuses a time more than skew ahead of now.
+func checkSkew(field string, t, now time.Time, skew time.Duration) *DecodeError {
+	if t.Sub(now) > skew {
+		return &DecodeError{Code: CodeInvalidTimestamp, Field: field, Reason: reasonFutureSkewPre + skew.String() + reasonFutureSkewSuf}
+	}
+	return nil
+}
+
+// indexPath returns "array[i].field".
+func indexPath(array string, i int, field string) string {
+	return array + "[" + strconv.Itoa(i) + "]." + field
+}
+
+// firstByte returns the first byte of raw that is not JSON whitespace, or 0.
+func firstByte(raw []byte) byte {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// invalidUTF8Offset returns the offset of the first invalid UTF-8 sequence
+// (len(raw) when there is none).
+func invalidUTF8Offset(raw []byte) int {
+	i := 0
+	for i < len(raw) {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return i
+}
+
+// syntaxError turns encoding/json's syntax error into a DecodeError. The
+// stdlib message quotes the offending character, so only the offset is kept.
+func syntaxError(raw []byte, se *json.SyntaxError) *DecodeError {
+	if firstByte(raw) == 0 {
+		return &DecodeError{Code: CodeMalformedJSON, Reason: reasonEmpty}
+	}
+	return &DecodeError{Code: CodeMalformedJSON, Reason: reasonInvalidJSON + strconv.FormatInt(se.Offset, 10)}
+}
+
+// typeError is the slow path, taken only when the record is a syntactically
+// valid JSON object with a field of the wrong type. encoding/json does not
+// report array indexes, so the record is walked again to find the exact path
+// of the first mistyped field in document order.
+func typeError(raw []byte, err error) *DecodeError {
+	wk := walker{dec: json.NewDecoder(bytes.NewReader(raw))}
+	wk.dec.UseNumber()
+	if de := wk.value("", kindEvent); de != nil && de != errUnreadable {
+		return de
+	}
+	// The walker matches keys with strings.EqualFold, encoding/json with a
+	// slightly wider folding ("message_ıd" is message_id to it). For such
+	// keys, report encoding/json's path, which has no array indexes.
+	field := ""
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		field = ute.Field
+	}
+	return schemaError(field, reasonWrongType)
+}
+
+// kind is what the walker expects of a JSON value.
+type kind int
+
+const (
+	kindAny kind = iota
+	kindString
+	kindEvent
+	kindProfile
+	kindSync
+	kindExternalIDs
+	kindExternalID
+	kindTraits
+)
+
+type fieldKind struct {
+	name string
+	kind kind
+}
+
+// objectFields lists the known keys of each object kind, mirroring wireEvent.
+var objectFields = map[kind][]fieldKind{
+	kindEvent: {
+		{"message_id", kindString}, {"timestamp", kindString}, {"space_id", kindString},
+		{"computation_class", kindString}, {"audience_id", kindString},
+		{"audience_key", kindString}, {"action", kindString}, {"sync", kindSync},
+		{"profile", kindProfile}, {"external_ids", kindExternalIDs}, {"traits", kindTraits},
+	},
+	kindProfile:    {{"segment_id", kindString}},
+	kindSync:       {{"id", kindString}, {"started_at", kindString}},
+	kindExternalID: {{"type", kindString}, {"id", kindString}, {"created_at", kindString}},
+	kindTraits:     nil, // every trait is accepted whatever its type
+}
+
+// walker checks the JSON types of a record token by token, seeing every
+// occurrence of a repeated key (unlike a decode into a map).
+type walker struct {
+	dec *json.Decoder
+}
+
+// value checks the next JSON value against k. It returns the first type
+// error found, or nil.
+func (w *walker) value(path string, k kind) *DecodeError {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return errUnreadable
+	}
+	if tok == nil && k != kindEvent {
+		return nil // null is "absent" for every field
+	}
+	switch k {
+	case kindAny:
+		return w.skip(tok)
+	case kindString:
+		if _, ok := tok.(string); !ok {
+			return schemaError(path, reasonString)
+		}
+		return nil
+	case kindExternalIDs:
+		if tok != json.Delim('[') {
+			return schemaError(path, reasonArray)
+		}
+		for i := 0; w.dec.More(); i++ {
+			if de := w.value(path+"["+strconv.Itoa(i)+"]", kindExternalID); de != nil {
+				return de
+			}
+		}
+		return w.end()
+	default: // an object kind
+		if tok != json.Delim('{') {
+			return schemaError(path, reasonObject)
+		}
+		fields := objectFields[k]
+		for w.dec.More() {
+			tok, err := w.dec.Token()
+			key, ok := tok.(string)
+			if err != nil || !ok {
+				return errUnreadable
+			}
+			// Known keys are matched as encoding/json matches them; the
+			// path uses the canonical name, never the key as received.
+			var field *fieldKind
+			for i := range fields {
+				if fields[i].name == key || strings.EqualFold(fields[i].name, key) {
+					field = &fields[i]
+					break
+				}
+			}
+			if field == nil {
+				if de := w.value(path, kindAny); de != nil {
+					return de
+				}
+				continue
+			}
+			child := field.name
+			if path != "" {
+				child = path + "." + field.name
+			}
+			if de := w.value(child, field.kind); de != nil {
+				return de
+			}
+		}
+		return w.end()
+	}
+}
+
+// skip consumes the rest of a value whose first token is tok.
+func (w *walker) skip(tok json.Token) *DecodeError {
+	if tok != json.Delim('{') && tok != json.Delim('[') {
+		return nil
+	}
+	for depth := 1; depth > 0; {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return errUnreadable
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return nil
+}
+
+// end consumes the closing delimiter of an object or array.
+func (w *walker) end() *DecodeError {
+	if _, err := w.dec.Token(); err != nil {
+		return errUnreadable
+	}
+	return nil
+}
+
+// errUnreadable stops a walk that cannot read the record. It is not expected:
+// the record passed encoding/json's syntax check before the walk.
+var errUnreadable = &DecodeError{Code: CodeMalformedJSON, Reason: "invalid JSON"}
