@@ -1,0 +1,109 @@
+# Shared settings and helpers for the deploy/local scripts. Sourced, never run.
+#
+# Every setting can be overridden from the environment:
+#
+#   KAFKA_VERSION          Apache Kafka release to fetch and run (4.4.0)
+#   KAFKA_PORT             broker listener on 127.0.0.1 (9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (9093)
+#   KAFKA_HEAP             JVM heap for the broker (512m)
+#   KAFKA_JVM_OPTS         extra JVM options for the broker and storage tool (none)
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer metadata (180)
+#   REDIS_PORT             redis-server port on 127.0.0.1 (6379)
+#   IDSYNC_RUN_DIR         pid files, logs and data of the running stack (/tmp/idsync-stack)
+#   IDSYNC_CACHE_DIR       where fetched jars are kept (${XDG_CACHE_HOME:-$HOME/.cache}/idsync)
+
+# The repository root, whatever directory the caller ran the script from.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL_DIR="$REPO_ROOT/deploy/local"
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
+# Alone on 2 cores the broker answers in about 5 s; with a compiler busy beside
+# it, a minute and more has been seen. The deadline only matters on failure.
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-180}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+
+IDSYNC_RUN_DIR="${IDSYNC_RUN_DIR:-/tmp/idsync-stack}"
+IDSYNC_CACHE_DIR="${IDSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/idsync}"
+
+# The broker's classpath: every jar in this directory. It exists only when a
+# fetch completed (fetch_kafka_jars moves it into place last).
+KAFKA_LIB_DIR="$IDSYNC_CACHE_DIR/kafka-$KAFKA_VERSION/lib"
+
+KAFKA_RUN_DIR="$IDSYNC_RUN_DIR/kafka"
+REDIS_RUN_DIR="$IDSYNC_RUN_DIR/redis"
+
+log() { printf '[deploy/local] %s\n' "$*" >&2; }
+die() { printf '[deploy/local] error: %s\n' "$*" >&2; exit 1; }
+
+# now_ms prints the wall clock in milliseconds; elapsed PREVIOUS_MS prints the
+# seconds since then with one decimal, for reporting start-up times.
+now_ms() {
+	local t="${EPOCHREALTIME/[.,]/}"
+	printf '%s\n' "$((t / 1000))"
+}
+elapsed() {
+	local ms=$(($(now_ms) - $1))
+	printf '%d.%d\n' "$((ms / 1000))" "$((ms % 1000 / 100))"
+}
+
+# port_in_use PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pid_alive FILE: true when FILE names a running process.
+pid_alive() {
+	local pid
+	[[ -s "$1" ]] || return 1
+	pid="$(cat "$1")"
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# java_major prints the major version of the java on PATH (8 for "1.8.0_x").
+java_major() {
+	local v
+	v="$(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1)"
+	case "$v" in
+	1.*) v="${v#1.}" ;;
+	esac
+	printf '%s\n' "${v%%[.+-]*}"
+}
+
+# fetch_kafka_jars puts kafka_2.13:$KAFKA_VERSION and its runtime dependencies
+# into $KAFKA_LIB_DIR with Maven, using deploy/local/kafka/pom.xml. It does
+# nothing when the directory is already there. The jars land in a temporary
+# directory first and are moved into place at the end, so an interrupted fetch
+# never leaves a half-filled lib directory that a later run would trust.
+fetch_kafka_jars() {
+	local main_jar="$KAFKA_LIB_DIR/kafka_2.13-$KAFKA_VERSION.jar"
+	if [[ -f "$main_jar" ]]; then
+		return 0
+	fi
+	command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+ (apt-get install -y maven)"
+
+	local tmp="$KAFKA_LIB_DIR.tmp.$$"
+	rm -rf "$tmp"
+	mkdir -p "$(dirname "$KAFKA_LIB_DIR")"
+	log "fetching Apache Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB_DIR"
+	local started=$SECONDS
+	# Maven's output goes to a file, shown only when it fails: even with -q,
+	# Debian's Maven 3.8 prints stray terminal escape codes.
+	local mvn_log="$IDSYNC_CACHE_DIR/kafka-$KAFKA_VERSION/maven.log"
+	if ! mvn -B --no-transfer-progress -Dstyle.color=never \
+		-f "$LOCAL_DIR/kafka/pom.xml" \
+		-Dkafka.version="$KAFKA_VERSION" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+		>"$mvn_log" 2>&1; then
+		tail -n 40 "$mvn_log" >&2
+		rm -rf "$tmp"
+		die "Maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (full log: $mvn_log)"
+	fi
+	[[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "Maven finished but kafka_2.13-$KAFKA_VERSION.jar is missing from $tmp"
+	rm -rf "$KAFKA_LIB_DIR"
+	mv "$tmp" "$KAFKA_LIB_DIR"
+	log "fetched $(find "$KAFKA_LIB_DIR" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
+}

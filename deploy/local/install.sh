@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need and a fresh machine lacks:
+#
+#   - redis-server and redis-cli (Debian package redis-server), only when missing;
+#   - checks that Java 17+ and Maven are on PATH (they are not installed here:
+#     say what is missing and fail);
+#   - fetches the Apache Kafka jars into the cache (see common.sh), only when
+#     they are not there yet.
+#
+# Idempotent: when everything is present it only checks, in about a second.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+missing=()
+
+# Java and Maven come with the machine image; a wrong version is a setup problem
+# to report, not something to paper over.
+if ! command -v java >/dev/null; then
+	missing+=("java (Java 17 or newer: apt-get install -y openjdk-17-jre-headless)")
+else
+	major="$(java_major)"
+	if [[ ! "$major" =~ ^[0-9]+$ ]] || ((major < 17)); then
+		missing+=("Java 17 or newer (found '$major'; Kafka 4 needs 17+)")
+	fi
+fi
+if ! command -v mvn >/dev/null; then
+	missing+=("mvn (Maven 3.8+: apt-get install -y maven)")
+fi
+
+# Redis is installed from Debian when absent. We run as root in CI; elsewhere
+# say what to run instead of failing inside apt-get.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing redis-server from Debian packages"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+	else
+		missing+=("redis-server and redis-cli (as root: apt-get install -y redis-server)")
+	fi
+fi
+
+if ((${#missing[@]} > 0)); then
+	log "missing:"
+	for m in "${missing[@]}"; do
+		log "  - $m"
+	done
+	exit 1
+fi
+
+fetch_kafka_jars
+
+log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
