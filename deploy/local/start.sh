@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Starts a single-node Apache Kafka (KRaft, broker and controller in one JVM)
+# and a redis-server, both on 127.0.0.1, for the end-to-end tests.
+#
+#   start.sh          both
+#   start.sh kafka    only Kafka
+#   start.sh redis    only Redis
+#
+# Settings (ports, heap, run dir, version) are environment variables, listed in
+# common.sh. Pid files, logs and data live in $IDSYNC_RUN_DIR. A service that an
+# earlier start.sh with the same run dir left running is stopped and started
+# afresh, so every run begins with empty storage. stop.sh undoes this script.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+start_kafka() {
+	local pidfile="$KAFKA_RUN_DIR/kafka.pid"
+	if pid_alive "$pidfile"; then
+		log "Kafka from an earlier run is still up (pid $(cat "$pidfile")): restarting it with empty storage"
+	fi
+	bash "$LOCAL_DIR/stop.sh" kafka
+
+	for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+		if port_in_use "$port"; then
+			die "127.0.0.1:$port is taken by another process: stop it, or choose other ports with KAFKA_PORT / KAFKA_CONTROLLER_PORT"
+		fi
+	done
+
+	fetch_kafka_jars
+	mkdir -p "$KAFKA_RUN_DIR/data"
+
+	# Build the readiness probe while the JVM starts.
+	local probe="$IDSYNC_RUN_DIR/bin/kafkaready"
+	mkdir -p "$IDSYNC_RUN_DIR/bin"
+	(cd "$REPO_ROOT" && go build -o "$probe" ./deploy/local/kafkaready) &
+	local build_pid=$!
+
+	local props="$KAFKA_RUN_DIR/server.properties"
+	cat >"$props" <<-EOF
+		# Written by deploy/local/start.sh; rewritten on every start.
+		# One node that is both the KRaft controller and the broker.
+		process.roles=broker,controller
+		node.id=1
+		controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+		listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+		advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+		controller.listener.names=CONTROLLER
+		inter.broker.listener.name=PLAINTEXT
+		listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+		log.dirs=$KAFKA_RUN_DIR/data
+
+		# A single node can only hold one replica of the internal topics.
+		offsets.topic.replication.factor=1
+		offsets.topic.num.partitions=10
+		transaction.state.log.replication.factor=1
+		transaction.state.log.min.isr=1
+		transaction.state.log.num.partitions=10
+		share.coordinator.state.topic.replication.factor=1
+		share.coordinator.state.topic.min.isr=1
+
+		# Tests: join groups without the 3 s wait for more members; tests create
+		# their topics explicitly, auto-creation stays on for hand use.
+		group.initial.rebalance.delay.ms=0
+		auto.create.topics.enable=true
+		num.partitions=1
+		default.replication.factor=1
+		min.insync.replicas=1
+	EOF
+
+	local java_cmd=(java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
+		-Dorg.slf4j.simpleLogger.showDateTime=true
+		-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd\'T\'HH:mm:ss.SSS)
+	# Word-split on purpose: a list of options.
+	# shellcheck disable=SC2206
+	java_cmd+=($KAFKA_JVM_OPTS -cp "$KAFKA_LIB_DIR/*")
+
+	# Format the log dir as a new single-voter cluster. A random 16-byte ID in
+	# Kafka's URL-safe base64 form, like `StorageTool random-uuid` prints,
+	# without paying for a second JVM start.
+	local cluster_id
+	cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+	local logfile="$KAFKA_RUN_DIR/kafka.log"
+	local started
+	started="$(now_ms)"
+	# The tool runs for a second or two: the C1 compiler alone is plenty.
+	if ! "${java_cmd[@]}" -XX:TieredStopAtLevel=1 kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --standalone >"$logfile" 2>&1; then
+		cat "$logfile" >&2
+		die "formatting Kafka storage failed"
+	fi
+
+	# setsid: the broker gets its own session, so it outlives this script (for
+	# `make stack-up`) and a Ctrl-C in the terminal reaches only test.sh, whose
+	# trap then stops it in order. The inner bash writes its pid and execs java.
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+		"${java_cmd[@]}" kafka.Kafka "$props" >>"$logfile" 2>&1 </dev/null &
+
+	if ! wait "$build_pid"; then
+		die "building deploy/local/kafkaready failed"
+	fi
+
+	# Ready means: the broker answers a metadata request listing itself.
+	local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) info
+	until info="$("$probe" -brokers "127.0.0.1:$KAFKA_PORT" -timeout 2s 2>/dev/null)"; do
+		if ! pid_alive "$pidfile"; then
+			tail -n 40 "$logfile" >&2
+			die "Kafka exited during startup (log: $logfile)"
+		fi
+		if ((SECONDS >= deadline)); then
+			tail -n 40 "$logfile" >&2
+			die "Kafka did not answer metadata on 127.0.0.1:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s (log: $logfile)"
+		fi
+		sleep 0.5
+	done
+	log "Kafka $KAFKA_VERSION ready on 127.0.0.1:$KAFKA_PORT in $(elapsed "$started")s (storage format + broker start) (pid $(cat "$pidfile"), log $logfile): $info"
+}
+
+start_redis() {
+	local pidfile="$REDIS_RUN_DIR/redis.pid"
+	if pid_alive "$pidfile"; then
+		log "Redis from an earlier run is still up (pid $(cat "$pidfile")): restarting it empty"
+	fi
+	bash "$LOCAL_DIR/stop.sh" redis
+
+	command -v redis-server >/dev/null || die "redis-server not found: run deploy/local/install.sh"
+	if port_in_use "$REDIS_PORT"; then
+		die "127.0.0.1:$REDIS_PORT is taken by another process (a system redis-server?): stop it, or choose another port with REDIS_PORT"
+	fi
+	mkdir -p "$REDIS_RUN_DIR"
+
+	# In memory only: no RDB snapshots, no AOF.
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+		--save '' --appendonly no \
+		--dir "$REDIS_RUN_DIR" \
+		--daemonize yes --pidfile "$pidfile" --logfile "$REDIS_RUN_DIR/redis.log"
+
+	local deadline=$((SECONDS + 15))
+	until [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; do
+		if ((SECONDS >= deadline)); then
+			tail -n 20 "$REDIS_RUN_DIR/redis.log" >&2 || true
+			die "Redis did not answer PING on 127.0.0.1:$REDIS_PORT within 15s"
+		fi
+		sleep 0.2
+	done
+	log "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready on 127.0.0.1:$REDIS_PORT (pid $(cat "$pidfile"), log $REDIS_RUN_DIR/redis.log)"
+}
+
+what="${1:-all}"
+case "$what" in
+all)
+	start_redis
+	start_kafka
+	;;
+kafka) start_kafka ;;
+redis) start_redis ;;
+*) die "usage: $0 [kafka|redis]" ;;
+esac
+
+if [[ "$what" == all ]]; then
+	log "stack up; point tests at it with:"
+	printf 'export IDSYNC_TEST_KAFKA=127.0.0.1:%s IDSYNC_TEST_REDIS=127.0.0.1:%s\n' "$KAFKA_PORT" "$REDIS_PORT"
+fi
