@@ -94,6 +94,15 @@ start_kafka() {
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
 		"${java_cmd[@]}" kafka.Kafka "$props" >>"$logfile" 2>&1 </dev/null &
 
+	# The detached shell writes the pid file itself; wait for it, or a fast
+	# probe build would see no pid and report a running broker as dead.
+	local launched=$!
+	for _ in $(seq 50); do
+		[[ -s "$pidfile" ]] && break
+		kill -0 "$launched" 2>/dev/null || break
+		sleep 0.1
+	done
+
 	if ! wait "$build_pid"; then
 		die "building deploy/local/kafkaready failed"
 	fi
