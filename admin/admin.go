@@ -1,0 +1,165 @@
+// Package admin serves idsync's admin API (DESIGN.md §9): HTTP JSON to
+// create, read, edit and delete connections and their ID Sync
+// configuration, read their audit log, list the destination types, and
+// preview what idsync would do with an event under a configuration.
+//
+// The package authenticates and authorizes calls with bearer tokens,
+// validates input with the idsync domain package and talks to the connection
+// store through the small Store interface it declares. It does not listen
+// (the caller mounts Server on its own listener), store anything itself, or
+// touch Kafka: preview runs idsync.Process in memory.
+package admin
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// Scope is what a token may do.
+type Scope string
+
+// The scopes. Write implies read.
+const (
+	// ScopeRead allows GET requests and POST /v1/preview.
+	ScopeRead Scope = "read"
+	// ScopeWrite allows everything, including PUT and DELETE of connections.
+	ScopeWrite Scope = "write"
+)
+
+// allows reports whether a token of scope s may make a call needing need.
+func (s Scope) allows(need Scope) bool {
+	return s == ScopeWrite || (s == ScopeRead && need == ScopeRead)
+}
+
+// Token is one API credential. Name identifies it in logs and as the audit
+// actor; Secret is what clients send as "Authorization: Bearer <Secret>" and
+// is never logged.
+type Token struct {
+	Name   string
+	Secret string
+	Scope  Scope
+}
+
+// DefaultMaxBodyBytes is the largest request body accepted by default.
+const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultTopicTemplate is the output topic template preview reports when
+// Options.Topics is unset.
+const DefaultTopicTemplate = "idsync.dest.{destination_id}"
+
+// Options configure a Server. Zero fields take their defaults.
+type Options struct {
+	// Tokens are the accepted credentials; at least one is required, names
+	// and secrets must be unique.
+	Tokens []Token
+	// MaxBodyBytes bounds request bodies (default 1 MiB); larger bodies get
+	// 413.
+	MaxBodyBytes int64
+	// Limits bound the events preview decodes (zero fields take
+	// idsync.DefaultLimits).
+	Limits idsync.Limits
+	// Process tunes preview's idsync.Process (default idsync.DefaultOptions()).
+	Process idsync.Options
+	// Topics names the output topic preview reports (default
+	// DefaultTopicTemplate).
+	Topics idsync.TopicTemplate
+	// Activation is the timing rule the store applies (default
+	// idsync.DefaultActivation()). The server uses it to leave versions
+	// past retention out of what it shows.
+	Activation idsync.Activation
+	// Now is the clock (default time.Now). It decides which version is
+	// active or pending, and is preview's processor clock.
+	Now func() time.Time
+	// Logger receives one line per request and the details of store
+	// failures (default: discard). No line holds a token secret, a request
+	// body or a path id.
+	Logger *slog.Logger
+}
+
+// Server is the admin API's http.Handler. It is safe for concurrent use.
+type Server struct {
+	st     Store
+	opt    Options
+	tokens []tokenHash
+	mux    *http.ServeMux
+	log    *slog.Logger
+}
+
+// tokenHash is a token with its secret's SHA-256, so that every comparison
+// is of equal length.
+type tokenHash struct {
+	name  string
+	scope Scope
+	sum   [sha256.Size]byte
+}
+
+// New returns a Server over st. It checks opt and applies the defaults; an
+// invalid option is an error naming it.
+func New(st Store, opt Options) (*Server, error) {
+	if st == nil {
+		return nil, errors.New("admin: nil store")
+	}
+	if len(opt.Tokens) == 0 {
+		return nil, errors.New("admin: no tokens configured")
+	}
+	names := map[string]bool{}
+	secrets := map[string]bool{}
+	tokens := make([]tokenHash, 0, len(opt.Tokens))
+	for i, t := range opt.Tokens {
+		switch {
+		case t.Name == "":
+			return nil, fmt.Errorf("admin: tokens[%d]: name is required", i)
+		case t.Secret == "":
+			return nil, fmt.Errorf("admin: token %q: secret is required", t.Name)
+		case t.Scope != ScopeRead && t.Scope != ScopeWrite:
+			return nil, fmt.Errorf("admin: token %q: scope %q must be read or write", t.Name, t.Scope)
+		case names[t.Name]:
+			return nil, fmt.Errorf("admin: token name %q is used twice", t.Name)
+		case secrets[t.Secret]:
+			return nil, fmt.Errorf("admin: token %q has the same secret as another token", t.Name)
+		}
+		names[t.Name], secrets[t.Secret] = true, true
+		tokens = append(tokens, tokenHash{name: t.Name, scope: t.Scope, sum: sha256.Sum256([]byte(t.Secret))})
+	}
+	if opt.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("admin: max body bytes %d is negative", opt.MaxBodyBytes)
+	}
+	if opt.MaxBodyBytes == 0 {
+		opt.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opt.Process == (idsync.Options{}) {
+		opt.Process = idsync.DefaultOptions()
+	}
+	if err := opt.Process.Check(); err != nil {
+		return nil, fmt.Errorf("admin: process options: %w", err)
+	}
+	if opt.Topics == (idsync.TopicTemplate{}) {
+		t, err := idsync.ParseTopicTemplate(DefaultTopicTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("admin: default topic template: %w", err)
+		}
+		opt.Topics = t
+	}
+	if opt.Activation == (idsync.Activation{}) {
+		opt.Activation = idsync.DefaultActivation()
+	}
+	if err := opt.Activation.Check(); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{st: st, opt: opt, tokens: tokens, log: log}
+	s.routes()
+	return s, nil
+}

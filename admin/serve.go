@@ -1,0 +1,235 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// Route patterns. The server matches paths with http.ServeMux and methods
+// itself, so that 404 and 405 answers are JSON like every other error.
+const (
+	patternConnection  = "/v1/spaces/{space}/audiences/{audience}/connections/{destination}"
+	patternConnections = "/v1/spaces/{space}/audiences/{audience}/connections"
+	patternHistory     = "/v1/spaces/{space}/audiences/{audience}/connections/{destination}/history"
+	patternTypes       = "/v1/destination-types"
+	patternPreview     = "/v1/preview"
+)
+
+// endpoint is one method of a route.
+type endpoint struct {
+	method  string
+	scope   Scope
+	handler func(http.ResponseWriter, *http.Request, *call)
+}
+
+// call is what the server knows about a request while serving it.
+type call struct {
+	token string // the token's name: the audit actor and the log's "token"
+	scope Scope
+	route string // "METHOD pattern", for the log
+}
+
+type callKey struct{}
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	s.handle(patternConnection,
+		endpoint{http.MethodGet, ScopeRead, s.getConnection},
+		endpoint{http.MethodPut, ScopeWrite, s.putConnection},
+		endpoint{http.MethodDelete, ScopeWrite, s.deleteConnection})
+	s.handle(patternConnections, endpoint{http.MethodGet, ScopeRead, s.listConnections})
+	s.handle(patternHistory, endpoint{http.MethodGet, ScopeRead, s.history})
+	s.handle(patternTypes, endpoint{http.MethodGet, ScopeRead, s.types})
+	s.handle(patternPreview, endpoint{http.MethodPost, ScopeRead, s.preview})
+}
+
+// handle registers pattern for any method and dispatches on the method:
+// an unknown one gets 405 with Allow, an insufficient scope 403.
+func (s *Server) handle(pattern string, eps ...endpoint) {
+	methods := make([]string, len(eps))
+	for i, e := range eps {
+		methods[i] = e.method
+	}
+	allow := strings.Join(methods, ", ")
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		c, ok := r.Context().Value(callKey{}).(*call)
+		if !ok {
+			writeError(w, http.StatusInternalServerError, "internal error", nil)
+			return
+		}
+		for _, e := range eps {
+			if e.method != r.Method {
+				continue
+			}
+			c.route = r.Method + " " + pattern
+			if !c.scope.allows(e.scope) {
+				writeError(w, http.StatusForbidden, "token "+c.token+" has scope "+string(c.scope)+"; this call needs scope "+string(e.scope), nil)
+				return
+			}
+			e.handler(w, r, c)
+			return
+		}
+		c.route = pattern
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed; allowed: "+allow, nil)
+	})
+}
+
+// ServeHTTP authenticates the request, routes it, serves it and logs one
+// line about it. It never panics: a panic in a handler is logged and
+// answered with 500.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	c := &call{route: "-", token: "-"}
+	defer s.finish(sw, r, c, start)
+
+	tok, ok := s.authenticate(r)
+	if !ok {
+		sw.Header().Set("WWW-Authenticate", `Bearer realm="idsync"`)
+		writeError(sw, http.StatusUnauthorized, "missing or invalid bearer token", nil)
+		return
+	}
+	c.token, c.scope = tok.name, tok.scope
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		writeError(sw, http.StatusNotFound, "no such endpoint", nil)
+		return
+	}
+	s.mux.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// finish recovers from a handler panic and writes the request's log line.
+// The line names the method, the route pattern (never the path, which holds
+// ids), the status, the duration and the token's name.
+func (s *Server) finish(sw *statusWriter, r *http.Request, c *call, start time.Time) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.log.Error("admin: handler panic", "route", c.route, "panic", v)
+		if sw.status == 0 {
+			writeError(sw, http.StatusInternalServerError, "internal error", nil)
+		}
+	}
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	method := r.Method
+	if len(method) > 16 {
+		method = method[:16]
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "admin request",
+		slog.String("method", method),
+		slog.String("route", c.route),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("token", c.token))
+}
+
+// authenticate finds the token of the request's bearer credential. Secrets
+// are compared as SHA-256 digests with crypto/subtle, against every token
+// without an early exit, so the time taken says nothing about how close a
+// guess was or which token matched.
+func (s *Server) authenticate(r *http.Request) (tokenHash, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, secret, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return tokenHash{}, false
+	}
+	secret = strings.TrimSpace(secret)
+	if secret == "" {
+		return tokenHash{}, false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	found := -1
+	for i := range s.tokens {
+		eq := subtle.ConstantTimeCompare(sum[:], s.tokens[i].sum[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return tokenHash{}, false
+	}
+	return s.tokens[found], true
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// errorBody is every error response: a message and, for invalid input, the
+// problems with their field paths.
+type errorBody struct {
+	Error    string           `json:"error"`
+	Problems []idsync.Problem `json:"problems,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, problems []idsync.Problem) {
+	writeJSON(w, status, errorBody{Error: msg, Problems: problems})
+}
+
+// writeJSON writes v as the response. HTML characters are not escaped, so
+// the envelopes preview embeds keep their bytes.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error":"internal error"}` + "\n")
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// storeError answers a failed store call: the expected conditions with
+// their status, anything else with 500 and the error in the log.
+func (s *Server) storeError(w http.ResponseWriter, c *call, op string, err error) {
+	switch {
+	case errors.Is(err, idsync.ErrNotFound):
+		writeError(w, http.StatusNotFound, "connection not found", nil)
+	case errors.Is(err, ErrPreconditionFailed):
+		writeError(w, http.StatusPreconditionFailed, "If-Match does not name the connection's newest version; read it again and retry", nil)
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, "the connection was edited concurrently; read it again and retry", nil)
+	case errors.Is(err, ErrInvalidKey):
+		writeError(w, http.StatusBadRequest, "the store refused the connection key", nil)
+	default:
+		s.log.Error("admin: store failure", "route", c.route, "op", op, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error", nil)
+	}
+}
