@@ -1,0 +1,188 @@
+package pipeline
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// partition processes one partition's records of a batch in offset order.
+// It returns the record it stopped at when that record's configuration
+// cannot be read (the caller rewinds the partition to it), or nil when
+// every record was handled.
+func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *kgo.Record {
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			return rec // past the shutdown deadline: leave the rest uncommitted
+		}
+		start := time.Now()
+		now := p.cfg.Now()
+		ev, err := idsync.Decode(rec.Value, now, p.cfg.Limits)
+		if err != nil {
+			p.m.input.Inc()
+			a.deadLetter(ctx, rec, idsync.CodeOf(err), err.Error(), "")
+			p.m.processTime.Observe(time.Since(start).Seconds())
+			continue
+		}
+		conns, err := p.src.Connections(ctx, ev.SpaceID, ev.AudienceID)
+		if err != nil {
+			p.log.Warn("configuration unavailable; partition waits", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "err", err)
+			return rec
+		}
+		p.m.input.Inc()
+		res := idsync.Process(ev, conns, now, p.cfg.Options)
+		p.m.processTime.Observe(time.Since(start).Seconds())
+		p.count(&res)
+		in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
+		for i := range res.Outputs {
+			o := &res.Outputs[i]
+			topic := p.cfg.Topics.Topic(o.DestinationID)
+			if err := p.topics.ensure(ctx, topic); err != nil {
+				a.fail(err)
+				return rec
+			}
+			a.produce(ctx, &kgo.Record{
+				Topic: topic,
+				Key:   []byte(o.Key),
+				Value: o.Value,
+				Headers: []kgo.RecordHeader{
+					{Key: idsync.HeaderSource, Value: sourceHeader(rec)},
+					{Key: idsync.HeaderConfigVersion, Value: strconv.AppendInt(nil, o.ConfigVersion, 10)},
+				},
+			}, p.outputC[o.DestinationType], in)
+		}
+		for _, d := range res.DeadLetters {
+			a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
+		}
+	}
+	return nil
+}
+
+// count records the skips, unmatched connections and invalid identifiers of
+// a result.
+func (p *Pipeline) count(res *idsync.Result) {
+	if res.NoConnections {
+		p.m.skipped.WithLabelValues(idsync.SkipNoConnections).Inc()
+	}
+	for _, t := range res.Unmatched {
+		p.m.unmatched.WithLabelValues(string(t)).Inc()
+	}
+	for t, n := range res.Invalid {
+		p.m.invalid.WithLabelValues(string(t)).Add(float64(n))
+	}
+}
+
+func sourceHeader(rec *kgo.Record) []byte {
+	b := make([]byte, 0, len(rec.Topic)+24)
+	b = append(b, rec.Topic...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(rec.Partition), 10)
+	b = append(b, '/')
+	return strconv.AppendInt(b, rec.Offset, 10)
+}
+
+// acks tracks the records produced for one batch: it waits for all of them
+// and remembers the first failure.
+type acks struct {
+	p   *Pipeline
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+func newAcks(p *Pipeline) *acks { return &acks{p: p} }
+
+// inputAck follows one input record's outputs, to observe the end-to-end
+// latency when the last one is acknowledged.
+type inputAck struct {
+	remaining atomic.Int32
+	ts        time.Time
+}
+
+func (a *acks) input(rec *kgo.Record, outputs int) *inputAck {
+	if outputs == 0 {
+		return nil
+	}
+	in := &inputAck{ts: rec.Timestamp}
+	in.remaining.Store(int32(outputs))
+	return in
+}
+
+type counter interface{ Inc() }
+
+// produce sends r; its promise counts it and releases the batch's wait.
+// Produce blocks while the producer's buffer is full (backpressure).
+func (a *acks) produce(ctx context.Context, r *kgo.Record, c counter, in *inputAck) {
+	a.wg.Add(1)
+	promise := func(r *kgo.Record, err error) {
+		defer a.wg.Done()
+		if err != nil {
+			a.p.m.produceErrors.Inc()
+			a.p.log.Error("producing a record", "topic", r.Topic, "err", err)
+			a.fail(err)
+			return
+		}
+		c.Inc()
+		if in != nil && in.remaining.Add(-1) == 0 {
+			a.p.m.endToEnd.Observe(time.Since(in.ts).Seconds())
+		}
+	}
+	if a.p.sess != nil {
+		a.p.sess.Produce(ctx, r, promise)
+	} else {
+		a.p.cl.Produce(ctx, r, promise)
+	}
+}
+
+// deadLetter produces the original bytes of rec to the DLQ topic with the
+// error headers of DESIGN.md §7.
+func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string) {
+	a.deadLetterFor(ctx, rec, code, msg, destination, nil)
+}
+
+func (a *acks) deadLetterFor(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
+	headers := []kgo.RecordHeader{
+		{Key: idsync.HeaderErrorCode, Value: []byte(code)},
+		{Key: idsync.HeaderError, Value: []byte(msg)},
+		{Key: idsync.HeaderSourceTopic, Value: []byte(rec.Topic)},
+		{Key: idsync.HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+		{Key: idsync.HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+	}
+	if destination != "" {
+		headers = append(headers, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination)})
+	}
+	a.produce(ctx, &kgo.Record{
+		Topic:   a.p.cfg.DLQTopic,
+		Key:     rec.Key,
+		Value:   rec.Value,
+		Headers: headers,
+	}, a.p.dlqC[code], in)
+}
+
+func (a *acks) fail(err error) {
+	a.mu.Lock()
+	if a.err == nil {
+		a.err = err
+	}
+	a.mu.Unlock()
+}
+
+// wait blocks until every promise of the batch has run.
+func (a *acks) wait() { a.wg.Wait() }
+
+// failure returns the first produce failure, if any.
+func (a *acks) failure() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// done counts a committed batch.
+func (a *acks) done() { a.p.m.batches.Inc() }
