@@ -1,0 +1,327 @@
+// Package config loads idsync's service configuration: it is the one place
+// that reads viper. Load merges defaults, an idsync.yaml file, IDSYNC_*
+// environment variables and command-line flags (in increasing order of
+// precedence), reads secrets from files, validates every setting and returns
+// a typed Config. Other packages take the plain values or the helpers
+// (Limits, Options, Activation, TopicTemplate, TLSConfig, UniversalOptions);
+// none of them reads viper, the environment or a config file.
+//
+// Non-goals: reloading at run time (a changed setting needs a restart),
+// connection configurations (those are data, kept in Redis and edited
+// through the admin API), and building clients (the wiring does that).
+//
+// docs/configuration.md is the reference of every setting; a test keeps it
+// in step with Default.
+package config
+
+import (
+	"time"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// Config is the whole idsync configuration. Durations are time.Duration and
+// sizes are bytes. The zero value is not useful: start from Default or Load.
+type Config struct {
+	// Kafka is the Kafka client, topics and delivery guarantee.
+	Kafka Kafka `mapstructure:"kafka"`
+	// Redis is where connection configurations are stored.
+	Redis Redis `mapstructure:"redis"`
+	// Connections tunes activation and the in-process configuration cache.
+	Connections Connections `mapstructure:"connections"`
+	// Processing bounds what one input record may cost.
+	Processing Processing `mapstructure:"processing"`
+	// Admin is the admin HTTP API.
+	Admin Admin `mapstructure:"admin"`
+	// Ops is the metrics and health listener.
+	Ops Ops `mapstructure:"ops"`
+	// Log is the process log.
+	Log Log `mapstructure:"log"`
+	// ShutdownTimeout bounds a graceful shutdown after SIGTERM.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// Embedded runs idsync on an in-process Kafka and Redis with a demo stream.
+	Embedded Embedded `mapstructure:"embedded"`
+}
+
+// Delivery is the delivery guarantee of DESIGN.md §8.
+type Delivery string
+
+// The delivery guarantees.
+const (
+	// AtLeastOnce commits input offsets only after every record produced
+	// from them is acknowledged: a crash may repeat records, never lose them.
+	AtLeastOnce Delivery = "at_least_once"
+	// ExactlyOnce uses Kafka transactions: a crash neither loses nor repeats
+	// records (for consumers reading read_committed).
+	ExactlyOnce Delivery = "exactly_once"
+)
+
+// The SASL mechanisms Kafka.SASL.Mechanism accepts ("" disables SASL).
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// Kafka configures the Kafka client, the topics idsync reads and writes and
+// the delivery guarantee.
+type Kafka struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `mapstructure:"brokers"`
+	// ClientID is the Kafka client id.
+	ClientID string `mapstructure:"client_id"`
+	// InputTopic holds the audience-membership events.
+	InputTopic string `mapstructure:"input_topic"`
+	// GroupID is the consumer group every instance joins.
+	GroupID string `mapstructure:"group_id"`
+	// DLQTopic receives records idsync cannot process.
+	DLQTopic string `mapstructure:"dlq_topic"`
+	// OutputTopicTemplate names the per-destination output topics; it holds
+	// {destination_id} exactly once.
+	OutputTopicTemplate string `mapstructure:"output_topic_template"`
+	// Delivery is at_least_once or exactly_once.
+	Delivery Delivery `mapstructure:"delivery"`
+	// TransactionalIDPrefix prefixes the transactional ids used with
+	// exactly_once.
+	TransactionalIDPrefix string `mapstructure:"transactional_id_prefix"`
+	// CreateTopics creates missing output and dead-letter topics.
+	CreateTopics bool `mapstructure:"create_topics"`
+	// TopicPartitions is the partition count of topics idsync creates.
+	TopicPartitions int `mapstructure:"topic_partitions"`
+	// TopicReplicationFactor is the replication factor of topics idsync
+	// creates; -1 takes the broker's default.
+	TopicReplicationFactor int `mapstructure:"topic_replication_factor"`
+	// SessionTimeout is the consumer group session timeout.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// RebalanceTimeout bounds how long a member may take to rejoin a rebalance.
+	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout"`
+	// FetchMaxBytes bounds one fetch response (fits in an int32).
+	FetchMaxBytes int `mapstructure:"fetch_max_bytes"`
+	// ProducerBatchMaxBytes bounds one produced record batch (fits in an int32).
+	ProducerBatchMaxBytes int `mapstructure:"producer_batch_max_bytes"`
+	// ProducerLinger is how long the producer waits to fill a batch.
+	ProducerLinger time.Duration `mapstructure:"producer_linger"`
+	// MaxBufferedRecords bounds the records buffered in the producer
+	// (producing blocks when it is full).
+	MaxBufferedRecords int `mapstructure:"max_buffered_records"`
+	// DialTimeout bounds opening a connection to a broker.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// SASL authenticates to the brokers.
+	SASL SASL `mapstructure:"sasl"`
+	// TLS encrypts connections to the brokers.
+	TLS TLS `mapstructure:"tls"`
+}
+
+// SASL configures SASL authentication to Kafka.
+type SASL struct {
+	// Mechanism is "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; "" disables SASL.
+	Mechanism string `mapstructure:"mechanism"`
+	// Username is required when Mechanism is set.
+	Username string `mapstructure:"username"`
+	// Password is required when Mechanism is set (directly or from PasswordFile).
+	Password string `mapstructure:"password"`
+	// PasswordFile is a file holding the password. Load reads it into
+	// Password (trailing newline trimmed) and clears PasswordFile.
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// TLS configures a TLS client. The files are PEM.
+type TLS struct {
+	// Enabled turns TLS on; the other settings need it.
+	Enabled bool `mapstructure:"enabled"`
+	// CAFile holds the CAs that verify the server; "" uses the system pool.
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile is the client certificate (set with KeyFile).
+	CertFile string `mapstructure:"cert_file"`
+	// KeyFile is the client certificate's private key (set with CertFile).
+	KeyFile string `mapstructure:"key_file"`
+	// ServerName overrides the name verified in the server's certificate.
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify disables server certificate verification (tests only).
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// Redis configures the Redis client. One address is a standalone server,
+// several are a cluster, unless MasterName is set: then they are sentinels.
+type Redis struct {
+	// Addrs are host:port addresses of the server, cluster nodes or sentinels.
+	Addrs []string `mapstructure:"addrs"`
+	// MasterName selects sentinel mode: the name of the monitored master.
+	MasterName string `mapstructure:"master_name"`
+	// Username is the ACL user ("" = default user).
+	Username string `mapstructure:"username"`
+	// Password authenticates to Redis.
+	Password string `mapstructure:"password"`
+	// PasswordFile is a file holding the password. Load reads it into
+	// Password (trailing newline trimmed) and clears PasswordFile.
+	PasswordFile string `mapstructure:"password_file"`
+	// SentinelPassword authenticates to the sentinels (sentinel mode only).
+	SentinelPassword string `mapstructure:"sentinel_password"`
+	// DB is the database number (0 in cluster mode).
+	DB int `mapstructure:"db"`
+	// KeyPrefix prefixes every key idsync writes.
+	KeyPrefix string `mapstructure:"key_prefix"`
+	// DialTimeout bounds opening a connection.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// ReadTimeout bounds reading one reply.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// WriteTimeout bounds writing one command.
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// TLS encrypts connections to Redis.
+	TLS TLS `mapstructure:"tls"`
+}
+
+// Connections tunes the activation of configuration versions (DESIGN.md §3)
+// and the in-process cache of connection configurations.
+type Connections struct {
+	// ActivationDelay is how long after an edit the new version applies.
+	ActivationDelay time.Duration `mapstructure:"activation_delay"`
+	// RetainSuperseded is how long a superseded version is kept.
+	RetainSuperseded time.Duration `mapstructure:"retain_superseded"`
+	// AuditLimit is how many audit entries are kept per connection.
+	AuditLimit int `mapstructure:"audit_limit"`
+	// CacheMaxEntries bounds the entries held in the cache.
+	CacheMaxEntries int `mapstructure:"cache_max_entries"`
+	// CacheTTL is how long a cached entry is used before Redis is read again.
+	CacheTTL time.Duration `mapstructure:"cache_ttl"`
+}
+
+// Processing bounds the work of one input record and of the records in flight.
+type Processing struct {
+	// MaxRecordBytes is the largest input record accepted.
+	MaxRecordBytes int `mapstructure:"max_record_bytes"`
+	// MaxExternalIDs is the most external_ids one event may hold.
+	MaxExternalIDs int `mapstructure:"max_external_ids"`
+	// MaxFutureSkew is how far ahead of the clock a timestamp may be.
+	MaxFutureSkew time.Duration `mapstructure:"max_future_skew"`
+	// MaxCombinations bounds the records one event produces for one destination.
+	MaxCombinations int `mapstructure:"max_combinations"`
+	// PhoneRegion is the region of phone numbers without a country code.
+	PhoneRegion string `mapstructure:"phone_region"`
+	// MaxInflightRecords bounds the input records fetched but not yet committed.
+	MaxInflightRecords int `mapstructure:"max_inflight_records"`
+	// MaxInflightBytes bounds the bytes of those records.
+	MaxInflightBytes int64 `mapstructure:"max_inflight_bytes"`
+}
+
+// Scope is what an admin token may do.
+type Scope string
+
+// The admin token scopes.
+const (
+	// ScopeRead may read connections, history, the catalog and preview.
+	ScopeRead Scope = "read"
+	// ScopeWrite may also create, edit and delete connections.
+	ScopeWrite Scope = "write"
+)
+
+// Admin configures the admin HTTP API (DESIGN.md §9).
+type Admin struct {
+	// Listen is host:port; "" disables the admin API.
+	Listen string `mapstructure:"listen"`
+	// Tokens are the accepted bearer tokens.
+	Tokens []Token `mapstructure:"tokens"`
+	// MaxBodyBytes bounds a request body (larger gets 413).
+	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+}
+
+// Token is one admin bearer token.
+type Token struct {
+	// Name identifies the token in logs and the audit log (never the token itself).
+	Name string `mapstructure:"name"`
+	// Token is the secret.
+	Token string `mapstructure:"token"`
+	// TokenFile is a file holding the secret. Load reads it into Token
+	// (trailing newline trimmed) and clears TokenFile.
+	TokenFile string `mapstructure:"token_file"`
+	// Scope is read or write.
+	Scope Scope `mapstructure:"scope"`
+}
+
+// Ops configures the operations listener (/metrics, /healthz, /readyz).
+type Ops struct {
+	// Listen is host:port.
+	Listen string `mapstructure:"listen"`
+}
+
+// Log configures the process log.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is json or text.
+	Format string `mapstructure:"format"`
+}
+
+// Embedded configures "idsync run --embedded": an in-process Kafka (kfake)
+// and Redis (miniredis) with a synthetic event stream, for demos.
+type Embedded struct {
+	// Enabled runs on the embedded Kafka and Redis instead of kafka.brokers
+	// and redis.addrs.
+	Enabled bool `mapstructure:"enabled"`
+	// DemoRate is the events per second of the synthetic stream (0 = none).
+	DemoRate int `mapstructure:"demo_rate"`
+	// KafkaPort is the embedded Kafka's port on 127.0.0.1 (0 = any free port).
+	KafkaPort int `mapstructure:"kafka_port"`
+	// RedisPort is the embedded Redis's port on 127.0.0.1 (0 = any free port).
+	RedisPort int `mapstructure:"redis_port"`
+}
+
+// Default returns every default setting. It is the single place defaults
+// live (those the domain package owns are taken from it); Load starts from
+// it. The result is valid and a new value each call.
+func Default() Config {
+	lim, opt, act := idsync.DefaultLimits(), idsync.DefaultOptions(), idsync.DefaultActivation()
+	return Config{
+		Kafka: Kafka{
+			Brokers:                []string{"127.0.0.1:9092"},
+			ClientID:               "idsync",
+			InputTopic:             "idsync.audience-membership",
+			GroupID:                "idsync",
+			DLQTopic:               "idsync.dlq",
+			OutputTopicTemplate:    "idsync.dest.{destination_id}",
+			Delivery:               AtLeastOnce,
+			TransactionalIDPrefix:  "idsync",
+			CreateTopics:           true,
+			TopicPartitions:        6,
+			TopicReplicationFactor: -1,
+			SessionTimeout:         45 * time.Second,
+			RebalanceTimeout:       60 * time.Second,
+			FetchMaxBytes:          50 << 20,
+			ProducerBatchMaxBytes:  1 << 20,
+			ProducerLinger:         10 * time.Millisecond,
+			MaxBufferedRecords:     50000,
+			DialTimeout:            10 * time.Second,
+		},
+		Redis: Redis{
+			Addrs:        []string{"127.0.0.1:6379"},
+			KeyPrefix:    "idsync:",
+			DialTimeout:  5 * time.Second,
+			ReadTimeout:  3 * time.Second,
+			WriteTimeout: 3 * time.Second,
+		},
+		Connections: Connections{
+			ActivationDelay:  act.Delay,
+			RetainSuperseded: act.RetainSuperseded,
+			AuditLimit:       100,
+			CacheMaxEntries:  100000,
+			CacheTTL:         60 * time.Second,
+		},
+		Processing: Processing{
+			MaxRecordBytes:     lim.MaxRecordBytes,
+			MaxExternalIDs:     lim.MaxExternalIDs,
+			MaxFutureSkew:      lim.MaxFutureSkew,
+			MaxCombinations:    opt.MaxCombinations,
+			PhoneRegion:        opt.PhoneRegion,
+			MaxInflightRecords: 10000,
+			MaxInflightBytes:   64 << 20,
+		},
+		Admin: Admin{
+			Listen:       "127.0.0.1:8088",
+			MaxBodyBytes: 1 << 20,
+		},
+		Ops:             Ops{Listen: "127.0.0.1:9464"},
+		Log:             Log{Level: "info", Format: "json"},
+		ShutdownTimeout: 20 * time.Second,
+		Embedded:        Embedded{DemoRate: 50, KafkaPort: 9092},
+	}
+}

@@ -1,0 +1,160 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// Limits returns the decoding limits for idsync.Decode.
+func (p Processing) Limits() idsync.Limits {
+	return idsync.Limits{
+		MaxRecordBytes: p.MaxRecordBytes,
+		MaxExternalIDs: p.MaxExternalIDs,
+		MaxFutureSkew:  p.MaxFutureSkew,
+	}
+}
+
+// Options returns the options for idsync.Process; what is not configurable
+// (rows per Facebook record) keeps idsync.DefaultOptions.
+func (p Processing) Options() idsync.Options {
+	o := idsync.DefaultOptions()
+	o.MaxCombinations = p.MaxCombinations
+	o.PhoneRegion = p.PhoneRegion
+	return o
+}
+
+// Activation returns the activation rules of configuration versions.
+func (c Connections) Activation() idsync.Activation {
+	return idsync.Activation{Delay: c.ActivationDelay, RetainSuperseded: c.RetainSuperseded}
+}
+
+// TopicTemplate parses OutputTopicTemplate. After Validate it cannot fail.
+func (k Kafka) TopicTemplate() (idsync.TopicTemplate, error) {
+	return idsync.ParseTopicTemplate(k.OutputTopicTemplate)
+}
+
+// TLSConfig returns the TLS client configuration of the Kafka connections,
+// or nil when kafka.tls.enabled is false. It reads the CA and certificate
+// files; an error is an *Error naming the setting and path.
+func (k Kafka) TLSConfig() (*tls.Config, error) {
+	return k.TLS.config("kafka.tls")
+}
+
+// TLSConfig returns the TLS client configuration of the Redis connections,
+// or nil when redis.tls.enabled is false. It reads the CA and certificate
+// files; an error is an *Error naming the setting and path.
+func (r Redis) TLSConfig() (*tls.Config, error) {
+	return r.TLS.config("redis.tls")
+}
+
+func (t TLS) config(key string) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	var ps problems
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // an explicit, documented setting for tests
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		switch {
+		case err != nil:
+			ps.add(key+".ca_file", "reading %q: %v", t.CAFile, pathErr(err))
+		default:
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				ps.add(key+".ca_file", "%q holds no PEM certificate", t.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			ps.add(key+".cert_file", "loading %q with key %q: %v", t.CertFile, t.KeyFile, pathErr(err))
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// pathErr drops the path from a file error (the message names it already).
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// The Redis deployment modes, chosen by redis.addrs and redis.master_name.
+const (
+	RedisStandalone = "standalone"
+	RedisCluster    = "cluster"
+	RedisSentinel   = "sentinel"
+)
+
+// Mode returns RedisSentinel when MasterName is set, RedisCluster with
+// several addresses, RedisStandalone otherwise — the client
+// redis.NewUniversalClient builds from UniversalOptions.
+func (r Redis) Mode() string {
+	switch {
+	case r.MasterName != "":
+		return RedisSentinel
+	case len(r.Addrs) > 1:
+		return RedisCluster
+	}
+	return RedisStandalone
+}
+
+// UniversalOptions returns the options for redis.NewUniversalClient, which
+// builds a standalone, cluster or sentinel client as Mode says. It reads the
+// TLS files (see TLSConfig). Pool sizes and retries keep go-redis defaults.
+func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
+	tc, err := r.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	o := &redis.UniversalOptions{
+		Addrs:        append([]string(nil), r.Addrs...),
+		DB:           r.DB,
+		Username:     r.Username,
+		Password:     r.Password,
+		MasterName:   r.MasterName,
+		DialTimeout:  r.DialTimeout,
+		ReadTimeout:  r.ReadTimeout,
+		WriteTimeout: r.WriteTimeout,
+		TLSConfig:    tc,
+	}
+	if r.MasterName != "" {
+		o.SentinelPassword = r.SentinelPassword
+	}
+	return o, nil
+}
+
+// SlogLevel returns Level as a slog.Level (info for an invalid level, which
+// Validate refuses).
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,291 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// MinTokenLen is the shortest admin token accepted (16 or more is advised).
+const MinTokenLen = 8
+
+// topicRE is a legal Kafka topic name.
+var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+// Validate checks every setting of c and returns an *Error naming each
+// invalid one by its key (e.g. `kafka.delivery: must be at_least_once or
+// exactly_once (got "twice")`), or nil. It reads no file: a *_file setting
+// counts as its value being present (Load has already read them), and TLS
+// files are checked by TLSConfig. Messages never hold a secret's value.
+func (c *Config) Validate() error {
+	var ps problems
+	c.Kafka.validate(&ps)
+	c.Redis.validate(&ps)
+	c.Connections.validate(&ps)
+	c.Processing.validate(&ps)
+	c.Admin.validate(&ps)
+	listen(&ps, "ops.listen", c.Ops.Listen, false)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		ps.add("log.format", "must be json or text (got %q)", c.Log.Format)
+	}
+	positive(&ps, "shutdown_timeout", c.ShutdownTimeout)
+	atLeast(&ps, "embedded.demo_rate", c.Embedded.DemoRate, 0)
+	port(&ps, "embedded.kafka_port", c.Embedded.KafkaPort)
+	port(&ps, "embedded.redis_port", c.Embedded.RedisPort)
+	return ps.err()
+}
+
+func (k *Kafka) validate(ps *problems) {
+	addrs(ps, "kafka.brokers", k.Brokers)
+	nonEmpty(ps, "kafka.client_id", k.ClientID)
+	topic(ps, "kafka.input_topic", k.InputTopic)
+	nonEmpty(ps, "kafka.group_id", k.GroupID)
+	topic(ps, "kafka.dlq_topic", k.DLQTopic)
+	if k.DLQTopic != "" && k.DLQTopic == k.InputTopic {
+		ps.add("kafka.dlq_topic", "must differ from kafka.input_topic")
+	}
+	if _, err := k.TopicTemplate(); err != nil {
+		ps.add("kafka.output_topic_template", "%v", err)
+	}
+	switch k.Delivery {
+	case AtLeastOnce:
+	case ExactlyOnce:
+		nonEmpty(ps, "kafka.transactional_id_prefix", k.TransactionalIDPrefix)
+	default:
+		ps.add("kafka.delivery", "must be %s or %s (got %q)", AtLeastOnce, ExactlyOnce, k.Delivery)
+	}
+	if k.TopicPartitions < 1 || k.TopicPartitions > math.MaxInt32 {
+		ps.add("kafka.topic_partitions", "must be at least 1 (got %d)", k.TopicPartitions)
+	}
+	if r := k.TopicReplicationFactor; r != -1 && (r < 1 || r > math.MaxInt16) {
+		ps.add("kafka.topic_replication_factor", "must be -1 (the broker's default) or at least 1 (got %d)", r)
+	}
+	positive(ps, "kafka.session_timeout", k.SessionTimeout)
+	positive(ps, "kafka.rebalance_timeout", k.RebalanceTimeout)
+	int32Size(ps, "kafka.fetch_max_bytes", k.FetchMaxBytes)
+	int32Size(ps, "kafka.producer_batch_max_bytes", k.ProducerBatchMaxBytes)
+	if k.ProducerLinger < 0 {
+		ps.add("kafka.producer_linger", "must not be negative (got %s)", formatDuration(k.ProducerLinger))
+	}
+	atLeast(ps, "kafka.max_buffered_records", k.MaxBufferedRecords, 1)
+	positive(ps, "kafka.dial_timeout", k.DialTimeout)
+
+	s := k.SASL
+	hasPassword := s.Password != "" || s.PasswordFile != ""
+	if s.Password != "" && s.PasswordFile != "" {
+		ps.add("kafka.sasl.password_file", "set kafka.sasl.password or kafka.sasl.password_file, not both")
+	}
+	switch s.Mechanism {
+	case "":
+		if s.Username != "" || hasPassword {
+			ps.add("kafka.sasl.mechanism", "must be set when kafka.sasl.username or a password is set")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if s.Username == "" {
+			ps.add("kafka.sasl.username", "required with kafka.sasl.mechanism %s", s.Mechanism)
+		}
+		if !hasPassword {
+			ps.add("kafka.sasl.password", "required with kafka.sasl.mechanism %s (or kafka.sasl.password_file)", s.Mechanism)
+		}
+	default:
+		ps.add("kafka.sasl.mechanism", "must be empty, %s, %s or %s (got %q)", SASLPlain, SASLScramSHA256, SASLScramSHA512, s.Mechanism)
+	}
+	k.TLS.validate(ps, "kafka.tls")
+}
+
+func (t TLS) validate(ps *problems, key string) {
+	if !t.Enabled {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"ca_file", t.CAFile != ""}, {"cert_file", t.CertFile != ""}, {"key_file", t.KeyFile != ""},
+			{"server_name", t.ServerName != ""}, {"insecure_skip_verify", t.InsecureSkipVerify},
+		} {
+			if f.set {
+				ps.add(key+"."+f.name, "set but %s.enabled is false", key)
+			}
+		}
+		return
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		if t.CertFile == "" {
+			ps.add(key+".cert_file", "required with %s.key_file", key)
+		} else {
+			ps.add(key+".key_file", "required with %s.cert_file", key)
+		}
+	}
+}
+
+func (r *Redis) validate(ps *problems) {
+	addrs(ps, "redis.addrs", r.Addrs)
+	if r.Password != "" && r.PasswordFile != "" {
+		ps.add("redis.password_file", "set redis.password or redis.password_file, not both")
+	}
+	if r.SentinelPassword != "" && r.MasterName == "" {
+		ps.add("redis.sentinel_password", "needs redis.master_name (sentinel mode)")
+	}
+	if r.DB < 0 {
+		ps.add("redis.db", "must not be negative (got %d)", r.DB)
+	} else if r.DB != 0 && r.Mode() == RedisCluster {
+		ps.add("redis.db", "must be 0 with a cluster (several redis.addrs and no redis.master_name), got %d", r.DB)
+	}
+	switch {
+	case r.KeyPrefix == "":
+		ps.add("redis.key_prefix", "required")
+	case strings.IndexFunc(r.KeyPrefix, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) >= 0:
+		ps.add("redis.key_prefix", "must not contain spaces or control characters (got %q)", r.KeyPrefix)
+	}
+	positive(ps, "redis.dial_timeout", r.DialTimeout)
+	positive(ps, "redis.read_timeout", r.ReadTimeout)
+	positive(ps, "redis.write_timeout", r.WriteTimeout)
+	r.TLS.validate(ps, "redis.tls")
+}
+
+func (c *Connections) validate(ps *problems) {
+	if c.ActivationDelay < 0 {
+		ps.add("connections.activation_delay", "must not be negative (got %s)", formatDuration(c.ActivationDelay))
+	}
+	if c.RetainSuperseded < c.ActivationDelay {
+		ps.add("connections.retain_superseded", "must be at least connections.activation_delay (%s), got %s", formatDuration(c.ActivationDelay), formatDuration(c.RetainSuperseded))
+	}
+	atLeast(ps, "connections.audit_limit", c.AuditLimit, 1)
+	atLeast(ps, "connections.cache_max_entries", c.CacheMaxEntries, 1)
+	positive(ps, "connections.cache_ttl", c.CacheTTL)
+}
+
+func (p *Processing) validate(ps *problems) {
+	atLeast(ps, "processing.max_record_bytes", p.MaxRecordBytes, 1)
+	atLeast(ps, "processing.max_external_ids", p.MaxExternalIDs, 1)
+	positive(ps, "processing.max_future_skew", p.MaxFutureSkew)
+	atLeast(ps, "processing.max_combinations", p.MaxCombinations, 1)
+	if !idsync.ValidPhoneRegion(p.PhoneRegion) {
+		ps.add("processing.phone_region", "must be a region code such as US or GB (got %q)", p.PhoneRegion)
+	}
+	atLeast(ps, "processing.max_inflight_records", p.MaxInflightRecords, 1)
+	if p.MaxInflightBytes < int64(p.MaxRecordBytes) {
+		ps.add("processing.max_inflight_bytes", "must be at least processing.max_record_bytes (%d), got %d", p.MaxRecordBytes, p.MaxInflightBytes)
+	}
+}
+
+func (a *Admin) validate(ps *problems) {
+	listen(ps, "admin.listen", a.Listen, true)
+	if a.MaxBodyBytes < 1 {
+		ps.add("admin.max_body_bytes", "must be at least 1 (got %d)", a.MaxBodyBytes)
+	}
+	seen := map[string]int{}
+	for i, t := range a.Tokens {
+		at := fmt.Sprintf("admin.tokens[%d]", i)
+		if t.Name == "" {
+			ps.add(at+".name", "required")
+		} else if j, dup := seen[t.Name]; dup {
+			ps.add(at+".name", "%q is already the name of admin.tokens[%d]", t.Name, j)
+		} else {
+			seen[t.Name] = i
+		}
+		switch {
+		case t.Token != "" && t.TokenFile != "":
+			ps.add(at+".token_file", "set %s.token or %s.token_file, not both", at, at)
+		case t.TokenFile != "":
+		case t.Token == "":
+			ps.add(at+".token", "required (or %s.token_file)", at)
+		case len(t.Token) < MinTokenLen:
+			ps.add(at+".token", "must be at least %d characters (16 or more advised)", MinTokenLen)
+		case strings.IndexFunc(t.Token, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0:
+			ps.add(at+".token", "must not contain spaces or control characters")
+		}
+		switch t.Scope {
+		case ScopeRead, ScopeWrite:
+		default:
+			ps.add(at+".scope", "must be %s or %s (got %q)", ScopeRead, ScopeWrite, t.Scope)
+		}
+	}
+}
+
+func nonEmpty(ps *problems, key, s string) {
+	if s == "" {
+		ps.add(key, "required")
+	}
+}
+
+func topic(ps *problems, key, s string) {
+	if !topicRE.MatchString(s) || s == "." || s == ".." {
+		ps.add(key, "must be a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' (got %q)", s)
+	}
+}
+
+func positive[T ~int64](ps *problems, key string, d T) {
+	if d <= 0 {
+		ps.add(key, "must be positive (got %s)", formatDuration(time.Duration(d)))
+	}
+}
+
+func atLeast(ps *problems, key string, n, least int) {
+	if n < least {
+		ps.add(key, "must be at least %d (got %d)", least, n)
+	}
+}
+
+func int32Size(ps *problems, key string, n int) {
+	if n < 1 || n > math.MaxInt32 {
+		ps.add(key, "must be between 1 and %d (got %d)", math.MaxInt32, n)
+	}
+}
+
+func port(ps *problems, key string, p int) {
+	if p < 0 || p > 65535 {
+		ps.add(key, "must be a port between 0 and 65535 (got %d)", p)
+	}
+}
+
+// listen checks a host:port listen address ("" only when optional).
+func listen(ps *problems, key, addr string, optional bool) {
+	if addr == "" {
+		if !optional {
+			ps.add(key, "required")
+		}
+		return
+	}
+	if msg := hostPort(addr); msg != "" {
+		ps.add(key, "%s (got %q)", msg, addr)
+	}
+}
+
+// addrs checks a non-empty list of host:port addresses.
+func addrs(ps *problems, key string, list []string) {
+	if len(list) == 0 {
+		ps.add(key, "at least one address is required")
+	}
+	for i, a := range list {
+		if msg := hostPort(a); msg != "" {
+			ps.add(fmt.Sprintf("%s[%d]", key, i), "%s (got %q)", msg, a)
+		} else if h, _, _ := net.SplitHostPort(a); h == "" {
+			ps.add(fmt.Sprintf("%s[%d]", key, i), "must name a host (got %q)", a)
+		}
+	}
+}
+
+func hostPort(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "must be host:port"
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return "must have a numeric port between 0 and 65535"
+	}
+	return ""
+}
