@@ -1,6 +1,8 @@
 package store
 
 import (
+	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/idsync/idsync/idsync"
@@ -11,20 +13,30 @@ import (
 const (
 	internMaxLen     = 64
 	internMaxEntries = 1 << 16
+	internMaxConfigs = 1 << 13
 )
 
-// interner shares the strings that repeat across many connections
+// interner shares what repeats across many connections, so that a million
+// cached connections do not hold a million copies of "last_added", of the
+// same identifier mappings or of the same configuration: strings
 // (destination types, setups, strategies, identifier types and keys, event
-// names, destination ids), so that a million cached connections do not hold
-// a million copies of "last_added". It is bounded and safe for concurrent
-// use; a string it does not hold is returned unchanged.
+// names, destination ids), mapping lists, and whole configurations. It is
+// bounded and safe for concurrent use; what it does not hold is returned
+// unchanged. Shared values are never modified (callers of Store and Cache
+// treat results as read-only).
 type interner struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu       sync.Mutex
+	strs     map[string]string
+	mappings map[string][]idsync.Mapping
+	configs  map[string]*idsync.Config
 }
 
 func newInterner() *interner {
-	return &interner{m: make(map[string]string)}
+	return &interner{
+		strs:     make(map[string]string),
+		mappings: make(map[string][]idsync.Mapping),
+		configs:  make(map[string]*idsync.Config),
+	}
 }
 
 // get returns the shared copy of s.
@@ -34,34 +46,81 @@ func (in *interner) get(s string) string {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if v, ok := in.m[s]; ok {
+	return in.str(s)
+}
+
+// str is get with in.mu held.
+func (in *interner) str(s string) string {
+	if s == "" || len(s) > internMaxLen {
+		return s
+	}
+	if v, ok := in.strs[s]; ok {
 		return v
 	}
-	if len(in.m) < internMaxEntries {
-		in.m[s] = s
+	if len(in.strs) < internMaxEntries {
+		in.strs[s] = s
 	}
 	return s
 }
 
-// config replaces c's repeated strings with shared copies and trims its
-// mapping slice to its length.
-func (in *interner) config(c *idsync.Config) {
-	c.DestinationType = idsync.DestinationType(in.get(string(c.DestinationType)))
-	c.Setup = idsync.Setup(in.get(string(c.Setup)))
-	c.Settings.EnterEvent = in.get(c.Settings.EnterEvent)
-	c.Settings.ExitEvent = in.get(c.Settings.ExitEvent)
-	c.Settings.UploadKeyType = in.get(c.Settings.UploadKeyType)
-	if len(c.Identifiers) == 0 {
-		c.Identifiers = nil
-		return
+// config decodes a configuration from raw, its JSON in a stored record,
+// and returns the shared copy of it, or a new one with its strings and
+// mappings shared.
+func (in *interner) config(raw []byte) (*idsync.Config, error) {
+	in.mu.Lock()
+	v, ok := in.configs[string(raw)]
+	in.mu.Unlock()
+	if ok {
+		return v, nil
 	}
-	ids := make([]idsync.Mapping, len(c.Identifiers))
-	for i, m := range c.Identifiers {
-		ids[i] = idsync.Mapping{
-			Segment:     in.get(m.Segment),
-			Destination: in.get(m.Destination),
-			Strategy:    idsync.Strategy(in.get(string(m.Strategy))),
+	c := new(idsync.Config)
+	if err := json.Unmarshal(raw, c); err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	c.DestinationType = idsync.DestinationType(in.str(string(c.DestinationType)))
+	c.Setup = idsync.Setup(in.str(string(c.Setup)))
+	c.Settings.EnterEvent = in.str(c.Settings.EnterEvent)
+	c.Settings.ExitEvent = in.str(c.Settings.ExitEvent)
+	c.Settings.UploadKeyType = in.str(c.Settings.UploadKeyType)
+	c.Identifiers = in.mappingList(c.Identifiers)
+	// A list's external_audience_id makes its configuration unique: not
+	// worth a place.
+	if c.ExternalAudienceID == "" && len(in.configs) < internMaxConfigs {
+		in.configs[string(raw)] = c
+	}
+	return c, nil
+}
+
+// mappingList returns the shared copy of ms, sized exactly. in.mu must be
+// held.
+func (in *interner) mappingList(ms []idsync.Mapping) []idsync.Mapping {
+	if len(ms) == 0 {
+		return nil
+	}
+	var key strings.Builder
+	for _, m := range ms {
+		key.WriteString(m.Segment)
+		key.WriteByte(0)
+		key.WriteString(m.Destination)
+		key.WriteByte(0)
+		key.WriteString(string(m.Strategy))
+		key.WriteByte(0)
+	}
+	if v, ok := in.mappings[key.String()]; ok {
+		return v
+	}
+	out := make([]idsync.Mapping, len(ms))
+	for i, m := range ms {
+		out[i] = idsync.Mapping{
+			Segment:     in.str(m.Segment),
+			Destination: in.str(m.Destination),
+			Strategy:    idsync.Strategy(in.str(string(m.Strategy))),
 		}
 	}
-	c.Identifiers = ids
+	if len(in.mappings) < internMaxEntries {
+		in.mappings[key.String()] = out
+	}
+	return out
 }

@@ -459,11 +459,23 @@ func (s *Store) prune(versions []idsync.Version, now time.Time) []idsync.Version
 	return slices.Clone(kept)
 }
 
+// versionWire is idsync.Version as decoded from Redis, its configuration
+// left raw so that the interner can share identical ones.
+type versionWire struct {
+	Version     int64           `json:"version"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	EffectiveAt time.Time       `json:"effective_at"`
+	Deleted     bool            `json:"deleted"`
+	Config      json.RawMessage `json:"config"`
+}
+
 // decodeRecord decodes a connections-hash value into versions in ascending
-// order, sized exactly and with repeated strings shared, so that cached
-// connections cost little memory.
+// order, sized exactly and with repeated strings, mappings and whole
+// configurations shared, so that cached connections cost little memory.
 func (s *Store) decodeRecord(raw string) ([]idsync.Version, error) {
-	var r record
+	var r struct {
+		Versions []versionWire `json:"versions"`
+	}
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
 		return nil, fmt.Errorf("decoding connection: %w: %w", errCorrupt, err)
 	}
@@ -471,13 +483,17 @@ func (s *Store) decodeRecord(raw string) ([]idsync.Version, error) {
 		return nil, fmt.Errorf("decoding connection: %w: no versions", errCorrupt)
 	}
 	versions := make([]idsync.Version, len(r.Versions))
-	copy(versions, r.Versions)
-	for i := range versions {
-		if i > 0 && versions[i].Version <= versions[i-1].Version {
+	for i, w := range r.Versions {
+		if i > 0 && w.Version <= r.Versions[i-1].Version {
 			return nil, fmt.Errorf("decoding connection: %w: versions out of order", errCorrupt)
 		}
-		if c := versions[i].Config; c != nil {
-			s.strs.config(c)
+		versions[i] = idsync.Version{Version: w.Version, UpdatedAt: w.UpdatedAt, EffectiveAt: w.EffectiveAt, Deleted: w.Deleted}
+		if len(w.Config) > 0 && string(w.Config) != "null" {
+			c, err := s.strs.config(w.Config)
+			if err != nil {
+				return nil, fmt.Errorf("decoding connection: %w: %w", errCorrupt, err)
+			}
+			versions[i].Config = c
 		}
 	}
 	return versions, nil
