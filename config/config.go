@@ -97,13 +97,19 @@ type Kafka struct {
 	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout"`
 	// FetchMaxBytes bounds one fetch response (fits in an int32).
 	FetchMaxBytes int `mapstructure:"fetch_max_bytes"`
-	// ProducerBatchMaxBytes bounds one produced record batch (fits in an int32).
+	// ProducerBatchMaxBytes bounds one produced record batch, and so one
+	// record (fits in an int32); topics idsync creates get it as their
+	// max.message.bytes.
 	ProducerBatchMaxBytes int `mapstructure:"producer_batch_max_bytes"`
 	// ProducerLinger is how long the producer waits to fill a batch.
 	ProducerLinger time.Duration `mapstructure:"producer_linger"`
-	// MaxBufferedRecords bounds the records buffered in the producer
-	// (producing blocks when it is full).
-	MaxBufferedRecords int `mapstructure:"max_buffered_records"`
+	// MaxPollRecords bounds the input records processed as one batch.
+	MaxPollRecords int `mapstructure:"max_poll_records"`
+	// InstanceID names this instance among the group's members: the
+	// transactional id is <transactional_id_prefix>-<instance_id>. Empty
+	// means the host name. It must stay the same across restarts of an
+	// instance and differ between instances.
+	InstanceID string `mapstructure:"instance_id"`
 	// DialTimeout bounds opening a connection to a broker.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 	// SASL authenticates to the brokers.
@@ -287,9 +293,9 @@ func Default() Config {
 			SessionTimeout:         45 * time.Second,
 			RebalanceTimeout:       60 * time.Second,
 			FetchMaxBytes:          50 << 20,
-			ProducerBatchMaxBytes:  1 << 20,
+			ProducerBatchMaxBytes:  4 << 20,
 			ProducerLinger:         10 * time.Millisecond,
-			MaxBufferedRecords:     50000,
+			MaxPollRecords:         2000,
 			DialTimeout:            10 * time.Second,
 		},
 		Redis: Redis{

@@ -81,7 +81,10 @@ func (k *Kafka) validate(ps *problems) {
 	if k.ProducerLinger < 0 {
 		ps.add("kafka.producer_linger", "must not be negative (got %s)", formatDuration(k.ProducerLinger))
 	}
-	atLeast(ps, "kafka.max_buffered_records", k.MaxBufferedRecords, 1)
+	atLeast(ps, "kafka.max_poll_records", k.MaxPollRecords, 1)
+	if k.InstanceID != "" && !idsync.ValidEntityID(k.InstanceID) {
+		ps.add("kafka.instance_id", "must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (got %q)", k.InstanceID)
+	}
 	positive(ps, "kafka.dial_timeout", k.DialTimeout)
 
 	s := k.SASL
