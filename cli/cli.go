@@ -36,6 +36,8 @@ const usage = `idsync: audience ID Sync stream processor
 
 Usage:
   idsync run [--embedded] [--config idsync.yaml] [flags]   run the processor
+  idsync config put|get|list|delete|history|preview|types  manage connections (admin API)
+  idsync tail TOPIC [--from-beginning] [--max N]           print a topic's records as JSON lines
   idsync version                                           print the version
   idsync help                                              this text
 
@@ -57,6 +59,10 @@ func Main(ctx context.Context, env Env) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return ExitOK
+	case "config":
+		return runConfig(ctx, env, args)
+	case "tail":
+		return runTail(ctx, env, args)
 	}
 	_ = args
 	fmt.Fprintf(env.Stderr, "idsync: unknown command %q\n\n%s", cmd, usage)
