@@ -46,9 +46,9 @@ func (f *fakeStore) edit(k Key, cfg *idsync.Config, actor string, ifMatch int64)
 	if err != nil {
 		return idsync.Version{}, err
 	}
-	var prev *idsync.Config
-	if cur := idsync.VersionAt(old, now); cur != nil {
-		prev = cur.Config
+	var prev *idsync.Config // the newest version's, as the store records it
+	if n := len(old); n > 0 {
+		prev = old[n-1].Config
 	}
 	action := "put"
 	if cfg == nil {

@@ -219,7 +219,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // storeError answers a failed store call: the expected conditions with
 // their status, anything else with 500 and the error in the log.
 func (s *Server) storeError(w http.ResponseWriter, c *call, op string, err error) {
+	var ve *idsync.ValidationError
 	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, "invalid connection configuration", ve.Problems)
 	case errors.Is(err, idsync.ErrNotFound):
 		writeError(w, http.StatusNotFound, "connection not found", nil)
 	case errors.Is(err, ErrPreconditionFailed):
