@@ -24,11 +24,15 @@ const (
 // Env is what a command may touch of the process: arguments, standard
 // streams, the environment and the build version. Tests pass their own.
 type Env struct {
-	Args    []string
-	Stdin   io.Reader
-	Stdout  io.Writer
-	Stderr  io.Writer
-	Getenv  func(string) string
+	Args   []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	// Environ is the whole environment as "KEY=value" pairs (os.Environ()):
+	// configuration loading checks every IDSYNC_ variable against the
+	// settings it knows.
+	Environ []string
 	Version string
 }
 
@@ -63,8 +67,9 @@ func Main(ctx context.Context, env Env) int {
 		return runConfig(ctx, env, args)
 	case "tail":
 		return runTail(ctx, env, args)
+	case "run":
+		return runRun(ctx, env, args)
 	}
-	_ = args
 	fmt.Fprintf(env.Stderr, "idsync: unknown command %q\n\n%s", cmd, usage)
 	return ExitUsage
 }

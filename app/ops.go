@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// readiness says whether the instance can do its work, and if not, why.
+type readiness func() (bool, string)
+
+// opsHandler serves /metrics, /healthz (the process is alive) and /readyz
+// (it is ready: partitions assigned, configuration readable).
+func opsHandler(g prometheus.Gatherer, ready readiness) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", why)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// server is an HTTP listener with a bounded graceful shutdown.
+type server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+	log  *slog.Logger
+	done chan error
+}
+
+// listen binds addr now (so a taken port fails start-up with its name) and
+// serves h in the background.
+func listen(name, addr string, h http.Handler, log *slog.Logger) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	s := &server{
+		name: name,
+		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute},
+		ln:   ln,
+		log:  log,
+		done: make(chan error, 1),
+	}
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return s, nil
+}
+
+// addr is where the server listens (the bound port when addr had :0).
+func (s *server) addr() string { return s.ln.Addr().String() }
+
+// shutdown stops accepting, lets requests in flight finish until ctx ends,
+// then closes what is left.
+func (s *server) shutdown(ctx context.Context) {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.log.Warn("closing listener", "listener", s.name, "err", err)
+		_ = s.srv.Close()
+	}
+	if err := <-s.done; err != nil {
+		s.log.Warn("listener stopped", "listener", s.name, "err", err)
+	}
+}
