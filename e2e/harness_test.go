@@ -272,6 +272,18 @@ func (in *instance) metric(name string) float64 {
 	return total
 }
 
+// hasMetric reports whether /metrics has a sample named name (with or
+// without labels).
+func (in *instance) hasMetric(name string) bool {
+	resp, err := http.Get("http://" + in.ops + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return bytes.Contains(b, []byte("\n"+name+" ")) || bytes.Contains(b, []byte("\n"+name+"{"))
+}
+
 // put stores a connection through the instance's admin API and returns the
 // response (version, effective_at).
 func (in *instance) put(space, audience, dest string, cfg json.RawMessage) (version int64, effective time.Time) {
