@@ -236,7 +236,6 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		opts = append(opts,
 			kgo.TransactionalID(cfg.TransactionalID),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.RequireStableFetchOffsets(),
 		)
 	}
 	opts = append(opts, cfg.ClientOpts...)
