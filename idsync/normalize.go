@@ -166,20 +166,39 @@ func phoneNormalizer(region string, plus bool) NormalizeFunc {
 		if isHex64(s) {
 			return strings.ToLower(s), nil
 		}
-		num := &phonenumbers.PhoneNumber{}
-		if err := phonenumbers.ParseToNumber(s, region, num); err != nil {
-			return "", errPhoneParse
+		e164, err := parsePhone(s, region)
+		if err != nil {
+			return "", err
 		}
-		if phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE {
-			return "", errPhoneNotPossible
-		}
-		e164 := phonenumbers.Format(num, phonenumbers.E164)
 		if !plus {
 			e164 = strings.TrimPrefix(e164, "+")
 		}
 		var buf [stackBufferLength]byte
 		return hashHex(append(buf[:0], e164...)), nil
 	}
+}
+
+// parsePhone returns the E.164 form of the trimmed phone s (region is the
+// upper-case default region), through the bounded memo of recent parses.
+func parsePhone(s, region string) (string, error) {
+	k := phoneKey{region: region, raw: s}
+	if p, ok := phones.get(k); ok {
+		return p.e164, p.err
+	}
+	var p phoneParse
+	num := &phonenumbers.PhoneNumber{}
+	switch {
+	case phonenumbers.ParseToNumber(s, region, num) != nil:
+		p.err = errPhoneParse
+	case phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE:
+		p.err = errPhoneNotPossible
+	default:
+		p.e164 = phonenumbers.Format(num, phonenumbers.E164)
+	}
+	// The key must not pin the event's buffer: s may be a substring of it.
+	k.raw = strings.Clone(s)
+	phones.put(k, p)
+	return p.e164, p.err
 }
 
 // hashHex returns the lower-hex SHA-256 of b. Its one allocation is the
