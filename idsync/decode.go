@@ -218,6 +218,13 @@ func Decode(raw []byte, now time.Time, lim Limits) (*Event, error) {
 		return nil, &DecodeError{Code: CodeMalformedJSON, Reason: reasonInvalidUTF8 + strconv.Itoa(invalidUTF8Offset(raw))}
 	}
 	w := new(wireEvent)
+	if decodeFast(raw, w) {
+		if de := w.validate(now, lim); de != nil {
+			return nil, de
+		}
+		return &w.ev, nil
+	}
+	*w = wireEvent{}
 	err := json.Unmarshal(raw, w)
 	if err != nil {
 		var se *json.SyntaxError
