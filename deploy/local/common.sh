@@ -60,7 +60,10 @@ pid_alive() {
 	local pid
 	[[ -s "$1" ]] || return 1
 	pid="$(cat "$1")"
-	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+	# A killed process whose parent is gone may stay a zombie when PID 1
+	# does not reap: it holds no port and no files, so it counts as dead.
+	[[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
 }
 
 # java_major prints the major version of the java on PATH (8 for "1.8.0_x").

@@ -15,10 +15,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 start_kafka() {
 	local pidfile="$KAFKA_RUN_DIR/kafka.pid"
-	if pid_alive "$pidfile"; then
-		log "Kafka from an earlier run is still up (pid $(cat "$pidfile")): restarting it with empty storage"
+	# KAFKA_KEEP_DATA=1 restarts a broker that was killed on its existing
+	# storage (the reliability tests' broker restarts); otherwise every start
+	# begins empty.
+	local keep=0
+	if [[ "${KAFKA_KEEP_DATA:-0}" == 1 && -f "$KAFKA_RUN_DIR/data/meta.properties" ]]; then
+		keep=1
+		pid_alive "$pidfile" && die "KAFKA_KEEP_DATA=1 but Kafka is still running (pid $(cat "$pidfile"))"
+	else
+		if pid_alive "$pidfile"; then
+			log "Kafka from an earlier run is still up (pid $(cat "$pidfile")): restarting it with empty storage"
+		fi
+		bash "$LOCAL_DIR/stop.sh" kafka
 	fi
-	bash "$LOCAL_DIR/stop.sh" kafka
 
 	for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
 		if port_in_use "$port"; then
@@ -83,7 +92,9 @@ start_kafka() {
 	local started
 	started="$(now_ms)"
 	# The tool runs for a second or two: the C1 compiler alone is plenty.
-	if ! "${java_cmd[@]}" -XX:TieredStopAtLevel=1 kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --standalone >"$logfile" 2>&1; then
+	if ((keep)); then
+		log "restarting Kafka on its existing storage"
+	elif ! "${java_cmd[@]}" -XX:TieredStopAtLevel=1 kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --standalone >"$logfile" 2>&1; then
 		cat "$logfile" >&2
 		die "formatting Kafka storage failed"
 	fi
