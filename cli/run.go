@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -24,6 +25,11 @@ Exit codes: 0 clean shutdown; 1 failure while running; 2 invalid settings.
 
 Flags:
 `
+
+// clockOffsetEnv skews the processor clock by a duration ("-2s"). It exists
+// for the reliability tests (instances with skewed clocks) and is not a
+// setting: never set it in production.
+const clockOffsetEnv = "IDSYNC_TEST_CLOCK_OFFSET"
 
 // runRun is "idsync run".
 func runRun(ctx context.Context, env Env, args []string) int {
@@ -50,7 +56,18 @@ func runRun(ctx context.Context, env Env, args []string) int {
 		return ExitUsage
 	}
 	log := newLogger(env, cfg.Log)
-	err = app.Run(ctx, cfg, app.Options{Version: env.Version, Stdout: env.Stdout, Logger: log})
+	now := time.Now
+	if off := env.Getenv(clockOffsetEnv); off != "" {
+		// For the reliability tests only: instances with skewed clocks.
+		d, err := time.ParseDuration(off)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "idsync run: %s: %v\n", clockOffsetEnv, err)
+			return ExitUsage
+		}
+		now = func() time.Time { return time.Now().Add(d) }
+		log.Warn("test clock offset in effect: this instance's clock is skewed", "offset", d)
+	}
+	err = app.Run(ctx, cfg, app.Options{Version: env.Version, Stdout: env.Stdout, Logger: log, Now: now})
 	if err != nil {
 		log.Error("idsync stopped", "err", err)
 		fmt.Fprintf(env.Stderr, "idsync run: %v\n", err)
