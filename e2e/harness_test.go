@@ -53,43 +53,80 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const adminToken = "e2e-admin-token-0123456789"
+// Admin tokens of every instance: one with write scope, one read-only.
+const (
+	adminToken = "e2e-admin-token-0123456789"
+	readToken  = "e2e-read-token-0123456789"
+)
 
 // stack is one test's slice of the real stack: unique topics, group and
 // Redis key prefix.
 type stack struct {
 	t         *testing.T
-	kafka     *stacktest.Cluster
+	brokers   []string
 	adm       *kadm.Client
 	redisAddr string
 	rdb       *redis.Client
 	name      string // unique per test
 	input     string
+	// The names a group of instances uses; view gives others.
+	groupName, dlqName, tmplName string
+	// opts are the processing options the instances run with (the
+	// expectation is computed with them).
+	opts idsync.Options
 }
 
 func newStack(t *testing.T, partitions int32) *stack {
 	t.Helper()
 	k := stacktest.Kafka(t)
+	return newStackOn(t, k.Brokers(), partitions, nil)
+}
+
+// newStackOn builds a stack on the given brokers with a new input topic
+// (topic configs optional) and a Redis prefix on the shared test Redis.
+func newStackOn(t *testing.T, brokers []string, partitions int32, topicConfig map[string]*string) *stack {
+	t.Helper()
 	ks := stacktest.Redis(t)
-	s := &stack{t: t, kafka: k, adm: k.Admin(t), rdb: ks.Client, redisAddr: ks.Options().Addr, name: stacktest.Name(t)}
-	s.input = k.Topic(t, partitions)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	name := stacktest.Name(t)
+	s := &stack{t: t, brokers: brokers, adm: kadm.NewClient(cl), rdb: ks.Client, redisAddr: ks.Options().Addr, name: name,
+		input: name + ".input", groupName: name + ".group", dlqName: name + ".dlq", tmplName: name + ".dest.{destination_id}",
+		opts: idsync.DefaultOptions()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	resp, err := s.adm.CreateTopic(ctx, partitions, 1, topicConfig, s.input)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("creating %s: %v", s.input, err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		topics, err := s.adm.ListTopics(ctx)
-		if err != nil {
-			return
-		}
-		var mine []string
-		for _, n := range topics.Names() {
-			if strings.HasPrefix(n, s.name) {
-				mine = append(mine, n)
+		if err == nil {
+			var mine []string
+			for _, n := range topics.Names() {
+				if strings.HasPrefix(n, s.name) {
+					mine = append(mine, n)
+				}
+			}
+			if len(mine) > 0 {
+				_, _ = s.adm.DeleteTopics(ctx, mine...)
 			}
 		}
-		if len(mine) > 0 {
-			_, _ = s.adm.DeleteTopics(ctx, mine...)
+		if groups, err := s.adm.ListGroups(ctx); err == nil {
+			for _, g := range groups.Groups() {
+				if strings.HasPrefix(g, s.name) {
+					_, _ = s.adm.DeleteGroup(ctx, g)
+				}
+			}
 		}
-		_, _ = s.adm.DeleteGroup(ctx, s.group())
 		iter := s.rdb.Scan(ctx, 0, s.prefix()+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			s.rdb.Del(ctx, iter.Val())
@@ -98,12 +135,33 @@ func newStack(t *testing.T, partitions int32) *stack {
 	return s
 }
 
-func (s *stack) group() string    { return s.name + ".group" }
-func (s *stack) dlq() string      { return s.name + ".dlq" }
-func (s *stack) template() string { return s.name + ".dest.{destination_id}" }
+// view returns the stack as another group of instances sees it: the same
+// input and connections, its own group, dead-letter and output topics.
+func (s *stack) view(suffix string) *stack {
+	v := *s
+	v.groupName = s.name + "." + suffix + ".group"
+	v.dlqName = s.name + "." + suffix + ".dlq"
+	v.tmplName = s.name + "." + suffix + ".dest.{destination_id}"
+	return &v
+}
+
+func (s *stack) group() string    { return s.groupName }
+func (s *stack) dlq() string      { return s.dlqName }
+func (s *stack) template() string { return s.tmplName }
 func (s *stack) prefix() string   { return s.name + ":" }
 func (s *stack) topicOf(dest string) string {
 	return strings.Replace(s.template(), "{destination_id}", dest, 1)
+}
+
+// client returns a Kafka client on the stack's brokers, closed after the test.
+func (s *stack) client(opts ...kgo.Opt) *kgo.Client {
+	s.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, opts...)...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(cl.Close)
+	return cl
 }
 
 // instance is one running idsync process.
@@ -127,13 +185,22 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// start runs idsync with the stack's names and extra IDSYNC_* settings.
+// start runs idsync with the stack's names and extra IDSYNC_* settings,
+// and waits until it is ready.
 func (s *stack) start(id string, extra ...string) *instance {
+	s.t.Helper()
+	in := s.launch(id, extra...)
+	in.waitReady()
+	return in
+}
+
+// launch runs idsync without waiting for it to be ready.
+func (s *stack) launch(id string, extra ...string) *instance {
 	t := s.t
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "idsync.yaml")
-	yaml := fmt.Sprintf("admin:\n  tokens:\n    - {name: e2e, token: %q, scope: write}\n", adminToken)
+	yaml := fmt.Sprintf("admin:\n  tokens:\n    - {name: e2e, token: %q, scope: write}\n    - {name: reader, token: %q, scope: read}\n", adminToken, readToken)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +211,7 @@ func (s *stack) start(id string, extra ...string) *instance {
 	}
 	env := append(os.Environ(),
 		"IDSYNC_CONFIG="+cfgPath,
-		"IDSYNC_KAFKA_BROKERS="+strings.Join(s.kafka.Brokers(), ","),
+		"IDSYNC_KAFKA_BROKERS="+strings.Join(s.brokers, ","),
 		"IDSYNC_KAFKA_INPUT_TOPIC="+s.input,
 		"IDSYNC_KAFKA_GROUP_ID="+s.group(),
 		"IDSYNC_KAFKA_DLQ_TOPIC="+s.dlq(),
@@ -185,7 +252,6 @@ func (s *stack) start(id string, extra ...string) *instance {
 			t.Logf("idsync %s log (tail):\n%s", id, tail(b, 40))
 		}
 	})
-	in.waitReady()
 	return in
 }
 
@@ -217,6 +283,44 @@ func (in *instance) waitReady() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	in.t.Fatal("idsync not ready within 60s")
+}
+
+// running reports whether the process is still alive.
+func (in *instance) running() bool {
+	select {
+	case <-in.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// memory returns the process's resident set and its peak, in bytes.
+func (in *instance) memory() (rss, peak int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.cmd.Process.Pid))
+	if err != nil {
+		return -1, -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+// log returns what the instance has logged so far.
+func (in *instance) log() string {
+	b, _ := os.ReadFile(in.logPath)
+	return string(b)
 }
 
 // kill sends SIGKILL and waits for the process to end.
@@ -328,7 +432,7 @@ type input struct {
 // them with their positions.
 func (s *stack) produce(events []demo.Event) []input {
 	s.t.Helper()
-	cl := s.kafka.NewClient(s.t, kgo.DefaultProduceTopic(s.input))
+	cl := s.client(kgo.DefaultProduceTopic(s.input), kgo.ProducerBatchMaxBytes(4<<20))
 	recs := make([]*kgo.Record, len(events))
 	for i, e := range events {
 		recs[i] = &kgo.Record{Key: []byte(e.Key), Value: e.Value}
@@ -428,7 +532,7 @@ func (s *stack) expect(in []input, now time.Time) expectation {
 			}
 			cache[ev.AudienceID] = conns
 		}
-		res := idsync.Process(ev, conns, now, idsync.DefaultOptions())
+		res := idsync.Process(ev, conns, now, s.opts)
 		for _, o := range res.Outputs {
 			topic := s.topicOf(o.DestinationID)
 			if exp.outputs[topic] == nil {
@@ -464,7 +568,7 @@ func (s *stack) read(exp expectation, readCommitted bool, within time.Duration) 
 	if readCommitted {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
-	cl := s.kafka.NewClient(s.t, opts...)
+	cl := s.client(opts...)
 	f := found{outputs: map[string]map[string]int{}, dlq: map[string]int{}, version: map[string]int64{}}
 	complete := func() bool {
 		for topic, ids := range exp.outputs {
@@ -562,4 +666,18 @@ func compare(exp expectation, f found) tally {
 		}
 	}
 	return t
+}
+
+// stacktestKafka returns the shared test broker addresses (failing the
+// test, as every end-to-end test does, when IDSYNC_TEST_KAFKA is unset).
+func stacktestKafka(t *testing.T) []string {
+	t.Helper()
+	return stacktest.Kafka(t).Brokers()
+}
+
+func redisClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
