@@ -1,0 +1,363 @@
+package deploytest
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/idsync/idsync/config"
+)
+
+// inputPartitions is the partition count of the input topic the example
+// deployment assumes (overlays/production): the cap of every scaler.
+const inputPartitions = 12
+
+// build runs `kustomize build dir` through the kustomize library.
+func build(t *testing.T, dir string) resmap.ResMap {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m
+}
+
+// obj is a generic Kubernetes object with path lookups.
+type obj map[string]any
+
+func (o obj) get(path ...any) any {
+	var cur any = map[string]any(o)
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return nil
+			}
+			cur = m[k]
+		case int:
+			l, ok := cur.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			cur = l[k]
+		}
+	}
+	return cur
+}
+
+func (o obj) str(path ...any) string {
+	v := o.get(path...)
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func (o obj) num(path ...any) int {
+	n, _ := strconv.Atoi(o.str(path...))
+	return n
+}
+
+func (o obj) list(path ...any) []obj {
+	l, _ := o.get(path...).([]any)
+	out := make([]obj, 0, len(l))
+	for _, x := range l {
+		if m, ok := x.(map[string]any); ok {
+			out = append(out, obj(m))
+		}
+	}
+	return out
+}
+
+func (o obj) strMap(path ...any) map[string]string {
+	m, _ := o.get(path...).(map[string]any)
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// objects returns the built resources by kind, then name.
+func objects(t *testing.T, m resmap.ResMap) map[string]map[string]obj {
+	t.Helper()
+	out := map[string]map[string]obj{}
+	for _, r := range m.Resources() {
+		o, err := r.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[r.GetKind()] == nil {
+			out[r.GetKind()] = map[string]obj{}
+		}
+		out[r.GetKind()][r.GetName()] = obj(o)
+	}
+	return out
+}
+
+func subset(sel, labels map[string]string) bool {
+	if len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestKustomize: the base, the production overlay (KEDA) and the base with
+// the HPA component build, and what they build is a deployment idsync can
+// run: probes on its ops port, a grace period beyond its shutdown timeout,
+// non-root and read-only, spread over nodes, a disruption budget and
+// services that select its pods, the instance id from the pod name,
+// scalers capped at the input's partitions, and a configuration (with its
+// secret files) that config.Load accepts.
+func TestKustomize(t *testing.T) {
+	kdir := filepath.Join(Root(), "deploy/kubernetes")
+	// The HPA alternative: the base with components/hpa instead of keda.
+	hpaDir := t.TempDir()
+	// kustomize takes relative paths only.
+	rel := func(p string) string {
+		r, err := filepath.Rel(hpaDir, filepath.Join(kdir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	kz := fmt.Sprintf("resources:\n  - %s\ncomponents:\n  - %s\n", rel("base"), rel("components/hpa"))
+	if err := os.WriteFile(filepath.Join(hpaDir, "kustomization.yaml"), []byte(kz), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustExist(t, filepath.Join(kdir, "components/hpa/prometheus-adapter-values.yaml"), "prometheus-adapter rule for the HPA")
+
+	for name, dir := range map[string]string{
+		"base":       filepath.Join(kdir, "base"),
+		"production": filepath.Join(kdir, "overlays/production"),
+		"base+hpa":   hpaDir,
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := objects(t, build(t, dir))
+			checkDeployment(t, objs)
+			switch name {
+			case "production":
+				so := objs["ScaledObject"]["idsync"]
+				if so == nil {
+					t.Fatal("no KEDA ScaledObject")
+				}
+				if so.str("spec", "scaleTargetRef", "name") != "idsync" {
+					t.Errorf("ScaledObject scales %q", so.str("spec", "scaleTargetRef", "name"))
+				}
+				if max := so.num("spec", "maxReplicaCount"); max < 1 || max > inputPartitions {
+					t.Errorf("ScaledObject maxReplicaCount %d, want 1..%d (the input partitions)", max, inputPartitions)
+				}
+				trig := so.list("spec", "triggers")
+				if len(trig) != 1 || trig[0].str("type") != "kafka" || trig[0].str("metadata", "allowIdleConsumers") != "false" {
+					t.Errorf("ScaledObject triggers %v, want one kafka trigger with allowIdleConsumers false", trig)
+				}
+				cfg := loadK8sConfig(t, objs)
+				if trig[0].str("metadata", "consumerGroup") != cfg.Kafka.GroupID || trig[0].str("metadata", "topic") != cfg.Kafka.InputTopic {
+					t.Errorf("KEDA watches group %q topic %q; idsync uses %q %q", trig[0].str("metadata", "consumerGroup"), trig[0].str("metadata", "topic"), cfg.Kafka.GroupID, cfg.Kafka.InputTopic)
+				}
+				if objs["TriggerAuthentication"][trig[0].str("authenticationRef", "name")] == nil {
+					t.Errorf("ScaledObject's TriggerAuthentication missing")
+				}
+				if d := objs["Deployment"]["idsync"]; d.str("metadata", "namespace") != "idsync" || d.str("spec", "template", "spec", "containers", 0, "image") != "registry.example.com/idsync:1.0.0" {
+					t.Errorf("production overlay: namespace %q image %q", d.str("metadata", "namespace"), d.str("spec", "template", "spec", "containers", 0, "image"))
+				}
+			case "base+hpa":
+				h := objs["HorizontalPodAutoscaler"]["idsync"]
+				if h == nil {
+					t.Fatal("no HorizontalPodAutoscaler")
+				}
+				if h.str("spec", "scaleTargetRef", "kind") != "Deployment" || h.str("spec", "scaleTargetRef", "name") != "idsync" {
+					t.Errorf("HPA scales %v", h.get("spec", "scaleTargetRef"))
+				}
+				if max := h.num("spec", "maxReplicas"); max < 1 || max > inputPartitions {
+					t.Errorf("HPA maxReplicas %d, want 1..%d (the input partitions)", max, inputPartitions)
+				}
+				if h.str("spec", "metrics", 0, "external", "metric", "name") != "idsync_consumer_lag_records" {
+					t.Errorf("HPA metric %v, want external idsync_consumer_lag_records", h.get("spec", "metrics"))
+				}
+			}
+		})
+	}
+}
+
+func checkDeployment(t *testing.T, objs map[string]map[string]obj) {
+	t.Helper()
+	d := objs["Deployment"]["idsync"]
+	if d == nil {
+		t.Fatal("no Deployment idsync")
+	}
+	pod := obj(d.get("spec", "template").(map[string]any))
+	podLabels := pod.strMap("metadata", "labels")
+	if !subset(d.strMap("spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("Deployment selector does not match its pod labels")
+	}
+	c := obj(pod.get("spec", "containers", 0).(map[string]any))
+	cfg := loadK8sConfig(t, objs)
+
+	// Probes on the ops listener's port.
+	_, opsPort, _ := net.SplitHostPort(cfg.Ops.Listen)
+	_, defaultPort, _ := net.SplitHostPort(config.Default().Ops.Listen)
+	if opsPort != defaultPort {
+		t.Errorf("ops.listen port %s, want the default %s", opsPort, defaultPort)
+	}
+	ports := map[string]string{}
+	for _, p := range c.list("ports") {
+		ports[p.str("name")] = p.str("containerPort")
+	}
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+		if got := c.str(probe, "httpGet", "path"); got != path {
+			t.Errorf("%s path %q, want %s", probe, got, path)
+		}
+		port := c.str(probe, "httpGet", "port")
+		if named, ok := ports[port]; ok {
+			port = named
+		}
+		if port != opsPort {
+			t.Errorf("%s port %s, want the ops port %s", probe, port, opsPort)
+		}
+	}
+	// SIGTERM drains within shutdown_timeout: the grace period must exceed it.
+	grace := time.Duration(pod.num("spec", "terminationGracePeriodSeconds")) * time.Second
+	if grace < cfg.ShutdownTimeout+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %s, want at least shutdown_timeout %s + 5s", grace, cfg.ShutdownTimeout)
+	}
+	// Non-root, read-only, nothing extra.
+	if pod.str("spec", "securityContext", "runAsNonRoot") != "true" || pod.num("spec", "securityContext", "runAsUser") == 0 {
+		t.Errorf("pod may run as root: %v", pod.get("spec", "securityContext"))
+	}
+	if c.str("securityContext", "readOnlyRootFilesystem") != "true" || c.str("securityContext", "allowPrivilegeEscalation") != "false" {
+		t.Errorf("container security context %v", c.get("securityContext"))
+	}
+	if c.str("resources", "requests", "cpu") == "" || c.str("resources", "limits", "memory") == "" {
+		t.Errorf("container resources %v: want a CPU request and a memory limit", c.get("resources"))
+	}
+	spread := false
+	for _, s := range pod.list("spec", "topologySpreadConstraints") {
+		if s.str("topologyKey") == "kubernetes.io/hostname" && subset(s.strMap("labelSelector", "matchLabels"), podLabels) {
+			spread = true
+		}
+	}
+	if !spread {
+		t.Errorf("pods are not spread across nodes (topologySpreadConstraints on kubernetes.io/hostname)")
+	}
+	instanceID := false
+	for _, e := range c.list("env") {
+		if e.str("name") == "IDSYNC_KAFKA_INSTANCE_ID" && e.str("valueFrom", "fieldRef", "fieldPath") == "metadata.name" {
+			instanceID = true
+		}
+	}
+	if !instanceID {
+		t.Errorf("IDSYNC_KAFKA_INSTANCE_ID does not come from the pod name")
+	}
+	// What selects the pods.
+	pdb := objs["PodDisruptionBudget"]["idsync"]
+	if pdb == nil || !subset(pdb.strMap("spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("no PodDisruptionBudget selecting the pods")
+	} else if pdb.str("spec", "maxUnavailable") != "1" {
+		t.Errorf("PodDisruptionBudget maxUnavailable %q, want 1", pdb.str("spec", "maxUnavailable"))
+	}
+	svc := objs["Service"]["idsync-metrics"]
+	if svc == nil || !subset(svc.strMap("spec", "selector"), podLabels) {
+		t.Fatalf("no metrics Service selecting the pods")
+	}
+	if p := svc.list("spec", "ports"); len(p) != 1 || p[0].str("port") != opsPort {
+		t.Errorf("metrics Service ports %v, want %s", svc.get("spec", "ports"), opsPort)
+	}
+	if svc.str("spec", "publishNotReadyAddresses") != "true" {
+		t.Errorf("metrics Service hides pods that are not ready, so their metrics and alerts")
+	}
+}
+
+// loadK8sConfig loads the ConfigMap's idsync.yaml the way the pod does: the
+// container's args and env, the ConfigMap and the Secret written where the
+// Deployment mounts them.
+func loadK8sConfig(t *testing.T, objs map[string]map[string]obj) *config.Config {
+	t.Helper()
+	d := objs["Deployment"]["idsync"]
+	pod := obj(d.get("spec", "template", "spec").(map[string]any))
+	c := obj(pod.get("containers", 0).(map[string]any))
+	volumes := map[string]obj{}
+	for _, v := range pod.list("volumes") {
+		volumes[v.str("name")] = v
+	}
+	mounts := map[string]string{}
+	for _, vm := range c.list("volumeMounts") {
+		v := volumes[vm.str("name")]
+		dir := t.TempDir()
+		var files map[string]string
+		switch {
+		case v.get("configMap") != nil:
+			cm := findByPrefix(objs["ConfigMap"], v.str("configMap", "name"))
+			if cm == nil {
+				t.Fatalf("ConfigMap %s not built", v.str("configMap", "name"))
+			}
+			files = cm.strMap("data")
+		case v.get("secret") != nil:
+			s := objs["Secret"][v.str("secret", "secretName")]
+			if s == nil {
+				t.Fatalf("Secret %s not built", v.str("secret", "secretName"))
+			}
+			files = s.strMap("stringData")
+			for k, b64 := range s.strMap("data") {
+				b, err := base64.StdEncoding.DecodeString(b64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files[k] = string(b)
+			}
+		default:
+			t.Fatalf("volume %s: neither a ConfigMap nor a Secret", vm.str("name"))
+		}
+		for k, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, k), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mounts[vm.str("mountPath")] = dir
+	}
+	var env []string
+	for _, e := range c.list("env") {
+		v := e.str("value")
+		if e.get("valueFrom") != nil {
+			v = "idsync-7d9f8c6b5-x2x4q" // what the downward API gives: a pod name
+		}
+		env = append(env, e.str("name")+"="+v)
+	}
+	var args []string
+	for _, a := range c.get("args").([]any) {
+		args = append(args, fmt.Sprint(a))
+	}
+	cfg, err := loadConfig(t, env, args, mounts)
+	if err != nil {
+		configError(t, "ConfigMap idsync.yaml", err)
+		t.FailNow()
+	}
+	if cfg.Kafka.InstanceID != "idsync-7d9f8c6b5-x2x4q" {
+		t.Errorf("kafka.instance_id = %q, want the pod name", cfg.Kafka.InstanceID)
+	}
+	return cfg
+}
+
+// findByPrefix finds a generated object by its name before the content hash.
+func findByPrefix(m map[string]obj, name string) obj {
+	if o, ok := m[name]; ok {
+		return o
+	}
+	return nil
+}
