@@ -65,7 +65,7 @@ func readCompose(t *testing.T) composeFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unmarshalStrict(b, &c); err != nil {
+	if err := unmarshalYAML(b, &c); err != nil {
 		t.Fatal(err)
 	}
 	return c.composeFile

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/idsync/idsync/config"
 )
@@ -134,7 +136,14 @@ func readYAML(t *testing.T, path string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unmarshalStrict(b, v); err != nil {
+	if err := unmarshalYAML(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+func unmarshalYAML(b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	return dec.Decode(v)
+}
+
+func yamlMarshal(v any) ([]byte, error) { return yaml.Marshal(v) }
