@@ -51,3 +51,28 @@ fi
 fetch_kafka_jars
 
 log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
+
+# promtool and the Prometheus server (Debian package prometheus, 2.42 on
+# Debian 12) for the checks of deploy/prometheus (deploy/deploytest) and the
+# alerting end-to-end test (e2e/ops_test.go); only when missing. The
+# package's own service is not started: a policy-rc.d denies it while the
+# package installs, unless the machine already has one.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing prometheus (promtool and the server) from Debian packages"
+		export DEBIAN_FRONTEND=noninteractive
+		own_policy=""
+		if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod +x /usr/sbin/policy-rc.d
+			own_policy=1
+		fi
+		prom_status=0
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || prom_status=$?
+		[[ -z "$own_policy" ]] || rm -f /usr/sbin/policy-rc.d
+		((prom_status == 0)) || die "installing the prometheus package failed"
+	else
+		die "promtool and prometheus not found (as root: apt-get install -y --no-install-recommends prometheus)"
+	fi
+fi
+log "$(promtool --version 2>&1 | head -n1)"
