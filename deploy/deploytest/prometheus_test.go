@@ -1,0 +1,232 @@
+package deploytest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = Root()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestPromtoolCheckRules: the alert rules are valid for Prometheus.
+func TestPromtoolCheckRules(t *testing.T) {
+	out := run(t, promtool(t), "check", "rules", RulesPath)
+	t.Log(strings.TrimSpace(out))
+}
+
+// TestPromtoolTestRules: each alert fires on the series it is meant for,
+// with its labels and annotations, and stays quiet on the others
+// (deploy/prometheus/tests/idsync_test.yml).
+func TestPromtoolTestRules(t *testing.T) {
+	out := run(t, promtool(t), "test", "rules", RuleTestsPath)
+	t.Log(strings.TrimSpace(out))
+	rules, err := Rules(filepath.Join(Root(), RulesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile(filepath.Join(Root(), RuleTestsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		// A firing case names the alert in exp_labels; a quiet case has
+		// exp_alerts: [] under the same alertname.
+		if !bytes.Contains(tests, []byte("alertname: "+r.Alert+", ")) {
+			t.Errorf("%s: no firing case in %s", r.Alert, RuleTestsPath)
+		}
+		quiet := regexp.MustCompile(`alertname: ` + r.Alert + `\n\s+exp_alerts: \[\]`)
+		if !quiet.Match(tests) {
+			t.Errorf("%s: no case where it must not fire in %s", r.Alert, RuleTestsPath)
+		}
+	}
+}
+
+// TestPromtoolCheckConfig: the scrape configuration is valid, with the rule
+// files it names resolved to the repository's.
+func TestPromtoolCheckConfig(t *testing.T) {
+	pt := promtool(t)
+	b, err := os.ReadFile(filepath.Join(Root(), PromConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("/etc/prometheus/rules/*.yml")) {
+		t.Fatalf("%s: rule_files does not load /etc/prometheus/rules/*.yml, where docker-compose.yml mounts deploy/prometheus/rules", PromConfig)
+	}
+	local := bytes.ReplaceAll(b, []byte("/etc/prometheus/rules/"), []byte(filepath.Join(Root(), "deploy/prometheus/rules")+"/"))
+	path := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(path, local, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, pt, "check", "config", path)
+	t.Log(strings.TrimSpace(out))
+	if !strings.Contains(out, "SUCCESS: 6 rules found") {
+		t.Errorf("promtool check config did not load the 6 alert rules:\n%s", out)
+	}
+}
+
+// TestAlertsDocumented: every alert has a severity, a summary, a
+// description and a runbook_url into docs/operations.md whose anchor is a
+// heading there.
+func TestAlertsDocumented(t *testing.T) {
+	rules, err := Rules(filepath.Join(Root(), RulesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(Root(), OperationsDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "#") {
+			anchors[slug(strings.TrimLeft(line, "# "))] = true
+		}
+	}
+	want := []string{"IdsyncInstanceDown", "IdsyncRedisDown", "IdsyncConfigStale", "IdsyncConsumerLagGrowing", "IdsyncDLQRateHigh", "IdsyncNoOutput"}
+	got := map[string]bool{}
+	const prefix = "https://github.com/idsync/idsync/blob/main/docs/operations.md#"
+	for _, r := range rules {
+		got[r.Alert] = true
+		if r.Labels["severity"] != "warning" && r.Labels["severity"] != "critical" {
+			t.Errorf("%s: severity %q, want warning or critical", r.Alert, r.Labels["severity"])
+		}
+		if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+			t.Errorf("%s: summary or description missing", r.Alert)
+		}
+		u := r.Annotations["runbook_url"]
+		anchor, ok := strings.CutPrefix(u, prefix)
+		if !ok {
+			t.Errorf("%s: runbook_url %q does not point into %s", r.Alert, u, OperationsDoc)
+			continue
+		}
+		if !anchors[anchor] {
+			t.Errorf("%s: runbook anchor #%s is not a heading of %s", r.Alert, anchor, OperationsDoc)
+		}
+	}
+	for _, a := range want {
+		if !got[a] {
+			t.Errorf("alert %s missing from %s", a, RulesPath)
+		}
+	}
+}
+
+// slug is GitHub's anchor for a Markdown heading.
+func slug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == ' ':
+			b.WriteRune('-')
+		}
+	}
+	return b.String()
+}
+
+// TestDashboard: the dashboard has the panels on-call needs, each with a
+// query, on the provisioned data source, and queries every metric the
+// operations contract names.
+func TestDashboard(t *testing.T) {
+	panels, err := Dashboard(filepath.Join(Root(), DashboardPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := map[string]Panel{}
+	var exprs []string
+	for _, p := range panels {
+		titles[p.Title] = p
+		if p.Type != "row" && len(p.Exprs) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		exprs = append(exprs, p.Exprs...)
+	}
+	for _, want := range []string{
+		"Input rate", "Output rate per destination type", "DLQ rate by code", "Skipped, unmatched, invalid identifiers",
+		"End-to-end latency", "Processing time per record", "Consumer lag per partition", "Cache hit ratio",
+		"Cache entries", "Redis up", "Configuration staleness", "Rebalances", "Produce errors and waiting work",
+		"Memory", "GC and goroutines",
+	} {
+		if _, ok := titles[want]; !ok {
+			t.Errorf("dashboard has no panel %q", want)
+		}
+	}
+	used := map[string]bool{}
+	for _, m := range MetricNames(exprs...) {
+		used[m] = true
+	}
+	for _, m := range []string{
+		"idsync_input_records_total", "idsync_output_records_total", "idsync_dlq_records_total",
+		"idsync_skipped_total", "idsync_unmatched_total", "idsync_invalid_identifiers_total",
+		"idsync_process_duration_seconds_bucket", "idsync_end_to_end_latency_seconds_bucket",
+		"idsync_consumer_lag_records", "idsync_config_cache_requests_total", "idsync_config_cache_entries",
+		"idsync_redis_up", "idsync_config_staleness_seconds", "idsync_build_info",
+		"idsync_rebalances_total", "idsync_produce_errors_total",
+		"process_resident_memory_bytes", "go_gc_duration_seconds",
+	} {
+		if !used[m] {
+			t.Errorf("dashboard does not query %s", m)
+		}
+	}
+	for _, q := range []string{"histogram_quantile(0.5, sum by (le) (rate(idsync_end_to_end_latency_seconds_bucket", "histogram_quantile(0.99, sum by (le) (rate(idsync_end_to_end_latency_seconds_bucket"} {
+		if !strings.Contains(strings.Join(exprs, "\n"), q) {
+			t.Errorf("dashboard lacks %s…", q)
+		}
+	}
+
+	// The data source the panels name is the one Grafana is provisioned with.
+	var ds struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, filepath.Join(Root(), "deploy/grafana/provisioning/datasources/prometheus.yml"), &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].UID != "prometheus" || ds.Datasources[0].Type != "prometheus" {
+		t.Errorf("provisioned data sources %+v, want one prometheus with uid prometheus", ds.Datasources)
+	}
+	raw, _ := os.ReadFile(filepath.Join(Root(), DashboardPath))
+	for _, uid := range regexp.MustCompile(`"uid": "([^"]*)"`).FindAllStringSubmatch(string(raw), -1) {
+		if uid[1] != "prometheus" && uid[1] != "idsync" {
+			t.Errorf("dashboard refers to data source uid %q, not provisioned", uid[1])
+		}
+	}
+	var prov struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, filepath.Join(Root(), "deploy/grafana/provisioning/dashboards/idsync.yml"), &prov)
+	if len(prov.Providers) != 1 || prov.Providers[0].Options.Path != "/var/lib/grafana/dashboards" {
+		t.Errorf("dashboard provider %+v, want one reading /var/lib/grafana/dashboards", prov.Providers)
+	}
+}
+
+// TestMetricNames: the extraction the end-to-end test relies on.
+func TestMetricNames(t *testing.T) {
+	got := MetricNames(
+		`histogram_quantile(0.99, sum by (le) (rate(idsync_end_to_end_latency_seconds_bucket{instance=~"$instance"}[$__rate_interval])))`,
+		`up{job="idsync"} == 0`,
+		`sum(rate(idsync_config_cache_requests_total{result="hit",job="go_x"}[5m])) / go_goroutines`,
+	)
+	want := "go_goroutines idsync_config_cache_requests_total idsync_end_to_end_latency_seconds_bucket up"
+	if strings.Join(got, " ") != want {
+		t.Errorf("MetricNames = %v, want %s", got, want)
+	}
+}
