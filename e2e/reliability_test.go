@@ -212,7 +212,7 @@ func TestReliabilityChurnAndZombie(t *testing.T) {
 			zombieAlive := z.running()
 			if zombieAlive {
 				if code, _ := z.terminate(30 * time.Second); code != 0 {
-					t.Logf("zombie exit %d after resuming", code)
+					t.Logf("zombie exit %d after resuming; its log ends:\n%s", code, tail([]byte(z.log()), 15))
 				}
 			}
 			tl := s.verify(t, inputs, delivery == "exactly_once")

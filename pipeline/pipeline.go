@@ -471,9 +471,20 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 // ending the transaction, which carries the offsets.
 func (p *Pipeline) commit(hard context.Context, acks *acks) error {
 	if p.sess != nil {
-		committed, err := p.sess.End(hard, kgo.TryCommit)
-		acks.wait() // End flushed: every promise has run.
+		// End is bounded: a member fenced out of the group while it held
+		// the batch (a zombie, paused past the session timeout) waits in End
+		// for a lost-partitions callback that BlockRebalanceOnPoll holds
+		// back until AllowRebalance. Past the rebalance timeout the
+		// transaction cannot commit anyway; the pipeline stops with an error
+		// and the restarted process rejoins (the transaction is aborted).
+		endCtx, cancel := context.WithTimeout(hard, p.cfg.RebalanceTimeout)
+		committed, err := p.sess.End(endCtx, kgo.TryCommit)
+		cancel()
+		acks.wait() // End flushed or aborted: every promise has run.
 		if err != nil {
+			if endCtx.Err() != nil && hard.Err() == nil {
+				return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (this member was probably fenced out of the group): %w", p.cfg.RebalanceTimeout, err)
+			}
 			return fmt.Errorf("ending the transaction: %w", err)
 		}
 		if perr := acks.failure(); perr != nil {
