@@ -41,3 +41,23 @@ stack-down:
 
 clean:
 	rm -rf bin
+
+# test-reliability: the full reliability suite on the real stack (long: about
+# 20 minutes), then FUZZTIME of fuzzing per fuzz target. Each test appends its
+# figures to RELIABILITY_REPORT (one JSON line per test); docs/reliability.md
+# is written from them.
+RELIABILITY_REPORT ?= reliability-report.jsonl
+FUZZTIME ?= 5m
+FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzProcess
+
+.PHONY: test-reliability fuzz
+test-reliability:
+	rm -f $(RELIABILITY_REPORT)
+	IDSYNC_RELIABILITY=full IDSYNC_RELIABILITY_REPORT=$(abspath $(RELIABILITY_REPORT)) \
+		bash deploy/local/test.sh -run 'TestReliability' -timeout 120m -v ./e2e/
+	$(MAKE) fuzz
+
+fuzz:
+	for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./idsync/ || exit 1; \
+	done
