@@ -217,7 +217,8 @@ func (p *prometheus) alert(name string) (alert, error) {
 // TestPrometheusRedisDownAlert: a real Prometheus scrapes a running idsync
 // with the repository's alert rules; every dashboard query is valid PromQL
 // there and every rule evaluates; when idsync's Redis stops, IdsyncRedisDown
-// goes pending and then fires (its `for` is 1m), with its runbook link.
+// goes pending and then fires (its `for` is 1m), with its runbook link, and
+// resolves once Redis is back.
 func TestPrometheusRedisDownAlert(t *testing.T) {
 	s := newStack(t, 3)
 	r := startRedis(t)
@@ -335,6 +336,26 @@ func TestPrometheusRedisDownAlert(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("IdsyncRedisDown not firing 3 minutes after Redis stopped (state %q; idsync_redis_up = %v)", a.State, in.metric("idsync_redis_up"))
+		}
+		time.Sleep(time.Second)
+	}
+
+	// Redis back: the alert resolves (and the stack's cleanup can reach
+	// Redis again).
+	r.restart()
+	restarted := time.Now()
+	deadline = restarted.Add(90 * time.Second)
+	for {
+		a, err := p.alert("IdsyncRedisDown")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.State == "" {
+			t.Logf("IdsyncRedisDown resolved %.1fs after Redis restarted", time.Since(restarted).Seconds())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("IdsyncRedisDown still %s 90s after Redis restarted (idsync_redis_up = %v)", a.State, in.metric("idsync_redis_up"))
 		}
 		time.Sleep(time.Second)
 	}
