@@ -53,7 +53,7 @@ FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzP
 .PHONY: test-reliability fuzz
 test-reliability:
 	rm -f $(RELIABILITY_REPORT)
-	IDSYNC_RELIABILITY=full IDSYNC_RELIABILITY_REPORT=$(abspath $(RELIABILITY_REPORT)) \
+	IDSYNC_TEST_RELIABILITY=full IDSYNC_TEST_RELIABILITY_REPORT=$(abspath $(RELIABILITY_REPORT)) \
 		bash deploy/local/test.sh -run 'TestReliability' -timeout 120m -v ./e2e/
 	$(MAKE) fuzz
 

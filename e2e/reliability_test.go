@@ -28,11 +28,11 @@ import (
 
 // The reliability suite (DESIGN.md §7–§9; issue "Reliability and security
 // suite"). Each test has a short version, run by `make test`, and a full
-// one, run by `make test-reliability` (IDSYNC_RELIABILITY=full). Figures go
-// to the test log and, when IDSYNC_RELIABILITY_REPORT names a file, one JSON
+// one, run by `make test-reliability` (IDSYNC_TEST_RELIABILITY=full). Figures go
+// to the test log and, when IDSYNC_TEST_RELIABILITY_REPORT names a file, one JSON
 // line per test to it (docs/reliability.md is written from them).
 
-func full() bool { return os.Getenv("IDSYNC_RELIABILITY") == "full" }
+func full() bool { return os.Getenv("IDSYNC_TEST_RELIABILITY") == "full" }
 
 // pick returns the short or the full value.
 func pick[T any](short, long T) T {
@@ -51,7 +51,7 @@ func report(t *testing.T, figures map[string]any) {
 	figures["full"] = full()
 	b, _ := json.Marshal(figures)
 	t.Logf("figures: %s", b)
-	path := os.Getenv("IDSYNC_RELIABILITY_REPORT")
+	path := os.Getenv("IDSYNC_TEST_RELIABILITY_REPORT")
 	if path == "" {
 		return
 	}
