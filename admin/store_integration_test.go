@@ -1,10 +1,7 @@
 package admin_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,62 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idsync/idsync/admin"
-	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/internal/adminstore"
 	"github.com/idsync/idsync/store"
 )
-
-// storeAdapter is what the service's wiring writes to serve the admin API
-// from the Redis store: keys and audit entries convert by type conversion,
-// the store's sentinel errors are wrapped in the admin package's.
-type storeAdapter struct{ s *store.Store }
-
-func (a storeAdapter) Put(ctx context.Context, k admin.Key, cfg *idsync.Config, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.s.Put(ctx, store.Key(k), cfg, actor, ifMatch)
-	return v, adminError(err)
-}
-
-func (a storeAdapter) Delete(ctx context.Context, k admin.Key, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.s.Delete(ctx, store.Key(k), actor, ifMatch)
-	return v, adminError(err)
-}
-
-func (a storeAdapter) Get(ctx context.Context, k admin.Key) (idsync.Connection, error) {
-	c, err := a.s.Get(ctx, store.Key(k))
-	return c, adminError(err)
-}
-
-func (a storeAdapter) List(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
-	c, err := a.s.List(ctx, space, audience)
-	return c, adminError(err)
-}
-
-func (a storeAdapter) History(ctx context.Context, k admin.Key) ([]admin.AuditEntry, error) {
-	entries, err := a.s.History(ctx, store.Key(k))
-	if err != nil {
-		return nil, adminError(err)
-	}
-	out := make([]admin.AuditEntry, len(entries))
-	for i, e := range entries {
-		out[i] = admin.AuditEntry(e)
-	}
-	return out, nil
-}
-
-// adminError wraps the store's sentinels in admin's (idsync.ErrNotFound is
-// shared and passes through).
-func adminError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrConflict):
-		return fmt.Errorf("%w: %w", admin.ErrConflict, err)
-	case errors.Is(err, store.ErrPreconditionFailed):
-		return fmt.Errorf("%w: %w", admin.ErrPreconditionFailed, err)
-	case errors.Is(err, store.ErrInvalidKey):
-		return fmt.Errorf("%w: %w", admin.ErrInvalidKey, err)
-	}
-	return err
-}
 
 type testClock struct {
 	mu sync.Mutex
@@ -100,7 +44,7 @@ func TestAPIOverRedisStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := admin.New(storeAdapter{st}, admin.Options{
+	srv, err := admin.New(adminstore.New(st), admin.Options{
 		Tokens: []admin.Token{{Name: "ops", Secret: "secret-w", Scope: admin.ScopeWrite}},
 		Now:    clk.Now,
 	})

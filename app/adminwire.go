@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/idsync/idsync/admin"
 	"github.com/idsync/idsync/config"
-	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/internal/adminstore"
 	"github.com/idsync/idsync/store"
 )
 
@@ -39,7 +38,7 @@ func adminHandler(st *store.Store, cfg *config.Config, tokens []admin.Token, now
 	if err != nil {
 		return nil, err
 	}
-	srv, err := admin.New(storeAdapter{st}, admin.Options{
+	srv, err := admin.New(adminstore.New(st), admin.Options{
 		Tokens:       tokens,
 		MaxBodyBytes: cfg.Admin.MaxBodyBytes,
 		Limits:       cfg.Processing.Limits(),
@@ -53,55 +52,4 @@ func adminHandler(st *store.Store, cfg *config.Config, tokens []admin.Token, now
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
 	return srv, nil
-}
-
-// storeAdapter gives the admin API the store, translating keys, audit
-// entries and error kinds between the two packages.
-type storeAdapter struct{ st *store.Store }
-
-func (a storeAdapter) Put(ctx context.Context, k admin.Key, cfg *idsync.Config, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.st.Put(ctx, store.Key(k), cfg, actor, ifMatch)
-	return v, adminError(err)
-}
-
-func (a storeAdapter) Delete(ctx context.Context, k admin.Key, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.st.Delete(ctx, store.Key(k), actor, ifMatch)
-	return v, adminError(err)
-}
-
-func (a storeAdapter) Get(ctx context.Context, k admin.Key) (idsync.Connection, error) {
-	c, err := a.st.Get(ctx, store.Key(k))
-	return c, adminError(err)
-}
-
-func (a storeAdapter) List(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
-	cs, err := a.st.List(ctx, space, audience)
-	return cs, adminError(err)
-}
-
-func (a storeAdapter) History(ctx context.Context, k admin.Key) ([]admin.AuditEntry, error) {
-	es, err := a.st.History(ctx, store.Key(k))
-	if err != nil {
-		return nil, adminError(err)
-	}
-	out := make([]admin.AuditEntry, len(es))
-	for i, e := range es {
-		out[i] = admin.AuditEntry(e)
-	}
-	return out, nil
-}
-
-// adminError marks a store error with the admin package's kind of it.
-func adminError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrConflict):
-		return fmt.Errorf("%w: %w", admin.ErrConflict, err)
-	case errors.Is(err, store.ErrPreconditionFailed):
-		return fmt.Errorf("%w: %w", admin.ErrPreconditionFailed, err)
-	case errors.Is(err, store.ErrInvalidKey):
-		return fmt.Errorf("%w: %w", admin.ErrInvalidKey, err)
-	}
-	return err
 }

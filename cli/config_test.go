@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/idsync/idsync/admin"
 	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/internal/adminstore"
 	"github.com/idsync/idsync/store"
 )
 
@@ -93,47 +92,6 @@ func (m *memStore) History(_ context.Context, k admin.Key) ([]admin.AuditEntry, 
 	return slices.Clone(m.audit[k]), nil
 }
 
-// redisStore serves admin.Store from the Redis store (as the service's
-// wiring does).
-type redisStore struct{ s *store.Store }
-
-func (a redisStore) Put(ctx context.Context, k admin.Key, cfg *idsync.Config, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.s.Put(ctx, store.Key(k), cfg, actor, ifMatch)
-	return v, mapStoreError(err)
-}
-
-func (a redisStore) Delete(ctx context.Context, k admin.Key, actor string, ifMatch int64) (idsync.Version, error) {
-	v, err := a.s.Delete(ctx, store.Key(k), actor, ifMatch)
-	return v, mapStoreError(err)
-}
-
-func (a redisStore) Get(ctx context.Context, k admin.Key) (idsync.Connection, error) {
-	return a.s.Get(ctx, store.Key(k))
-}
-
-func (a redisStore) List(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
-	return a.s.List(ctx, space, audience)
-}
-
-func (a redisStore) History(ctx context.Context, k admin.Key) ([]admin.AuditEntry, error) {
-	entries, err := a.s.History(ctx, store.Key(k))
-	out := make([]admin.AuditEntry, len(entries))
-	for i, e := range entries {
-		out[i] = admin.AuditEntry(e)
-	}
-	return out, err
-}
-
-func mapStoreError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrPreconditionFailed):
-		return fmt.Errorf("%w: %w", admin.ErrPreconditionFailed, err)
-	case errors.Is(err, store.ErrConflict):
-		return fmt.Errorf("%w: %w", admin.ErrConflict, err)
-	}
-	return err
-}
-
 const (
 	writeToken = "cli-write-token"
 	readToken  = "cli-read-token"
@@ -155,7 +113,7 @@ var backends = []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return redisStore{st}
+		return adminstore.New(st)
 	}},
 }
 
