@@ -42,6 +42,7 @@ Usage:
   idsync run [--embedded] [--config idsync.yaml] [flags]   run the processor
   idsync config put|get|list|delete|history|preview|types  manage connections (admin API)
   idsync tail TOPIC [--from-beginning] [--max N]           print a topic's records as JSON lines
+  idsync bench [-n N] [--delivery MODE] [--brokers ...]     measure idsync against a bare Kafka loop
   idsync version                                           print the version
   idsync help                                              this text
 
@@ -69,6 +70,8 @@ func Main(ctx context.Context, env Env) int {
 		return runTail(ctx, env, args)
 	case "run":
 		return runRun(ctx, env, args)
+	case "bench":
+		return runBench(ctx, env, args)
 	}
 	fmt.Fprintf(env.Stderr, "idsync: unknown command %q\n\n%s", cmd, usage)
 	return ExitUsage

@@ -1,0 +1,268 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/idsync/idsync/config"
+	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/pipeline"
+	"github.com/idsync/idsync/store"
+)
+
+// pipelineConfig is the pipeline configuration the binary builds
+// (app.pipelineConfig) from the default settings, pointed at the
+// benchmark's topics: the same client options, metrics hooks and limits.
+func (e *env) pipelineConfig(inputTopic, group string, reg prometheus.Registerer, extra ...kgo.Opt) pipeline.Config {
+	def := config.Default()
+	k := def.Kafka
+	opts := []kgo.Opt{
+		kgo.DialTimeout(k.DialTimeout),
+		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Registerer(reg), kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes))),
+		kgo.WithLogger(kslog.New(e.cfg.Logger.With("component", "kafka"))),
+	}
+	opts = append(opts, extra...)
+	return pipeline.Config{
+		Brokers:                e.brokers,
+		ClientID:               k.ClientID,
+		InputTopic:             inputTopic,
+		GroupID:                group,
+		DLQTopic:               e.dlq,
+		Topics:                 e.tmpl,
+		Delivery:               e.cfg.Delivery,
+		TransactionalID:        group,
+		CreateTopics:           k.CreateTopics,
+		TopicPartitions:        e.cfg.Partitions,
+		TopicReplicationFactor: int16(k.TopicReplicationFactor),
+		MaxRecordBytes:         int32(k.ProducerBatchMaxBytes),
+		SessionTimeout:         k.SessionTimeout,
+		RebalanceTimeout:       k.RebalanceTimeout,
+		FetchMaxBytes:          int32(k.FetchMaxBytes),
+		MaxPollRecords:         k.MaxPollRecords,
+		MaxInflightRecords:     def.Processing.MaxInflightRecords,
+		MaxInflightBytes:       e.cfg.MaxInflightBytes,
+		ProducerLinger:         k.ProducerLinger,
+		ShutdownTimeout:        10 * time.Second,
+		Limits:                 def.Processing.Limits(),
+		Options:                def.Processing.Options(),
+		ClientOpts:             opts,
+	}
+}
+
+// idsyncLoop builds what app.Run builds for the stream: a configuration
+// cache in front of the Redis store (fresh, as at process start) and the
+// pipeline with the binary's settings and metrics.
+func (e *env) idsyncLoop(in *input, group string, tr *tracker, reg *prometheus.Registry) (func(context.Context) error, error) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	def := config.Default()
+	cache, err := store.NewCache(e.st, e.rdb, store.CacheOptions{
+		MaxEntries: def.Connections.CacheMaxEntries,
+		TTL:        def.Connections.CacheTTL,
+		Registerer: reg,
+		Logger:     e.cfg.Logger.With("component", "cache"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: configuration cache: %w", err)
+	}
+	p, err := pipeline.New(e.pipelineConfig(in.name, group, reg, tr.hooks()), cache, reg, e.cfg.Logger.With("component", "pipeline"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return func(ctx context.Context) error {
+		cacheCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		cacheDone := make(chan struct{})
+		go func() { defer close(cacheDone); _ = cache.Run(cacheCtx) }()
+		err := p.Run(ctx)
+		stop()
+		<-cacheDone
+		return err
+	}, nil
+}
+
+// baselineLoop is the limit idsync is compared with: the pipeline's Kafka
+// loop without the processing. Same client settings (consumer group,
+// manual commits, BlockRebalanceOnPoll, the same fetch, batch, linger and
+// buffer settings, idempotent producer or a transactional session), same
+// batches (PollRecords of max_poll_records, partitions in parallel on
+// GOMAXPROCS workers, every record acknowledged before the commit or the
+// transaction's end). For each input record it produces the records idsync
+// produces for it: same count, topics, keys, header names and value
+// sizes, the values cut from real idsync output so they compress alike.
+// It decodes nothing, resolves nothing and keeps no metrics.
+func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.Context) error, error) {
+	def := config.Default()
+	k := def.Kafka
+	cfg := e.pipelineConfig(in.name, group, prometheus.NewRegistry())
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(e.brokers...),
+		kgo.ClientID(k.ClientID),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(in.name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
+		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.ProducerBatchMaxBytes(cfg.MaxRecordBytes),
+		kgo.MaxBufferedRecords(cfg.MaxInflightRecords),
+		kgo.MaxBufferedBytes(cfg.MaxInflightBytes),
+		kgo.UnknownTopicRetries(-1),
+		kgo.ProducerLinger(cfg.ProducerLinger),
+		kgo.DialTimeout(k.DialTimeout),
+		tr.hooks(),
+	}
+	var (
+		cl   *kgo.Client
+		sess *kgo.GroupTransactSession
+		err  error
+	)
+	if e.cfg.Delivery == pipeline.ExactlyOnce {
+		opts = append(opts, kgo.TransactionalID(group), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		if sess, err = kgo.NewGroupTransactSession(opts...); err == nil {
+			cl = sess.Client()
+		}
+	} else {
+		cl, err = kgo.NewClient(opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: baseline client: %w", err)
+	}
+	x := e.exp
+	version := []byte("1")
+	produce := func(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+		if sess != nil {
+			sess.Produce(ctx, r, promise)
+		} else {
+			cl.Produce(ctx, r, promise)
+		}
+	}
+	return func(ctx context.Context) error {
+		defer func() {
+			if sess != nil {
+				sess.Close()
+				return
+			}
+			cl.AllowRebalance() // a poll cut short by ctx still blocks rebalances, leaving included
+			leave, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = cl.LeaveGroupContext(leave)
+			cancel()
+			cl.Close()
+		}()
+		for ctx.Err() == nil {
+			var fetches kgo.Fetches
+			if sess != nil {
+				fetches = sess.PollRecords(ctx, cfg.MaxPollRecords)
+			} else {
+				fetches = cl.PollRecords(ctx, cfg.MaxPollRecords)
+			}
+			if fetches.IsClientClosed() || ctx.Err() != nil {
+				return nil
+			}
+			var parts [][]*kgo.Record
+			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+				if len(p.Records) > 0 {
+					parts = append(parts, p.Records)
+				}
+			})
+			if len(parts) == 0 {
+				continue
+			}
+			if sess != nil {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("beginning a transaction: %w", err)
+				}
+			}
+			var acks sync.WaitGroup
+			var mu sync.Mutex
+			var perr error
+			promise := func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					perr = err
+					mu.Unlock()
+				}
+				acks.Done()
+			}
+			var wg sync.WaitGroup
+			next := make(chan int)
+			for range min(runtime.GOMAXPROCS(0), len(parts)) {
+				wg.Go(func() {
+					for i := range next {
+						for _, rec := range parts[i] {
+							ev := in.eventAt(rec.Partition, rec.Offset)
+							if ev < 0 {
+								continue
+							}
+							src := sourceHeader(rec)
+							key := rec.Key[min(len(rec.Key), len(Space)+1):]
+							for j, o := range x.of(ev) {
+								off := (ev*977 + j*131) % (len(x.filler) - int(o.size))
+								acks.Add(1)
+								produce(ctx, &kgo.Record{
+									Topic: x.topics[o.topic],
+									Key:   key,
+									Value: x.filler[off : off+int(o.size)],
+									Headers: []kgo.RecordHeader{
+										{Key: idsync.HeaderSource, Value: src},
+										{Key: idsync.HeaderConfigVersion, Value: version},
+									},
+								}, promise)
+							}
+						}
+					}
+				})
+			}
+			for i := range parts {
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+			if sess != nil {
+				committed, err := sess.End(context.WithoutCancel(ctx), kgo.TryCommit)
+				acks.Wait()
+				if err != nil {
+					return fmt.Errorf("ending the transaction: %w", err)
+				}
+				if !committed {
+					return errors.New("transaction aborted")
+				}
+			} else {
+				acks.Wait()
+				if perr != nil {
+					return perr
+				}
+				if err := cl.CommitUncommittedOffsets(context.WithoutCancel(ctx)); err != nil {
+					return fmt.Errorf("committing: %w", err)
+				}
+			}
+			if sess != nil {
+				sess.AllowRebalance()
+			} else {
+				cl.AllowRebalance()
+			}
+		}
+		return nil
+	}, nil
+}
+
+func sourceHeader(rec *kgo.Record) []byte {
+	b := make([]byte, 0, len(rec.Topic)+24)
+	b = append(b, rec.Topic...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(rec.Partition), 10)
+	b = append(b, '/')
+	return strconv.AppendInt(b, rec.Offset, 10)
+}

@@ -1,0 +1,74 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+)
+
+// Report is the outcome of a benchmark run; its JSON form is what
+// `idsync bench -o json` prints.
+type Report struct {
+	Mode   string `json:"mode"`
+	Broker string `json:"broker"`
+	Events int    `json:"events"`
+	// OutputRecords is the number of records each loop produces.
+	OutputRecords int   `json:"output_records"`
+	InputBytes    int64 `json:"input_bytes,omitempty"`
+	Rounds        int   `json:"rounds"`
+	// Idsync and Baseline are the rounds' medians (by events/s); their
+	// latencies come from the paced phase, at LatencyRate events/s.
+	Idsync   Phase `json:"idsync"`
+	Baseline Phase `json:"baseline"`
+	// Ratio is the median of the rounds' idsync/baseline events/s.
+	Ratio       float64   `json:"ratio"`
+	RoundRatios []float64 `json:"round_ratios"`
+	LatencyRate float64   `json:"latency_rate,omitempty"`
+	// Stall is set by the stalled-destination test instead of the above.
+	Stall *StallResult `json:"stall,omitempty"`
+}
+
+// Phase is what one loop did over the input.
+type Phase struct {
+	Events           int     `json:"events"`
+	OutputRecords    int     `json:"output_records"`
+	Seconds          float64 `json:"seconds"`
+	EventsPerSec     float64 `json:"events_per_sec"`
+	RecordsPerSec    float64 `json:"records_per_sec"`
+	MBPerSec         float64 `json:"mb_per_sec"`
+	P50Ms            float64 `json:"p50_ms"`
+	P99Ms            float64 `json:"p99_ms"`
+	CPUSecPerMEvents float64 `json:"cpu_sec_per_million_events"`
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+	StartRSSMB       float64 `json:"start_rss_mb"`
+	PeakHeapMB       float64 `json:"peak_heap_mb"`
+	// JoinAndStartupSec is the time from the loop's start to its first
+	// fetched record (group join), left out of the throughput.
+	JoinAndStartupSec float64 `json:"join_and_startup_sec"`
+}
+
+func (p Phase) line() string {
+	return fmt.Sprintf("%8.0f events/s %9.0f records/s %7.1f MB/s  cpu %6.1f s/M events  peak rss %6.1f MB (heap %5.1f)  %.2fs (+%.2fs join)",
+		p.EventsPerSec, p.RecordsPerSec, p.MBPerSec, p.CPUSecPerMEvents, p.PeakRSSMB, p.PeakHeapMB, p.Seconds, p.JoinAndStartupSec)
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	if r.Stall != nil {
+		r.Stall.writeText(w)
+		return
+	}
+	fmt.Fprintf(w, "idsync bench: %s on %s, %d events → %d records, %d round(s)\n", r.Mode, r.Broker, r.Events, r.OutputRecords, r.Rounds)
+	fmt.Fprintf(w, "%-9s %12s %12s %9s %9s %9s %14s %12s\n", "", "events/s", "records/s", "MB/s", "p50 ms", "p99 ms", "cpu s/M ev", "peak rss MB")
+	for _, x := range []struct {
+		name string
+		p    Phase
+	}{{"idsync", r.Idsync}, {"baseline", r.Baseline}} {
+		fmt.Fprintf(w, "%-9s %12.0f %12.0f %9.1f %9.1f %9.1f %14.1f %12.1f\n", x.name, x.p.EventsPerSec, x.p.RecordsPerSec,
+			x.p.MBPerSec, x.p.P50Ms, x.p.P99Ms, x.p.CPUSecPerMEvents, x.p.PeakRSSMB)
+	}
+	fmt.Fprintf(w, "ratio idsync/baseline (events/s): %.3f (rounds %v)", r.Ratio, r.RoundRatios)
+	if r.LatencyRate > 0 {
+		fmt.Fprintf(w, "; latencies at %.0f events/s", r.LatencyRate)
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+
+	"context"
+
+	"github.com/spf13/pflag"
+
+	"github.com/idsync/idsync/bench"
+	"github.com/idsync/idsync/pipeline"
+)
+
+const benchUsage = `Usage: idsync bench [-n N] [--delivery at_least_once|exactly_once] [--brokers host:port,...] [--redis host:port] [-o text|json]
+
+Measures idsync against the limit of its broker. A seeded generator writes N
+audience-membership events and stores their connections in Redis; then, on
+the same broker, the idsync pipeline and a baseline (a bare franz-go
+consume→produce loop writing the same number of records, of the same sizes,
+to the same topics) each consume them. Reported for both: events/s, output
+records/s, MB/s, end-to-end p50/p99 latency (paced phase), CPU seconds per
+million events, peak RSS; and the ratio idsync/baseline of events/s.
+
+Without --brokers it runs on an embedded kfake broker, and without --redis
+on an embedded miniredis: handy for a smoke test, not for figures.
+--stall D runs the stalled-destination test instead (real broker only).
+Progress goes to stderr, the report to stdout.
+
+Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.
+
+Flags:
+`
+
+// runBench is "idsync bench".
+func runBench(ctx context.Context, env Env, args []string) int {
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var cfg bench.Config
+	var delivery, brokers, output, cpuProfile, memProfile string
+	var quiet bool
+	fs.IntVarP(&cfg.Events, "events", "n", 100_000, "number of input events")
+	fs.StringVar(&delivery, "delivery", string(pipeline.AtLeastOnce), "delivery mode: at_least_once or exactly_once")
+	fs.StringVar(&brokers, "brokers", "", "Kafka seed brokers, comma-separated (default: embedded kfake)")
+	fs.StringVar(&cfg.Redis, "redis", "", "Redis address (default: embedded miniredis)")
+	fs.StringVarP(&output, "output", "o", "text", "report format: text or json")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "baseline + idsync rounds; the report gives medians")
+	fs.IntVar(&cfg.Audiences, "audiences", 200, "audience pool")
+	fs.IntVar(&cfg.Profiles, "profiles", 0, "profile pool (default events/4)")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
+	fs.IntVar(&cfg.LatencyEvents, "latency-events", 0, "events of the paced latency phase (default min(n, 20000); -1 skips it)")
+	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the baseline's throughput)")
+	fs.IntVar(&cfg.MaxInflightBytes, "max-inflight-bytes", 64<<20, "processing.max_inflight_bytes of both loops")
+	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (needs --brokers)")
+	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 0, "bound of one phase (default 10m)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(env.Stderr, "idsync bench: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	case output != "text" && output != "json":
+		fmt.Fprintf(env.Stderr, "idsync bench: --output %q is not text or json\n", output)
+		return ExitUsage
+	case delivery != string(pipeline.AtLeastOnce) && delivery != string(pipeline.ExactlyOnce):
+		fmt.Fprintf(env.Stderr, "idsync bench: --delivery %q is not at_least_once or exactly_once\n", delivery)
+		return ExitUsage
+	case cfg.Events < 1:
+		fmt.Fprintf(env.Stderr, "idsync bench: -n %d must be at least 1\n", cfg.Events)
+		return ExitUsage
+	case cfg.Stall > 0 && brokers == "":
+		fmt.Fprintln(env.Stderr, "idsync bench: --stall needs --brokers (a real broker)")
+		return ExitUsage
+	}
+	cfg.Delivery = pipeline.Delivery(delivery)
+	if brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	}
+	if !quiet {
+		cfg.Progress = env.Stderr
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
+			return ExitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
+			return ExitUsage
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if memProfile != "" {
+		if perr := writeHeapProfile(memProfile); perr != nil {
+			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", perr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
+		return ExitRefused
+	}
+	if output == "json" {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
+			return ExitRefused
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+		return ExitOK
+	}
+	rep.WriteText(env.Stdout)
+	return ExitOK
+}
+
+// writeHeapProfile writes the allocation profile (every allocation since
+// the start, "alloc_space" in pprof).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
