@@ -76,7 +76,10 @@ func (s *shaper) messageID(n int) string {
 func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 	id := s.messageID(n)
 	ev := s.ev
-	b := make(jsonBuf, 0, 384+sizeHint)
+	// Sized so that the record is written without growing: the envelope's
+	// fixed text is about 230 bytes, plus its values, plus the payload.
+	b := make(jsonBuf, 0, 256+2*len(id)+len(s.dest)+len(s.cfg.DestinationType)+len(ev.SpaceID)+len(ev.AudienceID)+
+		len(ev.AudienceKey)+len(ev.SegmentID)+len(ev.TimestampRaw)+sizeHint)
 	b = append(b, '{')
 	b = b.field("message_id", id, true)
 	b = b.field("source_message_id", ev.MessageID, false)
@@ -187,7 +190,11 @@ func (s *shaper) google(out []Output) []Output {
 	if s.ev.Action == ActionExited {
 		op = "remove"
 	}
-	b, id := s.open(0, 128)
+	hint := 96 + len(s.cfg.ExternalAudienceID) + len(s.cfg.Settings.UploadKeyType)
+	for i, k := range s.sel.keys {
+		hint += len(s.sel.values[i]) * (len(k) + 72)
+	}
+	b, id := s.open(0, hint)
 	b = append(b, '{')
 	b = b.field("user_list_id", s.cfg.ExternalAudienceID, true)
 	b = b.field("upload_key_type", s.cfg.Settings.UploadKeyType, false)
@@ -244,7 +251,14 @@ func (s *shaper) segment(out []Output) []Output {
 func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Output {
 	ev, cfg := s.ev, s.cfg
 	entered := ev.Action == ActionEntered
-	b, id := s.open(n, 256)
+	// Payload: about 330 bytes of fixed text, the ids and keys of the
+	// envelope again, the audience key up to three times, the values.
+	hint := 352 + len(s.ev.MessageID) + len(s.dest) + 3*len(s.ev.AudienceKey) + len(s.ev.AudienceID) + len(s.ev.SpaceID) +
+		len(s.ev.TimestampRaw) + len(s.cfg.ExternalAudienceID) + len(s.cfg.Settings.EnterEvent) + len(s.ev.Traits.Name)
+	for i, k := range s.sel.keys {
+		hint += len(k) + 8 + len(s.sel.values[i][idx[i]])
+	}
+	b, id := s.open(n, hint)
 	b = append(b, '{')
 	b = b.field("type", typ, true)
 	b = b.field("messageId", id, false)
