@@ -41,6 +41,10 @@ func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *
 		p.m.processTime.Observe(time.Since(start).Seconds())
 		p.count(&res)
 		in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
+		var src []byte // shared by the input's outputs; the client only reads headers
+		if len(res.Outputs) > 0 {
+			src = sourceHeader(rec)
+		}
 		for i := range res.Outputs {
 			o := &res.Outputs[i]
 			topic := p.cfg.Topics.Topic(o.DestinationID)
@@ -53,8 +57,8 @@ func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *
 				Key:   []byte(o.Key),
 				Value: o.Value,
 				Headers: []kgo.RecordHeader{
-					{Key: idsync.HeaderSource, Value: sourceHeader(rec)},
-					{Key: idsync.HeaderConfigVersion, Value: strconv.AppendInt(nil, o.ConfigVersion, 10)},
+					{Key: idsync.HeaderSource, Value: src},
+					{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
 				},
 			}, p.outputC[o.DestinationType], in)
 		}
@@ -77,6 +81,24 @@ func (p *Pipeline) count(res *idsync.Result) {
 	for t, n := range res.Invalid {
 		p.m.invalid.WithLabelValues(string(t)).Add(float64(n))
 	}
+}
+
+// smallVersions are the idsync-config-version header values of versions
+// 0–63, shared read-only by every record (most connections have few
+// versions).
+var smallVersions = func() [][]byte {
+	vs := make([][]byte, 64)
+	for i := range vs {
+		vs[i] = strconv.AppendInt(nil, int64(i), 10)
+	}
+	return vs
+}()
+
+func versionHeader(v int64) []byte {
+	if v >= 0 && v < int64(len(smallVersions)) {
+		return smallVersions[v]
+	}
+	return strconv.AppendInt(nil, v, 10)
 }
 
 func sourceHeader(rec *kgo.Record) []byte {
