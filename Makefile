@@ -25,8 +25,19 @@ test:
 test-unit:
 	$(GO) test -short ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./idsync/
+# bench: the hot-path and cache micro-benchmarks, then a short idsync bench on
+# the embedded broker (a smoke run: figures for a real broker come from
+# `idsync bench --brokers ... --redis ...`, see docs/performance.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./idsync/ ./store/
+	./$(BIN) bench -n 20000 --rounds 1
+
+# profile: CPU and allocation profiles of a bench run (embedded broker unless
+# BENCH_FLAGS says otherwise), read with `go tool pprof -top bin/idsync cpu.prof`.
+BENCH_FLAGS ?= -n 50000
+profile: build
+	./$(BIN) bench $(BENCH_FLAGS) --cpuprofile cpu.prof --memprofile mem.prof
+	$(GO) tool pprof -top -nodecount 25 $(BIN) cpu.prof
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
