@@ -61,14 +61,15 @@ type Config struct {
 	Partitions int32
 	// LatencyEvents is the size of the paced latency phase (default
 	// min(Events, 20,000)); LatencyRate its rate in events/s (default half
-	// the baseline's measured throughput). LatencyEvents < 0 skips it.
+	// the slower loop's measured throughput, the same rate for both).
+	// LatencyEvents < 0 skips it.
 	LatencyEvents int
 	LatencyRate   float64
 	// MaxInflightBytes is processing.max_inflight_bytes of both loops
 	// (default 64 MiB, the service's default).
 	MaxInflightBytes int
 	// Stall, when positive, runs the stalled-destination test instead of
-	// the throughput comparison, for that long (real broker only).
+	// the throughput comparison, for that long (embedded broker only).
 	Stall time.Duration
 	// PhaseTimeout bounds one phase (default 10 minutes).
 	PhaseTimeout time.Duration
@@ -147,8 +148,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Delivery != pipeline.AtLeastOnce && cfg.Delivery != pipeline.ExactlyOnce {
 		return nil, fmt.Errorf("bench: delivery %q is not %s or %s", cfg.Delivery, pipeline.AtLeastOnce, pipeline.ExactlyOnce)
 	}
-	if cfg.Stall > 0 && len(cfg.Brokers) == 0 {
-		return nil, errors.New("bench: the stalled-destination test needs a real broker (--brokers): kfake cannot stall one topic")
+	if cfg.Stall > 0 && len(cfg.Brokers) > 0 {
+		return nil, errors.New("bench: the stalled-destination test runs on the embedded broker only (it stalls one topic's leader)")
 	}
 	e, err := setup(ctx, cfg)
 	if err != nil {
@@ -171,7 +172,11 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 	}()
 	e.brokers = cfg.Brokers
 	if len(e.brokers) == 0 {
-		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(cfg.Partitions)))
+		brokers := 1
+		if cfg.Stall > 0 {
+			brokers = 2 // the stalled topic gets a leader of its own
+		}
+		kc, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.DefaultNumPartitions(int(cfg.Partitions)))
 		if err != nil {
 			return nil, fmt.Errorf("bench: starting kfake: %w", err)
 		}
@@ -504,7 +509,9 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 	if e.cfg.LatencyEvents > 0 {
 		rate := e.cfg.LatencyRate
 		if rate <= 0 {
-			rate = math.Round(rep.Baseline.EventsPerSec / 2)
+			// Half the slower loop's throughput: both run below capacity,
+			// so the latency is the loops', not a queue's.
+			rate = math.Round(min(rep.Baseline.EventsPerSec, rep.Idsync.EventsPerSec) / 2)
 		}
 		n := min(e.cfg.LatencyEvents, e.cfg.Events)
 		rep.LatencyRate = rate
@@ -790,4 +797,3 @@ func medianOf(xs []float64) float64 {
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
-

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // StallResult is the outcome of the stalled-destination test.
@@ -41,13 +43,14 @@ func (s *StallResult) writeText(w io.Writer) {
 }
 
 // stallTest runs idsync over the workload while the destination topic that
-// receives the most records cannot be written: it is set to
-// min.insync.replicas=2 on a one-replica topic, so the broker answers every
-// produce to it with NOT_ENOUGH_REPLICAS, a retriable error the producer
-// retries without end, exactly as for a partition whose leader is
-// unavailable. The rest of the pipeline keeps going as long as its bounds
-// let it. RSS is sampled for Stall; then the topic is released and the
-// test waits for idsync to finish.
+// receives the most records cannot be written: on a two-broker kfake, its
+// partitions are the only ones led by broker 1, which holds every produce
+// request without answering until the stall ends, as a leader that hangs
+// would. (A real single broker cannot stall one topic: Kafka 4.4 accepted
+// acks=all produces to a one-replica topic set to min.insync.replicas=2.)
+// The rest of the pipeline keeps going as long as its bounds let it. RSS is
+// sampled for Stall; then the topic is released and the test waits for
+// idsync to finish.
 func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	var err error
 	if e.exp, err = e.computeExpected(); err != nil {
@@ -69,29 +72,33 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	e.logf("input: %d events; stalling %s (%d of %d records)", e.cfg.Events, topic, counts[busiest], len(e.exp.outs))
-	setMinISR := func(v string) error {
-		resp, err := e.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "min.insync.replicas", Value: &v}}, topic)
-		if err == nil {
-			for _, r := range resp {
-				if r.Err != nil {
-					err = r.Err
-				}
+	// The stalled topic's partitions are led by broker 1, everything else
+	// by broker 0; broker 1 then holds every produce request until the
+	// stall ends (kfake's control hooks), as a leader that stopped
+	// answering would.
+	kc := e.kfake
+	for _, t := range append(slices.Clone(e.exp.topics), e.dlq, in.name) {
+		node := int32(0)
+		if t == topic {
+			node = 1
+		}
+		for p := range e.cfg.Partitions {
+			if err := kc.MoveTopicPartition(t, p, node); err != nil {
+				return nil, fmt.Errorf("bench: moving %s/%d to broker %d: %w", t, p, node, err)
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("bench: setting min.insync.replicas=%s on %s: %w", v, topic, err)
-		}
-		return nil
 	}
-	if err := setMinISR("2"); err != nil {
-		return nil, err
-	}
-	released := false
-	defer func() {
-		if !released {
-			_ = setMinISR("1")
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unstall := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unstall()
+	kc.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		if kc.CurrentNode() == 1 {
+			kc.SleepControl(func() { <-release })
 		}
-	}()
+		return nil, nil, false
+	})
 
 	tr := newTracker(e.exp, e.cfg.Events, false)
 	tr.input = in
@@ -113,7 +120,7 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	peak := sampler.finish()
 	res := &StallResult{
 		StalledTopic:       topic,
-		Method:             "min.insync.replicas=2 on a 1-replica topic: every produce answered NOT_ENOUGH_REPLICAS (retriable, retried without end)",
+		Method:             "kfake, 2 brokers: the topic's leader (broker 1) holds every produce request until the stall ends",
 		Seconds:            e.cfg.Stall.Seconds(),
 		MaxInflightBytesMB: float64(e.cfg.MaxInflightBytes) / (1 << 20),
 		StartRSSMB:         round1(float64(sampler.startKB) / 1024),
@@ -126,10 +133,7 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	res.RSSGrowthMB = round1(res.PeakRSSMB - res.StartRSSMB)
 	res.UnderBound = res.RSSGrowthMB < res.MaxInflightBytesMB
 	e.logf("stall over: peak rss %.1f MB (start %.1f); releasing %s", res.PeakRSSMB, res.StartRSSMB, topic)
-	if err := setMinISR("1"); err != nil {
-		return nil, err
-	}
-	released = true
+	unstall()
 	t0 := time.Now()
 	if err := tr.wait(ctx, done); err == nil {
 		if err := e.awaitCommitted(ctx, group, in.name, done); err == nil {
@@ -138,7 +142,7 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	}
 	stop()
 	<-done
-	return &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kafka " + e.brokers[0], Stall: res}, nil
+	return &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kfake", Stall: res}, nil
 }
 
 // counterValue returns the sum of a counter family of reg.

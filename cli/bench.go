@@ -30,7 +30,7 @@ million events, peak RSS; and the ratio idsync/baseline of events/s.
 
 Without --brokers it runs on an embedded kfake broker, and without --redis
 on an embedded miniredis: handy for a smoke test, not for figures.
---stall D runs the stalled-destination test instead (real broker only).
+--stall D runs the stalled-destination test instead (embedded broker only).
 Progress goes to stderr, the report to stdout.
 
 Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.
@@ -55,9 +55,9 @@ func runBench(ctx context.Context, env Env, args []string) int {
 	fs.IntVar(&cfg.Profiles, "profiles", 0, "profile pool (default events/4)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", 0, "events of the paced latency phase (default min(n, 20000); -1 skips it)")
-	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the baseline's throughput)")
+	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the slower loop's throughput)")
 	fs.IntVar(&cfg.MaxInflightBytes, "max-inflight-bytes", 64<<20, "processing.max_inflight_bytes of both loops")
-	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (needs --brokers)")
+	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (embedded broker)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 0, "bound of one phase (default 10m)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file")
@@ -85,8 +85,8 @@ func runBench(ctx context.Context, env Env, args []string) int {
 	case cfg.Events < 1:
 		fmt.Fprintf(env.Stderr, "idsync bench: -n %d must be at least 1\n", cfg.Events)
 		return ExitUsage
-	case cfg.Stall > 0 && brokers == "":
-		fmt.Fprintln(env.Stderr, "idsync bench: --stall needs --brokers (a real broker)")
+	case cfg.Stall > 0 && brokers != "":
+		fmt.Fprintln(env.Stderr, "idsync bench: --stall runs on the embedded broker only (no --brokers)")
 		return ExitUsage
 	}
 	cfg.Delivery = pipeline.Delivery(delivery)
