@@ -577,6 +577,13 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	go func() { done <- run(runCtx) }()
 
 	if paced {
+		// Latency is measured from a joined group: events produced while
+		// the group forms would wait for the join, not for the loop.
+		if err := e.awaitJoined(ctx, group, done); err != nil {
+			stop()
+			<-done
+			return Phase{}, err
+		}
 		if err := e.produceTo(ctx, in, n, rate, func(i int) []byte { return events[i] }); err != nil {
 			stop()
 			<-done
@@ -627,6 +634,25 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		JoinAndStartupSec: round3(start.Sub(wall0).Seconds()),
 	}
 	return ph, nil
+}
+
+// awaitJoined waits until the group is stable with partitions assigned.
+func (e *env) awaitJoined(ctx context.Context, group string, done <-chan error) error {
+	for {
+		groups, err := e.adm.DescribeGroups(ctx, group)
+		if err == nil {
+			if g, ok := groups[group]; ok && g.State == "Stable" && len(g.AssignedPartitions()) > 0 {
+				return nil
+			}
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("bench: processor stopped before joining: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // awaitCommitted waits until the group's committed offsets reach the end of
