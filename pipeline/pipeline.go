@@ -176,7 +176,9 @@ type Pipeline struct {
 	dlqC    map[idsync.Code]prometheus.Counter
 
 	assigned atomic.Int64 // partitions currently assigned
-	held     map[topicPartition]time.Time
+	// held are the partitions waiting for a record's configuration: paused
+	// until the time given, or resumed (zero time) and not yet past it.
+	held map[topicPartition]time.Time
 }
 
 type topicPartition struct {
@@ -353,7 +355,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 	for ctx.Err() == nil {
 		p.resumeDue()
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if len(p.held) > 0 {
+		if p.pausedHeld() {
 			pollCtx, cancel = context.WithTimeout(ctx, p.cfg.RetryBackoff)
 		}
 		var fetches kgo.Fetches
@@ -394,15 +396,25 @@ func (p *Pipeline) resumeDue() {
 	now := time.Now()
 	resume := map[string][]int32{}
 	for tp, until := range p.held {
-		if !now.Before(until) {
+		if !until.IsZero() && !now.Before(until) {
 			resume[tp.topic] = append(resume[tp.topic], tp.partition)
-			delete(p.held, tp)
+			p.held[tp] = time.Time{} // resumed; still waiting until its record passes
 		}
 	}
 	if len(resume) > 0 {
 		p.cl.ResumeFetchPartitions(resume)
-		p.m.heldPartition.Set(float64(len(p.held)))
 	}
+}
+
+// pausedHeld reports whether some held partition is still paused (the poll
+// must then wake up to resume it).
+func (p *Pipeline) pausedHeld() bool {
+	for _, until := range p.held {
+		if !until.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 // batch processes one poll's records: partitions in parallel, each in
@@ -447,8 +459,10 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	// pause until the retry backoff is over.
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 	pause := map[string][]int32{}
-	for _, r := range holds {
+	for i, r := range holds {
 		if r == nil {
+			// Its records went through: it no longer waits.
+			delete(p.held, topicPartition{parts[i].Topic, parts[i].Partition})
 			continue
 		}
 		if rewind[r.Topic] == nil {
@@ -461,8 +475,8 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	if len(rewind) > 0 {
 		p.cl.SetOffsets(rewind)
 		p.cl.PauseFetchPartitions(pause)
-		p.m.heldPartition.Set(float64(len(p.held)))
 	}
+	p.m.heldPartition.Set(float64(len(p.held)))
 	return p.commit(hard, acks)
 }
 
