@@ -585,7 +585,7 @@ func TestReliabilitySlowDestination(t *testing.T) {
 		"vmhwm_mb": hwm >> 20, "rss_bound_mb": bound >> 20, "other_destination_records_during_stall": otherDuring,
 		"input_committed_fraction_during_stall": round(committedDuring), "missing_topic_gauge": waiting,
 		"catch_up_s_after_topic_appeared": round(recovery.Seconds()),
-		"missing": tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
+		"missing":                         tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
 	if waiting != 1 {
 		t.Errorf("idsync_destination_topics_missing peaked at %v during the stall, want 1", waiting)
 	}
