@@ -117,14 +117,6 @@ func (st *streamer) wait(t *testing.T) []input {
 	return st.produced
 }
 
-func (st *streamer) finished() bool {
-	select {
-	case <-st.done:
-		return true
-	default:
-		return false
-	}
-}
 
 // verify computes the expectation and compares with what the topics hold.
 func (s *stack) verify(t *testing.T, inputs []input, readCommitted bool) tally {
@@ -584,8 +576,8 @@ func TestReliabilitySlowDestination(t *testing.T) {
 	report(t, map[string]any{"stall_s": stall.Seconds(), "max_inflight_bytes": inflight, "rss_peak_during_stall_mb": peak >> 20,
 		"vmhwm_mb": hwm >> 20, "rss_bound_mb": bound >> 20, "other_destination_records_during_stall": otherDuring,
 		"input_committed_fraction_during_stall": round(committedDuring), "missing_topic_gauge": waiting,
-		"catch_up_s_after_topic_appeared": round(recovery.Seconds()),
-		"missing":                         tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
+		"catch_up_s_after_topic_appeared": round(recovery.Seconds()), "missing": tl.missing,
+		"duplicates": tl.duplicates, "unexpected": tl.unexpected})
 	if waiting != 1 {
 		t.Errorf("idsync_destination_topics_missing peaked at %v during the stall, want 1", waiting)
 	}
