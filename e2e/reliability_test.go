@@ -117,7 +117,6 @@ func (st *streamer) wait(t *testing.T) []input {
 	return st.produced
 }
 
-
 // verify computes the expectation and compares with what the topics hold.
 func (s *stack) verify(t *testing.T, inputs []input, readCommitted bool) tally {
 	t.Helper()
