@@ -151,11 +151,14 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 	}
 	return func(ctx context.Context) error {
 		defer func() {
+			// A poll cut short by ctx still blocks rebalances, and leaving
+			// the group is one.
 			if sess != nil {
+				sess.AllowRebalance()
 				sess.Close()
 				return
 			}
-			cl.AllowRebalance() // a poll cut short by ctx still blocks rebalances, leaving included
+			cl.AllowRebalance()
 			leave, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = cl.LeaveGroupContext(leave)
 			cancel()
