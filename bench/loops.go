@@ -101,36 +101,17 @@ func (e *env) idsyncLoop(in *input, group string, tr *tracker, reg *prometheus.R
 // sizes, the values cut from real idsync output so they compress alike.
 // It decodes nothing, resolves nothing and keeps no metrics.
 func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.Context) error, error) {
-	def := config.Default()
-	k := def.Kafka
 	cfg := e.pipelineConfig(in.name, group, prometheus.NewRegistry())
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(e.brokers...),
-		kgo.ClientID(k.ClientID),
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(in.name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
-		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
-		kgo.FetchMaxWait(500 * time.Millisecond),
-		kgo.ProducerBatchMaxBytes(cfg.MaxRecordBytes),
-		kgo.MaxBufferedRecords(cfg.MaxInflightRecords),
-		kgo.MaxBufferedBytes(cfg.MaxInflightBytes),
-		kgo.UnknownTopicRetries(-1),
-		kgo.ProducerLinger(cfg.ProducerLinger),
-		kgo.DialTimeout(k.DialTimeout),
-		tr.hooks(),
-	}
+	// The pipeline's own client options (the baseline differs from idsync in
+	// processing only), with the bench's tracker instead of metrics hooks.
+	cfg.ClientOpts = []kgo.Opt{kgo.DialTimeout(config.Default().Kafka.DialTimeout), tr.hooks()}
+	opts := pipeline.ClientOptions(cfg)
 	var (
 		cl   *kgo.Client
 		sess *kgo.GroupTransactSession
 		err  error
 	)
 	if e.cfg.Delivery == pipeline.ExactlyOnce {
-		opts = append(opts, kgo.TransactionalID(group), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 		if sess, err = kgo.NewGroupTransactSession(opts...); err == nil {
 			cl = sess.Client()
 		}

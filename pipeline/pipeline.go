@@ -209,6 +209,35 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 	for _, c := range idsync.Codes {
 		p.dlqC[c] = p.m.dlq.WithLabelValues(string(c))
 	}
+	opts := append(ClientOptions(cfg),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onLost),
+	)
+	var err error
+	if cfg.Delivery == ExactlyOnce {
+		p.sess, err = kgo.NewGroupTransactSession(opts...)
+		if err == nil {
+			p.cl = p.sess.Client()
+		}
+	} else {
+		p.cl, err = kgo.NewClient(opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: creating kafka client: %w", err)
+	}
+	p.topics = newTopics(p.cl, cfg, p.m, log)
+	return p, nil
+}
+
+// ClientOptions returns the Kafka client options the pipeline runs with for
+// cfg (defaults applied), less its rebalance callbacks: a consumer group with
+// manual commits and BlockRebalanceOnPoll, the fetch and producer bounds,
+// and in exactly_once the transactional id and read_committed; then
+// cfg.ClientOpts. Benchmarks build their baseline client from the same
+// options, so the baseline and the pipeline differ only in processing.
+func ClientOptions(cfg Config) []kgo.Opt {
+	cfg.setDefaults()
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
@@ -227,9 +256,6 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		// A destination topic that does not exist yet is waited for, never
 		// failed: records stay buffered (bounded) until it appears.
 		kgo.UnknownTopicRetries(-1),
-		kgo.OnPartitionsAssigned(p.onAssigned),
-		kgo.OnPartitionsRevoked(p.onRevoked),
-		kgo.OnPartitionsLost(p.onLost),
 	}
 	if cfg.ProducerLinger > 0 {
 		opts = append(opts, kgo.ProducerLinger(cfg.ProducerLinger))
@@ -240,21 +266,7 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		)
 	}
-	opts = append(opts, cfg.ClientOpts...)
-	var err error
-	if cfg.Delivery == ExactlyOnce {
-		p.sess, err = kgo.NewGroupTransactSession(opts...)
-		if err == nil {
-			p.cl = p.sess.Client()
-		}
-	} else {
-		p.cl, err = kgo.NewClient(opts...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: creating kafka client: %w", err)
-	}
-	p.topics = newTopics(p.cl, cfg, p.m, log)
-	return p, nil
+	return append(opts, cfg.ClientOpts...)
 }
 
 // Ready reports whether the pipeline has input partitions assigned.
