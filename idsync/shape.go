@@ -12,6 +12,10 @@ type shaper struct {
 	version int64
 	sel     *selection
 	opt     Options
+	// envelope is the envelope after message_id, up to the payload's
+	// value: the same for every record of the destination, so it is
+	// written once, in the first record, and copied (see open).
+	envelope jsonBuf
 }
 
 // count returns how many records shape would produce, or tooMany when the
@@ -76,12 +80,31 @@ func (s *shaper) messageID(n int) string {
 func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 	id := s.messageID(n)
 	ev := s.ev
-	// Sized so that the record is written without growing: the envelope's
-	// fixed text is about 230 bytes, plus its values, plus the payload.
-	b := make(jsonBuf, 0, 256+2*len(id)+len(s.dest)+len(s.cfg.DestinationType)+len(ev.SpaceID)+len(ev.AudienceID)+
-		len(ev.AudienceKey)+len(ev.SegmentID)+len(ev.TimestampRaw)+sizeHint)
+	size := len(s.envelope)
+	if size == 0 {
+		// The envelope's fixed text is about 230 bytes, plus its values.
+		size = 240 + len(ev.MessageID) + len(s.dest) + len(s.cfg.DestinationType) + len(ev.SpaceID) +
+			len(ev.AudienceID) + len(ev.AudienceKey) + len(ev.SegmentID) + len(ev.TimestampRaw)
+	}
+	// Sized so that the record is written without growing.
+	b := make(jsonBuf, 0, 16+2*len(id)+size+sizeHint)
 	b = append(b, '{')
 	b = b.field("message_id", id, true)
+	if s.envelope != nil {
+		return append(b, s.envelope...), id
+	}
+	start := len(b)
+	b = s.writeEnvelope(b)
+	// Later records of the destination copy these bytes instead of writing
+	// them again; the first record's buffer is never changed before them.
+	s.envelope = b[start:len(b):len(b)]
+	return b, id
+}
+
+// writeEnvelope appends the envelope's members after message_id, up to the
+// payload's key.
+func (s *shaper) writeEnvelope(b jsonBuf) jsonBuf {
+	ev := s.ev
 	b = b.field("source_message_id", ev.MessageID, false)
 	b = b.field("destination_id", s.dest, false)
 	b = b.field("destination_type", string(s.cfg.DestinationType), false)
@@ -96,8 +119,7 @@ func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 	b = b.key("config_version", true).int(s.version)
 	b = b.field("setup", string(s.cfg.Setup), false)
 	b = append(b, '}')
-	b = b.key("payload", false)
-	return b, id
+	return b.key("payload", false)
 }
 
 // close ends the envelope and appends the record.
