@@ -463,16 +463,23 @@ func events(seed uint64, n int) []demo.Event {
 // waitCommitted polls until the group's commits reach the input's end.
 func (s *stack) waitCommitted(within time.Duration) {
 	s.t.Helper()
+	s.waitFraction(1, within)
+}
+
+// waitFraction polls until the group has committed at least fraction f of
+// the input, failing the test after within.
+func (s *stack) waitFraction(f float64, within time.Duration) {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	for {
-		if s.committedFraction(ctx) >= 1 {
+		if s.committedFraction(ctx) >= f {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			s.t.Fatalf("input not fully committed within %s (%.0f%%)", within, 100*s.committedFraction(context.Background()))
-		case <-time.After(200 * time.Millisecond):
+			s.t.Fatalf("input not %.0f%% committed within %s (%.0f%%)", 100*f, within, 100*s.committedFraction(context.Background()))
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

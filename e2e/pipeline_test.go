@@ -69,18 +69,9 @@ func TestRebalanceNoDuplicates(t *testing.T) {
 	a := s.start("a", "IDSYNC_KAFKA_MAX_POLL_RECORDS=100")
 	a.seedDemo()
 	inputs := s.produce(events(7, 12000))
-	waitFraction := func(f float64) {
-		deadline := time.Now().Add(60 * time.Second)
-		for s.committedFraction(context.Background()) < f {
-			if time.Now().After(deadline) {
-				t.Fatalf("no progress to %.0f%%", 100*f)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFraction(0.1)
+	s.waitFraction(0.1, 60*time.Second)
 	b := s.start("b", "IDSYNC_KAFKA_MAX_POLL_RECORDS=100")
-	waitFraction(0.5)
+	s.waitFraction(0.5, 60*time.Second)
 	if code, _ := b.terminate(25 * time.Second); code != 0 {
 		t.Fatalf("b exit %d", code)
 	}
@@ -105,13 +96,7 @@ func crashRun(t *testing.T, delivery string) tally {
 	in.seedDemo()
 	inputs := s.produce(events(2, 8000))
 	// Kill at about a third of the stream.
-	deadline := time.Now().Add(60 * time.Second)
-	for s.committedFraction(context.Background()) < 0.3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no progress before the kill")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitFraction(0.3, 60*time.Second)
 	in.kill()
 	s.start("a", extra...)
 	s.waitCommitted(120 * time.Second)
@@ -143,13 +128,7 @@ func TestSIGTERMMidStream(t *testing.T) {
 	in := s.start("a", "IDSYNC_KAFKA_MAX_POLL_RECORDS=200")
 	in.seedDemo()
 	inputs := s.produce(events(3, 6000))
-	deadline := time.Now().Add(60 * time.Second)
-	for s.committedFraction(context.Background()) < 0.2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no progress")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitFraction(0.2, 60*time.Second)
 	code, took := in.terminate(25 * time.Second)
 	t.Logf("SIGTERM: exit %d in %s", code, took.Round(time.Millisecond))
 	if code != 0 {
@@ -193,14 +172,7 @@ func TestRedisOutage(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	during := s.produce(events(5, 1000))
-	// The warm cache serves every audience: the stream keeps flowing.
-	deadline = time.Now().Add(60 * time.Second)
-	for s.committedFraction(context.Background()) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream stalled while Redis was down (%.0f%% committed)", 100*s.committedFraction(context.Background()))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.waitFraction(1, 60*time.Second) // the warm cache keeps the stream flowing
 	if st := in.metric("idsync_config_staleness_seconds"); st <= 0 {
 		t.Errorf("idsync_config_staleness_seconds = %v while Redis is down", st)
 	}
