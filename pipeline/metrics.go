@@ -26,6 +26,13 @@ type metrics struct {
 	batches       prometheus.Counter
 	rebalances    *prometheus.CounterVec
 	produceErrors prometheus.Counter
+
+	// The labelled counters the per-record path uses, looked up once.
+	outputBy    map[idsync.DestinationType]prometheus.Counter
+	unmatchedBy map[idsync.DestinationType]prometheus.Counter
+	invalidBy   map[idsync.DestinationType]prometheus.Counter
+	dlqBy       map[idsync.Code]prometheus.Counter
+	noConns     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -89,14 +96,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records the producer failed to deliver (the batch is not committed and the pipeline stops).",
 		}),
 	}
+	m.outputBy = map[idsync.DestinationType]prometheus.Counter{}
+	m.unmatchedBy = map[idsync.DestinationType]prometheus.Counter{}
+	m.invalidBy = map[idsync.DestinationType]prometheus.Counter{}
+	m.dlqBy = map[idsync.Code]prometheus.Counter{}
 	for _, t := range idsync.DestinationTypes {
-		m.output.WithLabelValues(string(t))
-		m.unmatched.WithLabelValues(string(t))
-		m.invalid.WithLabelValues(string(t))
+		m.outputBy[t] = m.output.WithLabelValues(string(t))
+		m.unmatchedBy[t] = m.unmatched.WithLabelValues(string(t))
+		m.invalidBy[t] = m.invalid.WithLabelValues(string(t))
 	}
 	for _, c := range idsync.Codes {
-		m.dlq.WithLabelValues(string(c))
+		m.dlqBy[c] = m.dlq.WithLabelValues(string(c))
 	}
+	m.noConns = m.skipped.WithLabelValues(idsync.SkipNoConnections)
 	for _, r := range idsync.SkipReasons {
 		m.skipped.WithLabelValues(r)
 	}

@@ -165,15 +165,13 @@ func (c *Config) check() error {
 // Pipeline consumes, processes and produces. Build it with New and call Run
 // once.
 type Pipeline struct {
-	cfg     Config
-	src     ConnectionSource
-	log     *slog.Logger
-	m       *metrics
-	topics  *topics
-	cl      *kgo.Client
-	sess    *kgo.GroupTransactSession // nil in at_least_once
-	outputC map[idsync.DestinationType]prometheus.Counter
-	dlqC    map[idsync.Code]prometheus.Counter
+	cfg    Config
+	src    ConnectionSource
+	log    *slog.Logger
+	m      *metrics
+	topics *topics
+	cl     *kgo.Client
+	sess   *kgo.GroupTransactSession // nil in at_least_once
 
 	assigned atomic.Int64 // partitions currently assigned
 	// held are the partitions waiting for a record's configuration: paused
@@ -195,19 +193,11 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	p := &Pipeline{
-		cfg:     cfg,
-		src:     src,
-		log:     log,
-		m:       newMetrics(reg),
-		outputC: map[idsync.DestinationType]prometheus.Counter{},
-		dlqC:    map[idsync.Code]prometheus.Counter{},
-		held:    map[topicPartition]time.Time{},
-	}
-	for _, t := range idsync.DestinationTypes {
-		p.outputC[t] = p.m.output.WithLabelValues(string(t))
-	}
-	for _, c := range idsync.Codes {
-		p.dlqC[c] = p.m.dlq.WithLabelValues(string(c))
+		cfg:  cfg,
+		src:  src,
+		log:  log,
+		m:    newMetrics(reg),
+		held: map[topicPartition]time.Time{},
 	}
 	opts := append(ClientOptions(cfg),
 		kgo.OnPartitionsAssigned(p.onAssigned),

@@ -60,7 +60,7 @@ func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *
 					{Key: idsync.HeaderSource, Value: src},
 					{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
 				},
-			}, p.outputC[o.DestinationType], in)
+			}, p.m.outputBy[o.DestinationType], in)
 		}
 		for _, d := range res.DeadLetters {
 			a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
@@ -73,13 +73,13 @@ func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *
 // a result.
 func (p *Pipeline) count(res *idsync.Result) {
 	if res.NoConnections {
-		p.m.skipped.WithLabelValues(idsync.SkipNoConnections).Inc()
+		p.m.noConns.Inc()
 	}
 	for _, t := range res.Unmatched {
-		p.m.unmatched.WithLabelValues(string(t)).Inc()
+		p.m.unmatchedBy[t].Inc()
 	}
 	for t, n := range res.Invalid {
-		p.m.invalid.WithLabelValues(string(t)).Add(float64(n))
+		p.m.invalidBy[t].Add(float64(n))
 	}
 }
 
@@ -185,7 +185,7 @@ func (a *acks) deadLetterFor(ctx context.Context, rec *kgo.Record, code idsync.C
 		Key:     rec.Key,
 		Value:   rec.Value,
 		Headers: headers,
-	}, a.p.dlqC[code], in)
+	}, a.p.m.dlqBy[code], in)
 }
 
 func (a *acks) fail(err error) {
