@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -57,6 +58,12 @@ type Config struct {
 	// Rounds is the number of baseline + idsync throughput rounds; the
 	// report gives their medians (default 1).
 	Rounds int
+	// WarmupRounds are run before the counted rounds and left out of the
+	// report (default 0; the CLI's default is 1). The first loop to write
+	// to the run's fresh destination topics pays the broker's cost of
+	// creating their segments and compiling its code paths, which made the
+	// first round's first loop (always the baseline) up to twice as slow.
+	WarmupRounds int
 	// Partitions of the input and destination topics (default 6).
 	Partitions int32
 	// LatencyEvents is the size of the paced latency phase (default
@@ -478,10 +485,19 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 	}
 	e.logf("input: %d events produced to %s in %s", e.cfg.Events, in.name, time.Since(t0).Round(time.Millisecond))
 
-	rep := &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kfake", Rounds: e.cfg.Rounds,
+	rep := &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kfake", Rounds: e.cfg.Rounds, WarmupRounds: e.cfg.WarmupRounds,
 		OutputRecords: len(e.exp.outs), InputBytes: 0}
 	if e.kfake == nil {
 		rep.Broker = "kafka " + e.brokers[0]
+	}
+	for r := range e.cfg.WarmupRounds {
+		for _, kind := range []string{"baseline", "idsync"} {
+			ph, err := e.phase(ctx, kind, fmt.Sprintf("%s-warmup-%d", kind, r), in, 0)
+			if err != nil {
+				return nil, err
+			}
+			e.logf("warm-up %-8s %s (not counted)", kind, ph.line())
+		}
 	}
 	var ids, bases []Phase
 	for r := range e.cfg.Rounds {
@@ -557,6 +573,7 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	quiesce()
 	sampler := startSampler(10 * time.Millisecond)
 	cpu0 := cpuTime()
+	busy0, total0 := machineCPU()
 	wall0 := time.Now()
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -564,17 +581,24 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	group := "idsync-bench-" + e.run + "-" + name
 	var run func(context.Context) error
 	var err error
-	switch kind {
-	case "idsync":
-		run, err = e.idsyncLoop(in, group, tr, prometheus.NewRegistry())
-	default:
-		run, err = e.baselineLoop(in, group, tr)
-	}
+	done := make(chan error, 1)
+	// The loop's client and every goroutine it starts carry the profiler
+	// label loop=<kind>, so a CPU profile of the run separates the two
+	// loops (go tool pprof -tagfocus loop=idsync).
+	pprof.Do(ctx, pprof.Labels("loop", kind), func(context.Context) {
+		switch kind {
+		case "idsync":
+			run, err = e.idsyncLoop(in, group, tr, prometheus.NewRegistry())
+		default:
+			run, err = e.baselineLoop(in, group, tr)
+		}
+		if err == nil {
+			go func() { done <- run(runCtx) }()
+		}
+	})
 	if err != nil {
 		return Phase{}, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx) }()
 
 	if paced {
 		// Latency is measured from a joined group: events produced while
@@ -603,6 +627,7 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	}
 	end := time.Now()
 	cpu := cpuTime() - cpu0
+	busy1, total1 := machineCPU()
 	peak := sampler.finish()
 	stop()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -626,6 +651,7 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		RecordsPerSec:     math.Round(float64(outs) / secs),
 		MBPerSec:          round3(float64(bytes) / 1e6 / secs),
 		CPUSecPerMEvents:  round3(cpu.Seconds() / float64(n) * 1e6),
+		MachineBusyPct:    round1(busyPercent(busy0, total0, busy1, total1)),
 		PeakRSSMB:         round1(peak),
 		StartRSSMB:        round1(float64(sampler.startKB) / 1024),
 		PeakHeapMB:        round1(float64(sampler.peakHeap.Load()) / (1 << 20)),

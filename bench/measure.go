@@ -24,6 +24,43 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// machineCPU returns the busy and total CPU time of the whole machine, all
+// cores, in clock ticks since boot (the first line of /proc/stat; zeros when
+// it cannot be read). A phase's busy share tells whether the machine's cores
+// were the limit (near 100 %) or the loop waited on the network and the
+// broker (well below).
+func machineCPU() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	fields := bytes.Fields(line)
+	if len(fields) < 5 || string(fields[0]) != "cpu" {
+		return 0, 0
+	}
+	for i, f := range fields[1:] {
+		if i >= 8 { // guest time is already counted in user time
+			break
+		}
+		n, _ := strconv.ParseInt(string(f), 10, 64)
+		total += n
+		if i != 3 && i != 4 { // everything but idle and iowait (steal counts: the cores were not ours)
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// busyPercent is the share of the machine's CPU time that was busy between
+// two machineCPU readings.
+func busyPercent(busy0, total0, busy1, total1 int64) float64 {
+	if total1 <= total0 {
+		return 0
+	}
+	return float64(busy1-busy0) / float64(total1-total0) * 100
+}
+
 // statusKB returns a "Vm…:" field of /proc/self/status in KiB (0 when it
 // cannot be read: not Linux).
 func statusKB(field string) int64 {

@@ -15,6 +15,7 @@ type Report struct {
 	OutputRecords int   `json:"output_records"`
 	InputBytes    int64 `json:"input_bytes,omitempty"`
 	Rounds        int   `json:"rounds"`
+	WarmupRounds  int   `json:"warmup_rounds"`
 	// Idsync and Baseline are the rounds' medians (by events/s); their
 	// latencies come from the paced phase, at LatencyRate events/s.
 	Idsync   Phase `json:"idsync"`
@@ -38,17 +39,21 @@ type Phase struct {
 	P50Ms            float64 `json:"p50_ms"`
 	P99Ms            float64 `json:"p99_ms"`
 	CPUSecPerMEvents float64 `json:"cpu_sec_per_million_events"`
-	PeakRSSMB        float64 `json:"peak_rss_mb"`
-	StartRSSMB       float64 `json:"start_rss_mb"`
-	PeakHeapMB       float64 `json:"peak_heap_mb"`
+	// MachineBusyPct is the busy share of all the machine's cores during
+	// the phase (this process, the broker and anything else): near 100
+	// the cores were the limit, well below it the loop waited.
+	MachineBusyPct float64 `json:"machine_busy_pct"`
+	PeakRSSMB      float64 `json:"peak_rss_mb"`
+	StartRSSMB     float64 `json:"start_rss_mb"`
+	PeakHeapMB     float64 `json:"peak_heap_mb"`
 	// JoinAndStartupSec is the time from the loop's start to its first
 	// fetched record (group join), left out of the throughput.
 	JoinAndStartupSec float64 `json:"join_and_startup_sec"`
 }
 
 func (p Phase) line() string {
-	return fmt.Sprintf("%8.0f events/s %9.0f records/s %7.1f MB/s  cpu %6.1f s/M events  peak rss %6.1f MB (heap %5.1f)  %.2fs (+%.2fs join)",
-		p.EventsPerSec, p.RecordsPerSec, p.MBPerSec, p.CPUSecPerMEvents, p.PeakRSSMB, p.PeakHeapMB, p.Seconds, p.JoinAndStartupSec)
+	return fmt.Sprintf("%8.0f events/s %9.0f records/s %7.1f MB/s  cpu %6.1f s/M events  machine %3.0f%% busy  peak rss %6.1f MB (heap %5.1f)  %.2fs (+%.2fs join)",
+		p.EventsPerSec, p.RecordsPerSec, p.MBPerSec, p.CPUSecPerMEvents, p.MachineBusyPct, p.PeakRSSMB, p.PeakHeapMB, p.Seconds, p.JoinAndStartupSec)
 }
 
 // WriteText prints the report for people.

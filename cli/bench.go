@@ -51,6 +51,7 @@ func runBench(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&cfg.Redis, "redis", "", "Redis address (default: embedded miniredis)")
 	fs.StringVarP(&output, "output", "o", "text", "report format: text or json")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "baseline + idsync rounds; the report gives medians")
+	fs.IntVar(&cfg.WarmupRounds, "warmup", 1, "baseline + idsync rounds run first and not counted (fresh topics warm up the broker)")
 	fs.IntVar(&cfg.Audiences, "audiences", 200, "audience pool")
 	fs.IntVar(&cfg.Profiles, "profiles", 0, "profile pool (default events/4)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
