@@ -91,7 +91,7 @@ var googleDefaultPlans = map[string][]Mapping{
 }
 
 // facebookSchemaOrder is the order of keys in a Facebook payload's schema.
-var facebookSchemaOrder = []string{"EXTERN_ID", "EMAIL", "PHONE", "MADID"}
+var facebookSchemaOrder = [...]string{"EXTERN_ID", "EMAIL", "PHONE", "MADID"}
 
 // Catalog returns the description of every destination type, in the order
 // of DestinationTypes. Each call returns fresh values the caller may keep.
@@ -110,7 +110,7 @@ func Describe(t DestinationType) (TypeInfo, bool) {
 	case FacebookCustomAudiences:
 		return TypeInfo{
 			Type: t, Kind: KindList,
-			Keys: append([]string(nil), facebookSchemaOrder...),
+			Keys: append([]string(nil), facebookSchemaOrder[:]...),
 			ProposedKeys: map[string]string{
 				"email": "EMAIL", "phone": "PHONE", "ios.idfa": "MADID", "android.idfa": "MADID", "user_id": "EXTERN_ID",
 			},
@@ -261,7 +261,7 @@ func mustDescribe(t DestinationType) TypeInfo {
 func allowedKeys(c *Config) []string {
 	switch c.DestinationType {
 	case FacebookCustomAudiences:
-		return facebookSchemaOrder
+		return facebookSchemaOrder[:]
 	case GoogleAdsRemarketingLists:
 		return googleUploadKeys[c.Settings.UploadKeyType]
 	}

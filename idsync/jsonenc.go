@@ -13,9 +13,60 @@ type jsonBuf []byte
 
 const hexDigits = "0123456789abcdef"
 
+// Word-at-a-time constants for plainRun: every byte 0x01, every byte 0x80,
+// and every byte '"' or '\\'.
+const (
+	ones      = 0x0101010101010101
+	highs     = 0x8080808080808080
+	quotes    = '"' * ones
+	backslash = '\\' * ones
+)
+
+// plainRun returns how many leading bytes of s need no escaping: printable
+// ASCII other than '"' and '\\'. It looks at eight bytes at a time; most
+// values (ids, hashes, keys) are plain from end to end.
+func plainRun(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		// A byte's high bit ends up set in m when the byte is below 0x20,
+		// equal to '"' or '\\', or 0x80 and above (the classic "has zero
+		// byte" test (v - ones) & ^v & highs on x, x^quotes and x^backslash,
+		// and x itself for the high bit).
+		q := x ^ quotes
+		bs := x ^ backslash
+		m := ((x - 0x20*ones) | (q - ones) | (bs - ones) | x) & highs
+		// The subtractions can borrow across bytes only after a byte that
+		// already set its flag, so m is non-zero exactly when some byte
+		// needs escaping; find it byte by byte.
+		if m != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
+}
+
 // str appends s as a JSON string.
 func (b jsonBuf) str(s string) jsonBuf {
 	b = append(b, '"')
+	n := plainRun(s)
+	b = append(b, s[:n]...)
+	if n == len(s) {
+		return append(b, '"')
+	}
+	return b.escape(s[n:])
+}
+
+// escape appends s, which starts with a byte that needs escaping, and the
+// closing quote.
+func (b jsonBuf) escape(s string) jsonBuf {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -75,6 +126,15 @@ func (b jsonBuf) key(k string, first bool) jsonBuf {
 func (b jsonBuf) field(k, v string, first bool) jsonBuf {
 	return b.key(k, first).str(v)
 }
+
+// lit appends JSON text as it is: the constant keys of the record shapes,
+// written with their quotes, colon and any leading comma (`,"action":`), so
+// that the hot path does not escape strings known to need no escaping.
+func (b jsonBuf) lit(text string) jsonBuf { return append(b, text...) }
+
+// litStr appends the constant text (a key with its punctuation) and then v
+// as a JSON string.
+func (b jsonBuf) litStr(text, v string) jsonBuf { return append(b, text...).str(v) }
 
 // boolean appends true or false.
 func (b jsonBuf) boolean(v bool) jsonBuf {

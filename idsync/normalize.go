@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -154,9 +155,35 @@ func normalizeEmail(raw string, gmail bool) (string, error) {
 	return hashHex(b), nil
 }
 
+// phoneNormalizerKey names a phone normalizer: its default region as given
+// and whether it keeps the '+'.
+type phoneNormalizerKey struct {
+	region string
+	plus   bool
+}
+
+// phoneNormalizers holds the phone normalizers made so far: NormalizerFor
+// runs for every mapping of every event, and a new closure each time was an
+// allocation per phone mapping. Regions come from configuration, so there
+// are few.
+var phoneNormalizers sync.Map // phoneNormalizerKey → NormalizeFunc
+
 // phoneNormalizer returns the phone normalizer for a default region; plus
 // says whether the hashed E.164 keeps its '+' (Google) or not (Facebook).
 func phoneNormalizer(region string, plus bool) NormalizeFunc {
+	k := phoneNormalizerKey{region, plus}
+	if f, ok := phoneNormalizers.Load(k); ok {
+		return f.(NormalizeFunc)
+	}
+	f := newPhoneNormalizer(region, plus)
+	if ValidPhoneRegion(strings.TrimSpace(region)) {
+		// Only known regions are kept, so that no input can grow the map.
+		phoneNormalizers.Store(k, f)
+	}
+	return f
+}
+
+func newPhoneNormalizer(region string, plus bool) NormalizeFunc {
 	region = strings.ToUpper(strings.TrimSpace(region))
 	return func(raw string) (string, error) {
 		s := strings.TrimSpace(raw)

@@ -3,6 +3,7 @@ package idsync
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -49,6 +50,9 @@ func (o Options) Check() error {
 // API's preview both call it.
 func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	var res Result
+	sc := getScratch()
+	defer sc.release()
+	mem, sel := &sc.rec, &sc.sel // the records' bytes, shared by all destinations; the selection
 	ref := ev.ReferenceTime(now)
 	served := 0
 	for i := range conns {
@@ -59,7 +63,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 		}
 		served++
 		cfg := v.Config
-		sel, invalid := selectIdentifiers(ev, cfg, opt.PhoneRegion)
+		invalid := selectIdentifiers(ev, cfg, opt.PhoneRegion, sel)
 		if invalid > 0 {
 			if res.Invalid == nil {
 				res.Invalid = make(map[DestinationType]int)
@@ -70,8 +74,9 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
 			continue
 		}
-		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: &sel, opt: opt}
-		if n := sh.count(); n > opt.MaxCombinations {
+		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem}
+		n := sh.count()
+		if n > opt.MaxCombinations {
 			res.DeadLetters = append(res.DeadLetters, DeadLetter{
 				DestinationID: c.DestinationID,
 				Code:          CodeFanoutLimit,
@@ -80,8 +85,11 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			})
 			continue
 		}
+		sh.messageIDs(n)
+		res.Outputs = slices.Grow(res.Outputs, n)
 		res.Outputs = sh.shape(res.Outputs)
 	}
+	mem.finish(res.Outputs)
 	res.NoConnections = served == 0
 	return res
 }

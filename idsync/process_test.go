@@ -63,7 +63,8 @@ func TestSelectIdentifiers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := &Event{Action: tt.action, ExternalIDs: ids}
-			sel, invalid := selectIdentifiers(ev, tt.cfg, "US")
+			var sel selection
+			invalid := selectIdentifiers(ev, tt.cfg, "US", &sel)
 			got := map[string][]string{}
 			for i, k := range sel.keys {
 				got[k] = sel.values[i]
@@ -101,7 +102,8 @@ func TestDefaultSetupNeverSendsCustomIdentifiers(t *testing.T) {
 			cfg := &Config{DestinationType: info.Type, Setup: SetupDefault, Settings: DefaultSettings()}
 			cfg.Settings.UploadKeyType = ukt
 			cfg.Settings.SendMobileIDs = true
-			if sel, _ := selectIdentifiers(ev, cfg, "US"); !sel.empty() {
+			var sel selection
+			if selectIdentifiers(ev, cfg, "US", &sel); !sel.empty() {
 				t.Errorf("%s %s sent custom identifiers: %v", info.Type, ukt, sel.values)
 			}
 		}

@@ -6,6 +6,28 @@ package idsync
 type selection struct {
 	keys   []string
 	values [][]string
+	// Scratch of selectIdentifiers, kept with the selection so that one
+	// Process call reuses it for all of its connections.
+	order []int
+	cands []string
+}
+
+// reset empties s for the next connection, keeping its storage: the value
+// lists past len(values) are reused by add.
+func (s *selection) reset() {
+	s.keys = s.keys[:0]
+	s.values = s.values[:0]
+}
+
+// clear drops every string s holds (keeping its storage), so that a pooled
+// selection pins no event's strings.
+func (s *selection) clear() {
+	clear(s.keys[:cap(s.keys)])
+	for _, vs := range s.values[:cap(s.values)] {
+		clear(vs[:cap(vs)])
+	}
+	clear(s.cands[:cap(s.cands)])
+	s.reset()
 }
 
 // empty reports whether nothing was selected.
@@ -27,6 +49,11 @@ func (s *selection) add(k, v string) {
 		return
 	}
 	s.keys = append(s.keys, k)
+	if n := len(s.values); n < cap(s.values) && s.values[:n+1][n] != nil {
+		s.values = s.values[:n+1]
+		s.values[n] = append(s.values[n][:0], v)
+		return
+	}
 	s.values = append(s.values, []string{v})
 }
 
@@ -50,9 +77,13 @@ func (s *selection) get(k string) []string {
 // first place. An entered event takes all, the first or the last candidate
 // by strategy; an exited event takes every candidate so the profile is
 // removed whatever identifier the destination matched it by.
-func selectIdentifiers(ev *Event, cfg *Config, phoneRegion string) (sel selection, invalid int) {
-	var order []int // indexes into ev.ExternalIDs, reused across mappings
-	var cands []string
+//
+// sel is reset first; its storage is reused.
+func selectIdentifiers(ev *Event, cfg *Config, phoneRegion string, sel *selection) (invalid int) {
+	sel.reset()
+	order := sel.order[:0] // indexes into ev.ExternalIDs, reused across mappings
+	cands := sel.cands[:0]
+	defer func() { sel.order, sel.cands = order, cands }()
 	for _, m := range Plan(cfg) {
 		if IsMobileAdID(m.Segment) && !cfg.Settings.SendMobileIDs {
 			continue
@@ -100,7 +131,7 @@ func selectIdentifiers(ev *Event, cfg *Config, phoneRegion string) (sel selectio
 			}
 		}
 	}
-	return sel, invalid
+	return invalid
 }
 
 // insertByCreated inserts index i into order, kept sorted by created_at;

@@ -1,6 +1,7 @@
 package idsync
 
 import (
+	"slices"
 	"strconv"
 )
 
@@ -16,6 +17,17 @@ type shaper struct {
 	// value: the same for every record of the destination, so it is
 	// written once, in the first record, and copied (see open).
 	envelope jsonBuf
+	// mem receives the records of the whole Process call (nil: each record
+	// gets a buffer of its own); recStart is where the open record starts
+	// in mem.b.
+	mem      *recordBuf
+	recStart int
+	// ids holds the destination's message ids, "<source>:<dest>:<n>" for
+	// every n, in one string; idPrefix is the length of "<source>:<dest>:".
+	ids      string
+	idPrefix int
+	// idNext is the n of the next record; idOff where its id starts in ids.
+	idNext, idOff int
 }
 
 // count returns how many records shape would produce, or tooMany when the
@@ -65,14 +77,50 @@ func (s *shaper) shape(out []Output) []Output {
 	return s.segment(out)
 }
 
+// messageIDs writes the message ids of the destination's n records into
+// one string, so that they cost one allocation together.
+func (s *shaper) messageIDs(n int) {
+	s.idPrefix = len(s.ev.MessageID) + len(s.dest) + 2
+	var ids []byte
+	ids = make([]byte, 0, n*(s.idPrefix+len(strconv.Itoa(n))))
+	for i := range n {
+		ids = append(ids, s.ev.MessageID...)
+		ids = append(ids, ':')
+		ids = append(ids, s.dest...)
+		ids = append(ids, ':')
+		ids = strconv.AppendInt(ids, int64(i), 10)
+	}
+	s.ids = string(ids)
+}
+
+// messageID returns "<source message_id>:<destination_id>:<n>". Records
+// are opened in order, n = 0, 1, 2, …: the id is then the next substring of
+// the ids messageIDs wrote; any other n gets a string of its own.
 func (s *shaper) messageID(n int) string {
-	id := make([]byte, 0, len(s.ev.MessageID)+len(s.dest)+8)
+	if n == s.idNext {
+		if end := s.idOff + s.idPrefix + decimalLen(n); end <= len(s.ids) {
+			id := s.ids[s.idOff:end]
+			s.idOff, s.idNext = end, n+1
+			return id
+		}
+	}
+	id := make([]byte, 0, s.idPrefix+8)
 	id = append(id, s.ev.MessageID...)
 	id = append(id, ':')
 	id = append(id, s.dest...)
 	id = append(id, ':')
 	id = strconv.AppendInt(id, int64(n), 10)
 	return string(id)
+}
+
+// decimalLen is the number of decimal digits of n ≥ 0.
+func decimalLen(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
 }
 
 // open writes the envelope up to the payload's value and returns the buffer
@@ -87,16 +135,23 @@ func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 			len(ev.AudienceID) + len(ev.AudienceKey) + len(ev.SegmentID) + len(ev.TimestampRaw)
 	}
 	// Sized so that the record is written without growing.
-	b := make(jsonBuf, 0, 16+2*len(id)+size+sizeHint)
-	b = append(b, '{')
-	b = b.field("message_id", id, true)
+	var b jsonBuf
+	hint := 16 + 2*len(id) + size + sizeHint
+	if s.mem != nil {
+		b = s.mem.b
+		s.recStart = len(b)
+		b = slices.Grow(b, hint)
+	} else {
+		b = make(jsonBuf, 0, hint)
+	}
+	b = b.litStr(`{"message_id":`, id)
 	if s.envelope != nil {
 		return append(b, s.envelope...), id
 	}
 	start := len(b)
 	b = s.writeEnvelope(b)
 	// Later records of the destination copy these bytes instead of writing
-	// them again; the first record's buffer is never changed before them.
+	// them again; the first record's bytes are never changed after this.
 	s.envelope = b[start:len(b):len(b)]
 	return b, id
 }
@@ -105,33 +160,38 @@ func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 // payload's key.
 func (s *shaper) writeEnvelope(b jsonBuf) jsonBuf {
 	ev := s.ev
-	b = b.field("source_message_id", ev.MessageID, false)
-	b = b.field("destination_id", s.dest, false)
-	b = b.field("destination_type", string(s.cfg.DestinationType), false)
-	b = b.field("space_id", ev.SpaceID, false)
-	b = b.field("audience_id", ev.AudienceID, false)
-	b = b.field("audience_key", ev.AudienceKey, false)
-	b = b.field("segment_id", ev.SegmentID, false)
-	b = b.field("action", string(ev.Action), false)
-	b = b.field("timestamp", ev.TimestampRaw, false)
-	b = b.key("idsync", false)
-	b = append(b, '{')
-	b = b.key("config_version", true).int(s.version)
-	b = b.field("setup", string(s.cfg.Setup), false)
-	b = append(b, '}')
-	return b.key("payload", false)
+	b = b.litStr(`,"source_message_id":`, ev.MessageID)
+	b = b.litStr(`,"destination_id":`, s.dest)
+	b = b.litStr(`,"destination_type":`, string(s.cfg.DestinationType))
+	b = b.litStr(`,"space_id":`, ev.SpaceID)
+	b = b.litStr(`,"audience_id":`, ev.AudienceID)
+	b = b.litStr(`,"audience_key":`, ev.AudienceKey)
+	b = b.litStr(`,"segment_id":`, ev.SegmentID)
+	b = b.litStr(`,"action":`, string(ev.Action))
+	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
+	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
+	return b.lit(`},"payload":`)
 }
 
 // close ends the envelope and appends the record.
 func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 	b = append(b, '}')
+	var v []byte = b
+	if s.mem != nil {
+		// The record's bytes for now; finish moves them to their final
+		// place.
+		s.mem.offs = append(s.mem.offs, s.recStart)
+		s.mem.b = b
+		v = b[s.recStart:]
+	}
 	return append(out, Output{
 		DestinationID:   s.dest,
 		DestinationType: s.cfg.DestinationType,
 		Key:             s.ev.SegmentID,
 		MessageID:       id,
 		ConfigVersion:   s.version,
-		Value:           b,
+		Value:           v,
 	})
 }
 
@@ -139,8 +199,9 @@ func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 // the order EXTERN_ID, EMAIL, PHONE, MADID, and rows that are every
 // combination of their values, FacebookMaxRows rows per record.
 func (s *shaper) facebook(out []Output) []Output {
-	var schema []string
-	var cols [][]string
+	var schemaBuf [len(facebookSchemaOrder)]string
+	var colsBuf [len(facebookSchemaOrder)][]string
+	schema, cols := schemaBuf[:0], colsBuf[:0]
 	for _, k := range facebookSchemaOrder {
 		if vs := s.sel.get(k); len(vs) > 0 {
 			schema = append(schema, k)
@@ -155,24 +216,21 @@ func (s *shaper) facebook(out []Output) []Output {
 	for _, c := range cols {
 		rows *= len(c)
 	}
-	idx := make([]int, len(cols)) // odometer over the columns, last fastest
+	var idxBuf [len(facebookSchemaOrder)]int
+	idx := idxBuf[:len(cols)] // odometer over the columns, last fastest
 	for n, start := 0, 0; start < rows; n, start = n+1, start+s.opt.FacebookMaxRows {
 		end := min(start+s.opt.FacebookMaxRows, rows)
 		b, id := s.open(n, (end-start)*len(cols)*70)
-		b = append(b, '{')
-		b = b.field("external_audience_id", s.cfg.ExternalAudienceID, true)
-		b = b.field("method", method, false)
-		b = b.key("schema", false)
-		b = append(b, '[')
+		b = b.litStr(`{"external_audience_id":`, s.cfg.ExternalAudienceID)
+		b = b.litStr(`,"method":`, method)
+		b = b.lit(`,"schema":[`)
 		for i, k := range schema {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = b.str(k)
 		}
-		b = append(b, ']')
-		b = b.key("data", false)
-		b = append(b, '[')
+		b = b.lit(`],"data":[`)
 		for r := start; r < end; r++ {
 			if r > start {
 				b = append(b, ',')
@@ -217,12 +275,10 @@ func (s *shaper) google(out []Output) []Output {
 		hint += len(s.sel.values[i]) * (len(k) + 72)
 	}
 	b, id := s.open(0, hint)
-	b = append(b, '{')
-	b = b.field("user_list_id", s.cfg.ExternalAudienceID, true)
-	b = b.field("upload_key_type", s.cfg.Settings.UploadKeyType, false)
-	b = b.field("operation", op, false)
-	b = b.key("user_identifiers", false)
-	b = append(b, '[')
+	b = b.litStr(`{"user_list_id":`, s.cfg.ExternalAudienceID)
+	b = b.litStr(`,"upload_key_type":`, s.cfg.Settings.UploadKeyType)
+	b = b.litStr(`,"operation":`, op)
+	b = b.lit(`,"user_identifiers":[`)
 	first := true
 	for i, k := range s.sel.keys {
 		for _, v := range s.sel.values[i] {
@@ -249,7 +305,13 @@ func (s *shaper) segment(out []Output) []Output {
 	for _, c := range cols {
 		combos *= len(c)
 	}
-	idx := make([]int, len(cols))
+	var idxBuf [8]int
+	idx := idxBuf[:0]
+	if len(cols) <= len(idxBuf) {
+		idx = idxBuf[:len(cols)]
+	} else {
+		idx = make([]int, len(cols))
+	}
 	n := 0
 	for range combos {
 		if s.cfg.Settings.SendTrack {
@@ -273,6 +335,7 @@ func (s *shaper) segment(out []Output) []Output {
 func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Output {
 	ev, cfg := s.ev, s.cfg
 	entered := ev.Action == ActionEntered
+	track := typ == "track"
 	// Payload: about 330 bytes of fixed text, the ids and keys of the
 	// envelope again, the audience key up to three times, the values.
 	hint := 352 + len(s.ev.MessageID) + len(s.dest) + 3*len(s.ev.AudienceKey) + len(s.ev.AudienceID) + len(s.ev.SpaceID) +
@@ -281,98 +344,76 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 		hint += len(k) + 8 + len(s.sel.values[i][idx[i]])
 	}
 	b, id := s.open(n, hint)
-	b = append(b, '{')
-	b = b.field("type", typ, true)
-	b = b.field("messageId", id, false)
-	b = b.field("timestamp", ev.TimestampRaw, false)
-	if typ == "track" {
+	if track {
+		b = b.lit(`{"type":"track"`)
+	} else {
+		b = b.lit(`{"type":"identify"`)
+	}
+	b = b.litStr(`,"messageId":`, id)
+	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	if track {
 		event := cfg.Settings.EnterEvent
 		if !entered {
 			event = cfg.Settings.ExitEvent
 		}
-		b = b.field("event", event, false)
+		b = b.litStr(`,"event":`, event)
 	}
 	keys := s.sel.keys
-	value := func(i int) string { return s.sel.values[i][idx[i]] }
+	vals := s.sel.values
 	for i, k := range keys {
 		if k == "userId" || k == "anonymousId" {
-			b = b.field(k, value(i), false)
+			b = b.field(k, vals[i][idx[i]], false)
 		}
+	}
+	var name string
+	if cfg.DestinationType == Zendesk {
+		name = ev.Traits.displayName()
 	}
 	// Members of the properties (track) or traits (identify) object.
-	members := func(b jsonBuf, withEmail bool) jsonBuf {
-		if typ == "track" {
-			b = b.field("audience_key", ev.AudienceKey, true)
-			if ev.AudienceKey != "audience_key" {
-				b = b.key(ev.AudienceKey, false).boolean(entered)
-			}
-		} else {
-			b = b.key(ev.AudienceKey, true).boolean(entered)
+	if track {
+		b = b.lit(`,"properties":{`)
+		b = b.litStr(`"audience_key":`, ev.AudienceKey)
+		if ev.AudienceKey != "audience_key" {
+			b = b.key(ev.AudienceKey, false).boolean(entered)
 		}
-		for i, k := range keys {
-			switch {
-			case k == "userId" || k == "anonymousId":
-			case k == "email" && !withEmail:
-			case k == ev.AudienceKey || (typ == "track" && k == "audience_key"):
-			default:
-				b = b.field(k, value(i), false)
-			}
-		}
-		if withEmail && cfg.DestinationType == Zendesk {
-			if name := ev.Traits.displayName(); name != "" {
-				b = b.field("name", name, false)
-			}
-		}
-		return b
-	}
-	if typ == "track" {
-		b = b.key("properties", false)
-		b = append(b, '{')
-		b = members(b, false)
-		b = append(b, '}')
 	} else {
-		b = b.key("traits", false)
-		b = append(b, '{')
-		b = members(b, true)
-		b = append(b, '}')
+		b = b.lit(`,"traits":{`)
+		b = b.key(ev.AudienceKey, true).boolean(entered)
 	}
-	b = b.key("context", false)
-	b = append(b, '{')
-	first := true
-	if typ == "track" {
-		email := ""
-		for i, k := range keys {
-			if k == "email" {
-				email = value(i)
-			}
+	email := ""
+	for i, k := range keys {
+		switch {
+		case k == "userId" || k == "anonymousId":
+		case k == "email" && track:
+			email = vals[i][idx[i]]
+		case k == ev.AudienceKey || (track && k == "audience_key"):
+		default:
+			b = b.field(k, vals[i][idx[i]], false)
 		}
-		name := ""
-		if cfg.DestinationType == Zendesk {
-			name = ev.Traits.displayName()
-		}
-		if email != "" || name != "" {
-			b = b.key("traits", true)
-			b = append(b, '{')
-			tf := true
-			if email != "" {
-				b = b.field("email", email, tf)
-				tf = false
-			}
+	}
+	if !track && name != "" {
+		b = b.litStr(`,"name":`, name)
+	}
+	b = b.lit(`},"context":{`)
+	if track && (email != "" || name != "") {
+		b = b.lit(`"traits":{`)
+		if email != "" {
+			b = b.litStr(`"email":`, email)
 			if name != "" {
-				b = b.field("name", name, tf)
+				b = append(b, ',')
 			}
-			b = append(b, '}')
-			first = false
 		}
+		if name != "" {
+			b = b.litStr(`"name":`, name)
+		}
+		b = b.lit(`},`)
 	}
-	b = b.key("personas", first)
-	b = append(b, '{')
-	b = b.field("computation_class", ev.ComputationClass, true)
-	b = b.field("computation_id", ev.AudienceID, false)
-	b = b.field("computation_key", ev.AudienceKey, false)
-	b = b.field("space_id", ev.SpaceID, false)
+	b = b.litStr(`"personas":{"computation_class":`, ev.ComputationClass)
+	b = b.litStr(`,"computation_id":`, ev.AudienceID)
+	b = b.litStr(`,"computation_key":`, ev.AudienceKey)
+	b = b.litStr(`,"space_id":`, ev.SpaceID)
 	if cfg.ExternalAudienceID != "" {
-		b = b.field("external_audience_id", cfg.ExternalAudienceID, false)
+		b = b.litStr(`,"external_audience_id":`, cfg.ExternalAudienceID)
 	}
 	b = append(b, '}', '}', '}')
 	return s.close(out, b, id)

@@ -1,0 +1,57 @@
+package idsync
+
+import "sync"
+
+// recordBuf is where one Process call writes its records: one after the
+// other into a reused scratch buffer, then copied together into a single
+// allocation of exactly their size (finish). An event's records thus cost
+// one allocation, whatever their number, and no bytes are wasted on size
+// guesses. The records of one event share that allocation and so live as
+// long as the longest-lived of them: the pipeline holds them all until the
+// whole batch is acknowledged anyway.
+type recordBuf struct {
+	b jsonBuf
+	// offs[i] is where the i-th record of the call starts in b.
+	offs []int
+}
+
+// maxPooledRecordBuf bounds the scratch buffers kept for reuse: a rare huge
+// event (a large fan-out) does not pin its buffer for good.
+const maxPooledRecordBuf = 256 << 10
+
+// scratch is what one Process call reuses from earlier calls: the record
+// buffer and the selection's lists. Nothing in it outlives the call: the
+// records are copied out by finish, and the selection holds strings only.
+type scratch struct {
+	rec recordBuf
+	sel selection
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch {
+	s := scratches.Get().(*scratch)
+	s.rec.b, s.rec.offs = s.rec.b[:0], s.rec.offs[:0]
+	return s
+}
+
+// release returns s to the pool, unless a huge event made it large.
+func (s *scratch) release() {
+	if cap(s.rec.b) <= maxPooledRecordBuf && len(s.sel.cands) <= 1024 {
+		s.sel.clear()
+		scratches.Put(s)
+	}
+}
+
+// finish copies the records into one allocation and points outs' values
+// (the records written through r, in order) at it.
+func (r *recordBuf) finish(outs []Output) {
+	if len(r.offs) > 0 {
+		all := append([]byte(nil), r.b...) // no zeroing: append copies into fresh memory
+		for i := range outs {
+			start := r.offs[i]
+			end := start + len(outs[i].Value)
+			outs[i].Value = all[start:end:end]
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package idsync
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// strOneByteAtATime is the byte-by-byte escaper that str's word-at-a-time
+// scan must agree with.
+func strOneByteAtATime(s string) string {
+	return string(jsonBuf{'"'}.escape(s))
+}
+
+// TestJSONStringWordScan puts every byte that needs escaping, and a few
+// that do not, at every position of a string long enough to cross several
+// eight-byte words, and checks str against the byte-by-byte escaper and
+// against a decoder.
+func TestJSONStringWordScan(t *testing.T) {
+	specials := []string{"\"", "\\", "\x00", "\x1f", "\n", "\x7f", " ", "~", "!", "#", "[", "]", "é", "\xff", "\u2028", "日"}
+	base := "abcdefghijklmnopqrstuvwxyz0123"
+	for _, sp := range specials {
+		for at := 0; at <= len(base); at++ {
+			s := base[:at] + sp + base[at:]
+			got := string(jsonBuf(nil).str(s))
+			if want := strOneByteAtATime(s); got != want {
+				t.Fatalf("%q: word scan wrote %s, byte scan %s", s, got, want)
+			}
+			var back string
+			if err := json.Unmarshal([]byte(got), &back); err != nil {
+				t.Fatalf("%q: %s is not a JSON string: %v", s, got, err)
+			}
+			if back != strings.ToValidUTF8(s, "\ufffd") {
+				t.Fatalf("%q: decodes to %q", s, back)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		s    string
+		want int
+	}{
+		{"", 0}, {"abc", 3}, {"abcdefgh", 8}, {"abcdefgh\"", 8}, {"\"abcdefgh", 0},
+		{"abcdefg\x1f", 7}, {"abcdefghijklmnop", 16}, {"abcdefghijk\\lmnop", 11}, {"ab\x80", 2},
+		// bytes just around the ranges: 0x20 and 0x7e are plain, 0x21 and
+		// 0x5b/0x5d sit beside '"' and '\\'.
+		{" ~!#[]\x7e\x20 !~", 11},
+	} {
+		if got := plainRun(tc.s); got != tc.want {
+			t.Errorf("plainRun(%q) = %d, want %d", tc.s, got, tc.want)
+		}
+	}
+}
+
+// FuzzJSONString checks str against the byte-by-byte escaper on any input.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "0123456789abcdef0123456789abcdef", `a"b\c`, "x\x00y", "é\xffz", "\u2029"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := string(jsonBuf(nil).str(s)), strOneByteAtATime(s); got != want {
+			t.Fatalf("%q: word scan wrote %s, byte scan %s", s, got, want)
+		}
+	})
+}
