@@ -41,26 +41,32 @@ func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *
 		p.m.processTime.Observe(time.Since(start).Seconds())
 		p.count(&res)
 		in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
-		var src []byte // shared by the input's outputs; the client only reads headers
 		if len(res.Outputs) > 0 {
-			src = sourceHeader(rec)
-		}
-		for i := range res.Outputs {
-			o := &res.Outputs[i]
-			topic := p.cfg.Topics.Topic(o.DestinationID)
-			if err := p.topics.ensure(ctx, topic); err != nil {
-				a.fail(err)
-				return rec
-			}
-			a.produce(ctx, &kgo.Record{
-				Topic: topic,
-				Key:   []byte(o.Key),
-				Value: o.Value,
-				Headers: []kgo.RecordHeader{
+			// One allocation holds the input's output records with their
+			// headers and promise data; the source header and the key (every
+			// output's key is the profile's segment_id) are shared.
+			outs := make([]producedRecord, len(res.Outputs))
+			src := sourceHeader(rec) // the client only reads headers
+			var key []byte
+			for i := range res.Outputs {
+				o := &res.Outputs[i]
+				topic, err := p.topics.forDestination(ctx, o.DestinationID)
+				if err != nil {
+					a.fail(err)
+					return rec
+				}
+				if key == nil || string(key) != o.Key {
+					key = []byte(o.Key)
+				}
+				r := &outs[i]
+				r.hdrs = [2]kgo.RecordHeader{
 					{Key: idsync.HeaderSource, Value: src},
 					{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
-				},
-			}, p.m.outputBy[o.DestinationType], in)
+				}
+				r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in}
+				r.rec = kgo.Record{Topic: topic, Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
+				a.produce(ctx, &r.rec)
+			}
 		}
 		for _, d := range res.DeadLetters {
 			a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
@@ -117,9 +123,33 @@ type acks struct {
 	wg  sync.WaitGroup
 	mu  sync.Mutex
 	err error
+	// promise is a.onAck, made once per batch: every record of the batch
+	// shares it and carries what it needs in its recordMeta.
+	promise func(*kgo.Record, error)
 }
 
-func newAcks(p *Pipeline) *acks { return &acks{p: p} }
+func newAcks(p *Pipeline) *acks {
+	a := &acks{p: p}
+	a.promise = a.onAck
+	return a
+}
+
+// producedRecord is one produced record with its headers and promise data, so
+// that an input's outputs take one allocation together.
+type producedRecord struct {
+	rec  kgo.Record
+	hdrs [2]kgo.RecordHeader
+	meta recordMeta
+}
+
+// recordMeta is a produced record's Context: the produce context (the client
+// watches its Done, as it would the context passed to Produce) and what the
+// promise counts when the record is acknowledged.
+type recordMeta struct {
+	context.Context
+	counter counter
+	in      *inputAck
+}
 
 // inputAck follows one input record's outputs, to observe the end-to-end
 // latency when the last one is acknowledged.
@@ -139,27 +169,31 @@ func (a *acks) input(rec *kgo.Record, outputs int) *inputAck {
 
 type counter interface{ Inc() }
 
-// produce sends r; its promise counts it and releases the batch's wait.
-// Produce blocks while the producer's buffer is full (backpressure).
-func (a *acks) produce(ctx context.Context, r *kgo.Record, c counter, in *inputAck) {
+// produce sends r, whose Context is its *recordMeta; the batch's promise
+// counts it and releases the batch's wait. Produce blocks while the
+// producer's buffer is full (backpressure).
+func (a *acks) produce(ctx context.Context, r *kgo.Record) {
 	a.wg.Add(1)
-	promise := func(r *kgo.Record, err error) {
-		defer a.wg.Done()
-		if err != nil {
-			a.p.m.produceErrors.Inc()
-			a.p.log.Error("producing a record", "topic", r.Topic, "err", err)
-			a.fail(err)
-			return
-		}
-		c.Inc()
-		if in != nil && in.remaining.Add(-1) == 0 {
-			a.p.m.endToEnd.Observe(time.Since(in.ts).Seconds())
-		}
-	}
 	if a.p.sess != nil {
-		a.p.sess.Produce(ctx, r, promise)
+		a.p.sess.Produce(ctx, r, a.promise)
 	} else {
-		a.p.cl.Produce(ctx, r, promise)
+		a.p.cl.Produce(ctx, r, a.promise)
+	}
+}
+
+// onAck is the promise of every record of the batch.
+func (a *acks) onAck(r *kgo.Record, err error) {
+	defer a.wg.Done()
+	if err != nil {
+		a.p.m.produceErrors.Inc()
+		a.p.log.Error("producing a record", "topic", r.Topic, "err", err)
+		a.fail(err)
+		return
+	}
+	m := r.Context.(*recordMeta)
+	m.counter.Inc()
+	if in := m.in; in != nil && in.remaining.Add(-1) == 0 {
+		a.p.m.endToEnd.Observe(time.Since(in.ts).Seconds())
 	}
 }
 
@@ -185,7 +219,8 @@ func (a *acks) deadLetterFor(ctx context.Context, rec *kgo.Record, code idsync.C
 		Key:     rec.Key,
 		Value:   rec.Value,
 		Headers: headers,
-	}, a.p.m.dlqBy[code], in)
+		Context: &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in},
+	})
 }
 
 func (a *acks) fail(err error) {

@@ -23,7 +23,24 @@ type topics struct {
 	m     *metrics
 	log   *slog.Logger
 	known sync.Map // topic name → struct{}
+	// ready maps a destination id to its topic once that topic is known to
+	// exist, so the per-record path costs one lookup and no allocation.
+	ready sync.Map // destination id → topic name
 	mu    sync.Mutex
+}
+
+// forDestination returns the topic of destination id, once it exists (see
+// ensure).
+func (t *topics) forDestination(ctx context.Context, id string) (string, error) {
+	if topic, ok := t.ready.Load(id); ok {
+		return topic.(string), nil
+	}
+	topic := t.cfg.Topics.Topic(id)
+	if err := t.ensure(ctx, topic); err != nil {
+		return "", err
+	}
+	t.ready.Store(id, topic)
+	return topic, nil
 }
 
 func newTopics(cl *kgo.Client, cfg Config, m *metrics, log *slog.Logger) *topics {
