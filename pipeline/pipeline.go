@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -419,8 +417,8 @@ func (p *Pipeline) pausedHeld() bool {
 	return false
 }
 
-// batch processes one poll's records: partitions in parallel, each in
-// offset order; then waits for every produced record and commits.
+// batch processes one poll's records (see records), then waits for every
+// produced record and commits.
 func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	var parts []kgo.FetchTopicPartition
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
@@ -439,22 +437,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	acks := newAcks(p)
-	holds := make([]*kgo.Record, len(parts))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	workers := min(runtime.GOMAXPROCS(0), len(parts))
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				holds[i] = p.partition(hard, acks, parts[i].Records)
-			}
-		})
-	}
-	for i := range parts {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	holds := p.records(hard, acks, parts)
 
 	// Partitions that stopped at a record whose configuration is not
 	// readable: rewind to that record (nothing is committed past it) and

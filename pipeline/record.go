@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,67 +13,177 @@ import (
 	"github.com/idsync/idsync/idsync"
 )
 
-// partition processes one partition's records of a batch in offset order.
-// It returns the record it stopped at when that record's configuration
-// cannot be read (the caller rewinds the partition to it), or nil when
-// every record was handled.
-func (p *Pipeline) partition(ctx context.Context, a *acks, recs []*kgo.Record) *kgo.Record {
-	for _, rec := range recs {
-		if ctx.Err() != nil {
-			return rec // past the shutdown deadline: leave the rest uncommitted
-		}
-		start := time.Now()
-		now := p.cfg.Now()
-		ev, err := idsync.Decode(rec.Value, now, p.cfg.Limits)
-		if err != nil {
-			p.m.input.Inc()
-			a.deadLetter(ctx, rec, idsync.CodeOf(err), err.Error(), "")
-			p.m.processTime.Observe(time.Since(start).Seconds())
-			continue
-		}
-		conns, err := p.src.Connections(ctx, ev.SpaceID, ev.AudienceID)
-		if err != nil {
-			p.log.Warn("configuration unavailable; partition waits", "topic", rec.Topic, "partition", rec.Partition,
-				"offset", rec.Offset, "err", err)
-			return rec
-		}
-		p.m.input.Inc()
-		res := idsync.Process(ev, conns, now, p.cfg.Options)
-		p.m.processTime.Observe(time.Since(start).Seconds())
-		p.count(&res)
-		in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
-		if len(res.Outputs) > 0 {
-			// One allocation holds the input's output records with their
-			// headers and promise data; the source header and the key (every
-			// output's key is the profile's segment_id) are shared.
-			outs := make([]producedRecord, len(res.Outputs))
-			src := sourceHeader(rec) // the client only reads headers
-			var key []byte
-			for i := range res.Outputs {
-				o := &res.Outputs[i]
-				topic, err := p.topics.forDestination(ctx, o.DestinationID)
-				if err != nil {
-					a.fail(err)
-					return rec
-				}
-				if key == nil || string(key) != o.Key {
-					key = []byte(o.Key)
-				}
-				r := &outs[i]
-				r.hdrs = [2]kgo.RecordHeader{
-					{Key: idsync.HeaderSource, Value: src},
-					{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
-				}
-				r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in}
-				r.rec = kgo.Record{Topic: topic, Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
-				a.produce(ctx, &r.rec)
-			}
-		}
-		for _, d := range res.DeadLetters {
-			a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
+// window is how many input records are processed ahead of the one being
+// produced: the records of a batch are processed window by window, each
+// window on every core at once, while the window before it is produced. It
+// bounds the results held in memory besides the producer's buffer (two
+// windows of a few KiB per record).
+const window = 256
+
+// work is one input record on its way through the batch: processed (in
+// parallel with its neighbours), then produced (in offset order).
+type work struct {
+	rec  *kgo.Record
+	part int // index of its partition in the batch
+	// decodeErr, else connErr (its configuration cannot be read now), else
+	// res.
+	decodeErr error
+	connErr   error
+	res       idsync.Result
+}
+
+// records processes one poll's records and produces what they give, each
+// partition's in offset order. Processing (decode, connections, Process) is
+// pure and runs on every core, GOMAXPROCS workers taking small runs of
+// records of any partition: a poll usually holds a single partition's
+// records, which one goroutine per partition would process on one core.
+// Producing, which must keep each partition's order, runs on this goroutine
+// a window behind.
+//
+// It returns, per partition, the record it stopped at because that
+// record's configuration cannot be read (the caller rewinds the partition
+// to it) or because the shutdown deadline passed; nil when every record was
+// handled.
+func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicPartition) []*kgo.Record {
+	n := 0
+	for _, pt := range parts {
+		n += len(pt.Records)
+	}
+	all := make([]work, 0, n)
+	for i, pt := range parts {
+		for _, r := range pt.Records {
+			all = append(all, work{rec: r, part: i})
 		}
 	}
-	return nil
+	holds := make([]*kgo.Record, len(parts))
+	workers := runtime.GOMAXPROCS(0)
+
+	// compute processes all[from:to] on the workers and closes done.
+	compute := func(from, to int, done chan struct{}) {
+		defer close(done)
+		var next atomic.Int64
+		next.Store(int64(from))
+		const run = 16 // records a worker takes at a time
+		var wg sync.WaitGroup
+		for range min(workers, (to-from+run-1)/run) {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(run)) - run
+					if i >= to {
+						return
+					}
+					for j := i; j < min(i+run, to); j++ {
+						p.process(ctx, &all[j])
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	ready := make(chan struct{})
+	go compute(0, min(window, n), ready)
+	stopped := 0 // partitions held
+	for from := 0; from < n; from += window {
+		to := min(from+window, n)
+		<-ready
+		if stopped == len(parts) {
+			break // nothing more can be produced in this batch
+		}
+		if to < n {
+			ready = make(chan struct{})
+			go compute(to, min(to+window, n), ready)
+		}
+		for i := from; i < to; i++ {
+			w := &all[i]
+			if holds[w.part] != nil {
+				continue // its partition stopped at an earlier record
+			}
+			if !p.emit(ctx, a, w) {
+				holds[w.part] = w.rec
+				stopped++
+			}
+			w.res = idsync.Result{} // produced: its records now belong to the client
+		}
+	}
+	return holds
+}
+
+// process decodes w's record, resolves its audience's connections and runs
+// idsync.Process. It only reads: emit acts on the result.
+func (p *Pipeline) process(ctx context.Context, w *work) {
+	start := time.Now()
+	now := p.cfg.Now()
+	ev, err := idsync.Decode(w.rec.Value, now, p.cfg.Limits)
+	if err != nil {
+		w.decodeErr = err
+		p.m.processTime.Observe(time.Since(start).Seconds())
+		return
+	}
+	conns, err := p.src.Connections(ctx, ev.SpaceID, ev.AudienceID)
+	if err != nil {
+		w.connErr = err
+		return
+	}
+	w.res = idsync.Process(ev, conns, now, p.cfg.Options)
+	p.m.processTime.Observe(time.Since(start).Seconds())
+}
+
+// emit produces what processing w's record gave: its outputs, its dead
+// letters, or its record to the DLQ when it could not be decoded. It reports
+// false when the partition must stop at this record: its configuration
+// cannot be read, a destination topic could not be made ready, or the
+// shutdown deadline passed.
+func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) bool {
+	rec := w.rec
+	if ctx.Err() != nil {
+		return false // past the shutdown deadline: leave the rest uncommitted
+	}
+	if err := w.decodeErr; err != nil {
+		p.m.input.Inc()
+		a.deadLetter(ctx, rec, idsync.CodeOf(err), err.Error(), "")
+		return true
+	}
+	if err := w.connErr; err != nil {
+		p.log.Warn("configuration unavailable; partition waits", "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "err", err)
+		return false
+	}
+	p.m.input.Inc()
+	res := &w.res
+	p.count(res)
+	in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
+	if len(res.Outputs) > 0 {
+		// One allocation holds the input's output records with their
+		// headers and promise data; the source header and the key (every
+		// output's key is the profile's segment_id) are shared.
+		outs := make([]producedRecord, len(res.Outputs))
+		src := sourceHeader(rec) // the client only reads headers
+		var key []byte
+		for i := range res.Outputs {
+			o := &res.Outputs[i]
+			topic, err := p.topics.forDestination(ctx, o.DestinationID)
+			if err != nil {
+				a.fail(err)
+				return false
+			}
+			if key == nil || string(key) != o.Key {
+				key = []byte(o.Key)
+			}
+			r := &outs[i]
+			r.hdrs = [2]kgo.RecordHeader{
+				{Key: idsync.HeaderSource, Value: src},
+				{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
+			}
+			r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in}
+			r.rec = kgo.Record{Topic: topic, Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
+			a.produce(ctx, &r.rec)
+		}
+	}
+	for _, d := range res.DeadLetters {
+		a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
+	}
+	return true
 }
 
 // count records the skips, unmatched connections and invalid identifiers of
