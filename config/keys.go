@@ -16,7 +16,11 @@ const envConfig = envPrefix + "CONFIG"
 
 // Environment variables with these prefixes belong to the test harness and
 // benchmarks, not to the service; Load ignores them.
-var envIgnoredPrefixes = []string{envPrefix + "TEST_", envPrefix + "BENCH_"}
+var envIgnoredPrefixes = []string{envPrefix + "TEST_", envPrefix + "BENCH_",
+	// The deploy/local scripts' own settings (deploy/local/common.sh): a
+	// user who moves the test stack's directories with them runs the tests,
+	// and so the binary, with these set.
+	envPrefix + "RUN_DIR", envPrefix + "CACHE_DIR"}
 
 var durationType = reflect.TypeFor[time.Duration]()
 

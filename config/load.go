@@ -30,7 +30,8 @@ type LoadOptions struct {
 	File string
 	// Env is the environment as "KEY=value" strings (os.Environ()). Only
 	// variables starting with IDSYNC_ are looked at; one that matches no
-	// setting is an error, except IDSYNC_TEST_* and IDSYNC_BENCH_*. nil
+	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_* and the
+	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR. nil
 	// means no environment.
 	Env []string
 	// Flags are the parsed command-line flags registered by BindFlags (nil

@@ -82,7 +82,7 @@ func TestDefaultIsValid(t *testing.T) {
 }
 
 func TestLoadWithoutSourcesIsDefault(t *testing.T) {
-	for _, s := range []src{{}, {args: []string{}}, {env: []string{"PATH=/bin", "IDSYNC_TEST_KAFKA=127.0.0.1:1", "IDSYNC_TEST_REDIS=x", "IDSYNC_BENCH_N=3", "idsync_kafka_broker=lower-case is not ours"}}} {
+	for _, s := range []src{{}, {args: []string{}}, {env: []string{"PATH=/bin", "IDSYNC_TEST_KAFKA=127.0.0.1:1", "IDSYNC_TEST_REDIS=x", "IDSYNC_BENCH_N=3", "IDSYNC_RUN_DIR=/tmp/stack", "IDSYNC_CACHE_DIR=/tmp/cache", "idsync_kafka_broker=lower-case is not ours"}}} {
 		c := mustLoad(t, s)
 		if want := Default(); !reflect.DeepEqual(*c, want) {
 			t.Errorf("Load(%+v) =\n%+v\nwant Default()\n%+v", s, *c, want)
