@@ -205,15 +205,10 @@ func (d *fastDecoder) object(member func(key string) bool) bool {
 // key reads an object key: plain ASCII without escapes only.
 func (d *fastDecoder) key() (string, bool) {
 	start := d.i + 1
-	for j := start; j < len(d.s); j++ {
-		c := d.s[j]
-		switch {
-		case c == '"':
-			d.i = j + 1
-			return d.s[start:j], true
-		case c < 0x20 || c == '\\' || c >= 0x80:
-			return "", false
-		}
+	j := start + plainRun(d.s[start:])
+	if j < len(d.s) && d.s[j] == '"' {
+		d.i = j + 1
+		return d.s[start:j], true
 	}
 	return "", false
 }
@@ -225,17 +220,12 @@ func (d *fastDecoder) rawString() (string, bool) {
 		return "", false
 	}
 	start := d.i + 1
-	for j := start; j < len(d.s); j++ {
-		c := d.s[j]
-		if c == '"' {
-			d.i = j + 1
-			return d.s[start:j], true
-		}
-		if c < 0x20 || c == '\\' {
-			return "", false
-		}
+	j := stringEnd(d.s, start)
+	if j < len(d.s) && d.s[j] == '"' {
+		d.i = j + 1
+		return d.s[start:j], true
 	}
-	return "", false
+	return "", false // an escape or a control character: the slow path decides
 }
 
 // null consumes a null literal if one is next.

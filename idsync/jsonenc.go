@@ -1,6 +1,7 @@
 package idsync
 
 import (
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -22,31 +23,55 @@ const (
 	backslash = '\\' * ones
 )
 
+// load8 returns s[i:i+8] as a little-endian word (the compiler makes it one
+// load).
+func load8(s string, i int) uint64 {
+	w := s[i : i+8]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+// specialBytes sets the high bit of each byte of x that is below 0x20, '"'
+// or '\\' (the "has zero byte" test (v - ones) & ^v & highs applied to
+// x, x^quotes and x^backslash, and its "less than" form to x). A borrow can
+// flag a byte wrongly only above a byte that is rightly flagged, so the
+// lowest flag is always exact.
+func specialBytes(x uint64) uint64 {
+	q := x ^ quotes
+	bs := x ^ backslash
+	return ((x - 0x20*ones) & ^x & highs) | ((q - ones) & ^q & highs) | ((bs - ones) & ^bs & highs)
+}
+
 // plainRun returns how many leading bytes of s need no escaping: printable
 // ASCII other than '"' and '\\'. It looks at eight bytes at a time; most
 // values (ids, hashes, keys) are plain from end to end.
 func plainRun(s string) int {
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		w := s[i : i+8]
-		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-		// A byte's high bit ends up set in m when the byte is below 0x20,
-		// equal to '"' or '\\', or 0x80 and above (the classic "has zero
-		// byte" test (v - ones) & ^v & highs on x, x^quotes and x^backslash,
-		// and x itself for the high bit).
-		q := x ^ quotes
-		bs := x ^ backslash
-		m := ((x - 0x20*ones) | (q - ones) | (bs - ones) | x) & highs
-		// The subtractions can borrow across bytes only after a byte that
-		// already set its flag, so m is non-zero exactly when some byte
-		// needs escaping; find it byte by byte.
-		if m != 0 {
-			break
+		x := load8(s, i)
+		if m := specialBytes(x) | x&highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
 	}
 	for ; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index of the first byte at or after i that is '"',
+// '\\' or below 0x20 (len(s) when there is none): where a JSON string that
+// starts before i ends or needs unescaping. Bytes from 0x80 up are content.
+func stringEnd(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if m := specialBytes(load8(s, i)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
 			return i
 		}
 	}

@@ -6,6 +6,16 @@ import (
 	"testing"
 )
 
+// stringEndOneByteAtATime is what stringEnd must return.
+func stringEndOneByteAtATime(s string, i int) int {
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
+}
+
 // strOneByteAtATime is the byte-by-byte escaper that str's word-at-a-time
 // scan must agree with.
 func strOneByteAtATime(s string) string {
@@ -25,6 +35,11 @@ func TestJSONStringWordScan(t *testing.T) {
 			got := string(jsonBuf(nil).str(s))
 			if want := strOneByteAtATime(s); got != want {
 				t.Fatalf("%q: word scan wrote %s, byte scan %s", s, got, want)
+			}
+			for from := range 3 {
+				if got, want := stringEnd(s, from), stringEndOneByteAtATime(s, from); got != want {
+					t.Fatalf("stringEnd(%q, %d) = %d, want %d", s, from, got, want)
+				}
 			}
 			var back string
 			if err := json.Unmarshal([]byte(got), &back); err != nil {
@@ -59,6 +74,9 @@ func FuzzJSONString(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := string(jsonBuf(nil).str(s)), strOneByteAtATime(s); got != want {
 			t.Fatalf("%q: word scan wrote %s, byte scan %s", s, got, want)
+		}
+		if got, want := stringEnd(s, 0), stringEndOneByteAtATime(s, 0); got != want {
+			t.Fatalf("stringEnd(%q, 0) = %d, want %d", s, got, want)
 		}
 	})
 }
