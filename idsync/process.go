@@ -86,6 +86,11 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			continue
 		}
 		sh.messageIDs(n)
+		if res.Outputs == nil {
+			// Most connections give one or two records: room for one each
+			// saves growing the slice destination by destination.
+			res.Outputs = make([]Output, 0, max(n, len(conns)-i))
+		}
 		res.Outputs = slices.Grow(res.Outputs, n)
 		res.Outputs = sh.shape(res.Outputs)
 	}

@@ -554,6 +554,46 @@ func TestConfigUnavailableWaits(t *testing.T) {
 	})
 }
 
+// TestOneBusyPartition runs batches of one partition's records through
+// several processing windows, processed on every core, with a record whose
+// configuration cannot be read far into the first batch: the partition stops
+// at exactly that record (nothing after it is produced before it, so nothing
+// is produced twice), and every profile's records keep their order.
+func TestOneBusyPartition(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		e.createInput(t, 1)
+		src := fixture(t)
+		down := "aud_gg"
+		src.fail.Store(&down)
+		var values [][]byte
+		for i := range 3 * window {
+			aud := []string{"aud_fb", "aud_multi", "aud_none"}[i%3]
+			if i == window+window/2 {
+				aud = down
+			}
+			values = append(values, event(i, aud, "entered"))
+		}
+		in := produceInputs(t, e, values)
+		r := start(t, e, src, func(c *Config) { c.MaxPollRecords = 2000 })
+		deadline := time.Now().Add(30 * time.Second)
+		for testutil.ToFloat64(r.p.m.heldPartition) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the partition never waited for its configuration")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		src.fail.Store(nil)
+		waitCommitted(t, e, 60*time.Second)
+		opt := idsync.DefaultOptions()
+		opt.MaxCombinations = 100
+		want := expect(t, e, src, in, opt, idsync.Limits{MaxRecordBytes: 2048})
+		compare(t, want, readAll(t, e, want, false))
+		if n := testutil.ToFloat64(r.p.m.input); int(n) != len(in) {
+			t.Errorf("idsync_input_records_total = %v, want %d (each input counted once)", n, len(in))
+		}
+	})
+}
+
 func TestMissingTopicWaitsWhenCreationDisabled(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
 		e.createInput(t, 1)
