@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idsync/idsync/config"
 )
 
 // StallResult is the outcome of the stalled-destination test.
@@ -19,12 +22,23 @@ type StallResult struct {
 	Method             string  `json:"method"`
 	Seconds            float64 `json:"seconds"`
 	MaxInflightBytesMB float64 `json:"max_inflight_bytes_mb"`
-	StartRSSMB         float64 `json:"start_rss_mb"`
-	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	// FetchMaxBytesMB is kafka.fetch_max_bytes: the client keeps one fetch
+	// response buffered per broker leading input partitions (one here).
+	FetchMaxBytesMB float64 `json:"fetch_max_bytes_mb"`
+	// BoundMB is what the configuration lets the instance buffer: the
+	// producer's buffer and one fetch.
+	BoundMB    float64 `json:"bound_mb"`
+	StartRSSMB float64 `json:"start_rss_mb"`
+	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	// RSSGrowthMB is the peak RSS during the stall less the RSS before it.
 	RSSGrowthMB float64 `json:"rss_growth_mb"`
 	PeakHeapMB  float64 `json:"peak_heap_mb"`
-	// UnderBound says whether RSSGrowthMB stayed below MaxInflightBytesMB.
+	// LiveHeapGrowthMB is the live heap (after a GC) at the end of the stall
+	// less the live heap before it: what the instance, and the in-process
+	// broker's storage of what was written meanwhile, really hold, without
+	// the garbage collector's slack that RSS includes.
+	LiveHeapGrowthMB float64 `json:"live_heap_growth_mb"`
+	// UnderBound says whether RSSGrowthMB stayed below BoundMB.
 	UnderBound      bool    `json:"under_bound"`
 	InputConsumed   float64 `json:"input_consumed"`
 	OutputsAcked    int64   `json:"outputs_acked"`
@@ -36,8 +50,10 @@ type StallResult struct {
 
 func (s *StallResult) writeText(w io.Writer) {
 	fmt.Fprintf(w, "stalled destination %s for %.0fs (%s)\n", s.StalledTopic, s.Seconds, s.Method)
-	fmt.Fprintf(w, "  rss %.1f MB → peak %.1f MB (growth %.1f MB; Go heap peak %.1f MB); bound processing.max_inflight_bytes %.0f MB: under=%v\n",
-		s.StartRSSMB, s.PeakRSSMB, s.RSSGrowthMB, s.PeakHeapMB, s.MaxInflightBytesMB, s.UnderBound)
+	fmt.Fprintf(w, "  rss %.1f MB → peak %.1f MB (growth %.1f MB; Go heap peak %.1f MB; live heap growth %.1f MB)\n",
+		s.StartRSSMB, s.PeakRSSMB, s.RSSGrowthMB, s.PeakHeapMB, s.LiveHeapGrowthMB)
+	fmt.Fprintf(w, "  bound processing.max_inflight_bytes %.0f MB + kafka.fetch_max_bytes %.0f MB = %.0f MB: under=%v\n",
+		s.MaxInflightBytesMB, s.FetchMaxBytesMB, s.BoundMB, s.UnderBound)
 	fmt.Fprintf(w, "  during the stall: %.0f input events consumed, %d of %d outputs acknowledged; after it: done in %.1fs\n",
 		s.InputConsumed, s.OutputsAcked, s.OutputsExpected, s.RecoveredSec)
 }
@@ -109,6 +125,7 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	quiesce()
+	live0 := liveHeap()
 	sampler := startSampler(10 * time.Millisecond)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -118,11 +135,16 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	peak := sampler.finish()
+	live := liveHeap()
+	fetchMax := float64(config.Default().Kafka.FetchMaxBytes) / (1 << 20)
 	res := &StallResult{
 		StalledTopic:       topic,
 		Method:             "kfake, 2 brokers: the topic's leader (broker 1) holds every produce request until the stall ends",
 		Seconds:            e.cfg.Stall.Seconds(),
 		MaxInflightBytesMB: float64(e.cfg.MaxInflightBytes) / (1 << 20),
+		FetchMaxBytesMB:    fetchMax,
+		BoundMB:            float64(e.cfg.MaxInflightBytes)/(1<<20) + fetchMax,
+		LiveHeapGrowthMB:   round1(float64(int64(live)-int64(live0)) / (1 << 20)),
 		StartRSSMB:         round1(float64(sampler.startKB) / 1024),
 		PeakRSSMB:          round1(peak),
 		PeakHeapMB:         round1(float64(sampler.peakHeap.Load()) / (1 << 20)),
@@ -131,7 +153,7 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 		OutputsExpected:    tr.want,
 	}
 	res.RSSGrowthMB = round1(res.PeakRSSMB - res.StartRSSMB)
-	res.UnderBound = res.RSSGrowthMB < res.MaxInflightBytesMB
+	res.UnderBound = res.RSSGrowthMB < res.BoundMB
 	e.logf("stall over: peak rss %.1f MB (start %.1f); releasing %s", res.PeakRSSMB, res.StartRSSMB, topic)
 	unstall()
 	t0 := time.Now()
@@ -143,6 +165,14 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	stop()
 	<-done
 	return &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kfake", Stall: res}, nil
+}
+
+// liveHeap returns the Go heap in use right after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }
 
 // counterValue returns the sum of a counter family of reg.
