@@ -520,6 +520,20 @@ func TestGoldenRun(t *testing.T) {
 	}
 }
 
+// waitHeld waits up to 30 s for a partition to wait for its configuration
+// and returns that deadline.
+func waitHeld(t *testing.T, r *running) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(r.p.m.heldPartition) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no partition waiting for configuration")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return deadline
+}
+
 func TestConfigUnavailableWaits(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
 		e.createInput(t, 2)
@@ -530,13 +544,7 @@ func TestConfigUnavailableWaits(t *testing.T) {
 		r := start(t, e, src, nil)
 		// The partitions holding aud_gg events wait: the gauge shows it and
 		// nothing is dead-lettered for it.
-		deadline := time.Now().Add(30 * time.Second)
-		for testutil.ToFloat64(r.p.m.heldPartition) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("no partition waiting for configuration")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		deadline := waitHeld(t, r)
 		calls := src.calls.Load()
 		for src.calls.Load() < calls+5 { // it keeps retrying
 			if time.Now().After(deadline) {
@@ -575,13 +583,7 @@ func TestOneBusyPartition(t *testing.T) {
 		}
 		in := produceInputs(t, e, values)
 		r := start(t, e, src, func(c *Config) { c.MaxPollRecords = 2000 })
-		deadline := time.Now().Add(30 * time.Second)
-		for testutil.ToFloat64(r.p.m.heldPartition) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the partition never waited for its configuration")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitHeld(t, r)
 		src.fail.Store(nil)
 		waitCommitted(t, e, 60*time.Second)
 		opt := idsync.DefaultOptions()
