@@ -305,8 +305,8 @@ func (s *shaper) segment(out []Output) []Output {
 	for _, c := range cols {
 		combos *= len(c)
 	}
-	var idxBuf [8]int
-	idx := idxBuf[:0]
+	var idxBuf [8]int // the odometer, on the stack for up to 8 keys
+	var idx []int
 	if len(cols) <= len(idxBuf) {
 		idx = idxBuf[:len(cols)]
 	} else {
