@@ -136,14 +136,15 @@ func (e *env) stallTest(ctx context.Context) (*Report, error) {
 	}
 	peak := sampler.finish()
 	live := liveHeap()
+	inflight := float64(e.cfg.MaxInflightBytes) / (1 << 20)
 	fetchMax := float64(config.Default().Kafka.FetchMaxBytes) / (1 << 20)
 	res := &StallResult{
 		StalledTopic:       topic,
 		Method:             "kfake, 2 brokers: the topic's leader (broker 1) holds every produce request until the stall ends",
 		Seconds:            e.cfg.Stall.Seconds(),
-		MaxInflightBytesMB: float64(e.cfg.MaxInflightBytes) / (1 << 20),
+		MaxInflightBytesMB: inflight,
 		FetchMaxBytesMB:    fetchMax,
-		BoundMB:            float64(e.cfg.MaxInflightBytes)/(1<<20) + fetchMax,
+		BoundMB:            inflight + fetchMax,
 		LiveHeapGrowthMB:   round1(float64(int64(live)-int64(live0)) / (1 << 20)),
 		StartRSSMB:         round1(float64(sampler.startKB) / 1024),
 		PeakRSSMB:          round1(peak),

@@ -37,7 +37,7 @@ func getScratch() *scratch {
 
 // release returns s to the pool, unless a huge event made it large.
 func (s *scratch) release() {
-	if cap(s.rec.b) <= maxPooledRecordBuf && len(s.sel.cands) <= 1024 {
+	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 {
 		s.sel.clear()
 		scratches.Put(s)
 	}

@@ -52,7 +52,9 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	var res Result
 	sc := getScratch()
 	defer sc.release()
-	mem, sel := &sc.rec, &sc.sel // the records' bytes, shared by all destinations; the selection
+	// The records' bytes, shared by all destinations, and the selection,
+	// reset for each connection.
+	mem, sel := &sc.rec, &sc.sel
 	ref := ev.ReferenceTime(now)
 	served := 0
 	for i := range conns {

@@ -83,7 +83,6 @@ func selectIdentifiers(ev *Event, cfg *Config, phoneRegion string, sel *selectio
 	sel.reset()
 	order := sel.order[:0] // indexes into ev.ExternalIDs, reused across mappings
 	cands := sel.cands[:0]
-	defer func() { sel.order, sel.cands = order, cands }()
 	for _, m := range Plan(cfg) {
 		if IsMobileAdID(m.Segment) && !cfg.Settings.SendMobileIDs {
 			continue
@@ -131,6 +130,7 @@ func selectIdentifiers(ev *Event, cfg *Config, phoneRegion string, sel *selectio
 			}
 		}
 	}
+	sel.order, sel.cands = order, cands // kept for the next connection
 	return invalid
 }
 

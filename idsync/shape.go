@@ -17,9 +17,8 @@ type shaper struct {
 	// value: the same for every record of the destination, so it is
 	// written once, in the first record, and copied (see open).
 	envelope jsonBuf
-	// mem receives the records of the whole Process call (nil: each record
-	// gets a buffer of its own); recStart is where the open record starts
-	// in mem.b.
+	// mem receives the records of the whole Process call; recStart is
+	// where the open record starts in mem.b.
 	mem      *recordBuf
 	recStart int
 	// ids holds the destination's message ids, "<source>:<dest>:<n>" for
@@ -81,8 +80,7 @@ func (s *shaper) shape(out []Output) []Output {
 // one string, so that they cost one allocation together.
 func (s *shaper) messageIDs(n int) {
 	s.idPrefix = len(s.ev.MessageID) + len(s.dest) + 2
-	var ids []byte
-	ids = make([]byte, 0, n*(s.idPrefix+len(strconv.Itoa(n))))
+	ids := make([]byte, 0, n*(s.idPrefix+decimalLen(n)))
 	for i := range n {
 		ids = append(ids, s.ev.MessageID...)
 		ids = append(ids, ':')
@@ -135,15 +133,8 @@ func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
 			len(ev.AudienceID) + len(ev.AudienceKey) + len(ev.SegmentID) + len(ev.TimestampRaw)
 	}
 	// Sized so that the record is written without growing.
-	var b jsonBuf
-	hint := 16 + 2*len(id) + size + sizeHint
-	if s.mem != nil {
-		b = s.mem.b
-		s.recStart = len(b)
-		b = slices.Grow(b, hint)
-	} else {
-		b = make(jsonBuf, 0, hint)
-	}
+	s.recStart = len(s.mem.b)
+	b := slices.Grow(s.mem.b, 16+2*len(id)+size+sizeHint)
 	b = b.litStr(`{"message_id":`, id)
 	if s.envelope != nil {
 		return append(b, s.envelope...), id
@@ -177,21 +168,16 @@ func (s *shaper) writeEnvelope(b jsonBuf) jsonBuf {
 // close ends the envelope and appends the record.
 func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 	b = append(b, '}')
-	var v []byte = b
-	if s.mem != nil {
-		// The record's bytes for now; finish moves them to their final
-		// place.
-		s.mem.offs = append(s.mem.offs, s.recStart)
-		s.mem.b = b
-		v = b[s.recStart:]
-	}
+	// The record's bytes for now; finish moves them to their final place.
+	s.mem.offs = append(s.mem.offs, s.recStart)
+	s.mem.b = b
 	return append(out, Output{
 		DestinationID:   s.dest,
 		DestinationType: s.cfg.DestinationType,
 		Key:             s.ev.SegmentID,
 		MessageID:       id,
 		ConfigVersion:   s.version,
-		Value:           v,
+		Value:           b[s.recStart:],
 	})
 }
 
