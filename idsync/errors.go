@@ -16,10 +16,32 @@ const (
 	CodeInvalidTimestamp Code = "invalid_timestamp"
 	CodeTooLarge         Code = "too_large"
 	CodeFanoutLimit      Code = "fanout_limit"
+	// CodeInvalidKey: the event's space_id or audience_id can never name a
+	// stored connection (see ErrInvalidKey), so no configuration can ever
+	// be read for it.
+	CodeInvalidKey Code = "invalid_key"
+	// CodeInvalidConfig: the applied version of a connection is stored in a
+	// form this binary cannot use (an unknown destination type, a record
+	// that cannot be decoded, a configuration that breaks the rules). Per
+	// destination; the audience's other connections are served.
+	CodeInvalidConfig Code = "invalid_config"
+	// CodeOutputTooLarge: one record for a destination would exceed the
+	// record size limit even after splitting (Options.MaxRecordBytes).
+	CodeOutputTooLarge Code = "output_too_large"
+	// CodeDestinationRefused: the broker refused a destination's record for
+	// good (record too large for the topic, authorization, policy, invalid
+	// record). Per destination; set by the pipeline, not by Process.
+	CodeDestinationRefused Code = "destination_refused"
 )
 
 // Codes lists every dead-letter code, for metric initialisation.
-var Codes = []Code{CodeMalformedJSON, CodeSchemaViolation, CodeInvalidTimestamp, CodeTooLarge, CodeFanoutLimit}
+var Codes = []Code{CodeMalformedJSON, CodeSchemaViolation, CodeInvalidTimestamp, CodeTooLarge, CodeFanoutLimit,
+	CodeInvalidKey, CodeInvalidConfig, CodeOutputTooLarge, CodeDestinationRefused}
+
+// ErrInvalidKey means a space, audience or destination id is not one a
+// connection can be stored under. Connection sources wrap it; the pipeline
+// dead-letters the event with CodeInvalidKey instead of waiting.
+var ErrInvalidKey = errors.New("invalid connection key")
 
 // DecodeError is why an input record was refused. Its message names the
 // field path and never contains an identifier value, so it is safe for logs

@@ -18,12 +18,36 @@ type Options struct {
 	// PhoneRegion is the default region for phone numbers written without
 	// an international prefix.
 	PhoneRegion string
+
+	// MaxRecordBytes bounds one output record's key plus value. Facebook
+	// records are split by bytes as well as by rows to fit; any other
+	// record above it is not made and the destination is dead-lettered
+	// with CodeOutputTooLarge. The pipeline passes its producer record
+	// limit less room for headers and framing.
+	MaxRecordBytes int
+	// MaxOutputBytes bounds the output of one event for one destination
+	// (the sum of its records' values), computed before anything is
+	// materialized; above it the destination gets nothing and the event is
+	// dead-lettered with CodeFanoutLimit.
+	MaxOutputBytes int
+	// MaxEventOutputBytes bounds the output of one event over all its
+	// destinations; a destination whose output would pass it is
+	// dead-lettered with CodeFanoutLimit (earlier destinations, in
+	// connection order, are served).
+	MaxEventOutputBytes int
+	// MaxFacebookRows bounds the Facebook rows (combinations of values) of
+	// one event for one destination; above it the destination is
+	// dead-lettered with CodeFanoutLimit.
+	MaxFacebookRows int
 }
 
 // DefaultOptions returns the defaults: 1000 combinations, 10,000 Facebook
-// rows per record, region US.
+// rows per record and 100,000 per event, region US, records of at most
+// 4 MiB, 16 MiB per event and destination, 64 MiB per event.
 func DefaultOptions() Options {
-	return Options{MaxCombinations: 1000, FacebookMaxRows: 10000, PhoneRegion: "US"}
+	return Options{MaxCombinations: 1000, FacebookMaxRows: 10000, PhoneRegion: "US",
+		MaxRecordBytes: 4<<20 - 1<<10, MaxOutputBytes: 16 << 20, MaxEventOutputBytes: 64 << 20,
+		MaxFacebookRows: 100000}
 }
 
 // Check returns an error naming the first invalid field of o.

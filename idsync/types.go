@@ -184,6 +184,12 @@ type Version struct {
 	Deleted     bool      `json:"deleted,omitempty"`
 	// Config is nil for a tombstone.
 	Config *Config `json:"config,omitempty"`
+	// Invalid, when not empty, says why this stored version cannot be used
+	// (e.g. an unknown destination type after a rolling upgrade). It is
+	// set by whoever reads stored versions (package store), never stored.
+	// An event to which it applies is dead-lettered for this destination
+	// with CodeInvalidConfig; the message never holds identifier values.
+	Invalid string `json:"-"`
 }
 
 // Connection is one destination connected to an audience, with its retained
@@ -191,6 +197,11 @@ type Version struct {
 type Connection struct {
 	DestinationID string    `json:"destination_id"`
 	Versions      []Version `json:"versions"`
+	// Invalid, when not empty, says why the stored connection as a whole
+	// cannot be used (its record cannot be decoded): every event of the
+	// audience is dead-lettered for this destination with
+	// CodeInvalidConfig. Set by the reader, never stored.
+	Invalid string `json:"-"`
 }
 
 // Output is one record idsync publishes to a destination's topic.
@@ -237,6 +248,10 @@ type Result struct {
 	// Invalid counts identifier values that could not be normalized, per
 	// destination type (idsync_invalid_identifiers_total).
 	Invalid map[DestinationType]int
-	// DeadLetters lists destinations whose output exceeded the fan-out limit.
+	// DeadLetters lists destinations that get nothing from this event,
+	// with the reason (fan-out or size limits, an unusable stored
+	// configuration).
 	DeadLetters []DeadLetter
+	// Bytes is the total length of the Outputs' values.
+	Bytes int
 }

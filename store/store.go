@@ -55,7 +55,8 @@ var (
 	ErrPreconditionFailed = errors.New("version precondition failed")
 	// ErrInvalidKey means a space, audience or destination id is not
 	// acceptable; the error's message names which part, never its value.
-	ErrInvalidKey = errors.New("invalid connection key")
+	// It is idsync.ErrInvalidKey, which the pipeline dead-letters on.
+	ErrInvalidKey = idsync.ErrInvalidKey
 
 	// errCorrupt marks a value in Redis that cannot be decoded: Redis
 	// answered, so it is not unreachable.
