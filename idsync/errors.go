@@ -43,6 +43,14 @@ var Codes = []Code{CodeMalformedJSON, CodeSchemaViolation, CodeInvalidTimestamp,
 // dead-letters the event with CodeInvalidKey instead of waiting.
 var ErrInvalidKey = errors.New("invalid connection key")
 
+// ErrUnusableConfig means the audience's stored connections exist but cannot
+// be used at all (e.g. the Redis key holds another type): Redis answered,
+// so waiting will not help. Connection sources wrap it; the pipeline
+// dead-letters the event with CodeInvalidConfig. A single unusable
+// connection is reported with Connection.Invalid instead, so that the
+// audience's other connections are served.
+var ErrUnusableConfig = errors.New("stored connections cannot be used")
+
 // DecodeError is why an input record was refused. Its message names the
 // field path and never contains an identifier value, so it is safe for logs
 // and dead-letter headers.

@@ -80,6 +80,10 @@ type Config struct {
 	// RetryBackoff is how long a partition waiting for its configuration
 	// stays paused before the record is tried again (default 1s).
 	RetryBackoff time.Duration
+	// LagInterval is how often the consumer-lag gauge is refreshed from the
+	// group's committed offsets and the partitions' end offsets (default
+	// 10s).
+	LagInterval time.Duration
 
 	Limits  idsync.Limits
 	Options idsync.Options
