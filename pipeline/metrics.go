@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,7 +22,6 @@ type metrics struct {
 	processTime   prometheus.Histogram
 	endToEnd      prometheus.Histogram
 	lag           *prometheus.GaugeVec
-	heldPartition prometheus.Gauge
 	missingTopics prometheus.Gauge
 	batches       prometheus.Counter
 	rebalances    *prometheus.CounterVec
@@ -35,7 +35,7 @@ type metrics struct {
 	noConns     prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 	m := &metrics{
 		input: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_input_records_total",
@@ -73,15 +73,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "idsync_consumer_lag_records",
-			Help: "Records between this instance's position and the high watermark, per assigned input partition.",
+			Help: "Records between the group's committed offset and the end offset, per input partition assigned to this instance (refreshed every processing.lag_interval, also while the partition waits).",
 		}, []string{"partition"}),
-		heldPartition: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "idsync_partitions_waiting_config",
-			Help: "Input partitions paused because the configuration of their next record cannot be read (Redis unreachable, audience not cached).",
-		}),
 		missingTopics: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "idsync_destination_topics_missing",
-			Help: "Destination topics records are waiting for (topic creation disabled and the topic does not exist).",
+			Help: "Destination or dead-letter topics records are waiting for (missing and not created: creation disabled, refused, or deleted).",
 		}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_batches_total",
@@ -93,8 +89,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_produce_errors_total",
-			Help: "Records the producer failed to deliver (the batch is not committed and the pipeline stops).",
+			Help: "Records the producer failed to deliver; each is retried (its input partition waits) or, when the broker refuses it for good, dead-lettered.",
 		}),
+	}
+	waiting := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "idsync_partitions_waiting",
+		Help: "Input partitions of this instance stopped at a record until a cause passes, by reason (config_unavailable, topic_missing, destination_unavailable, dlq_unavailable). /readyz lists them.",
+	}, []string{"reason"})
+	waitingCollectors := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "idsync_partitions_waiting_config",
+			Help: "Input partitions paused because the configuration of their next record cannot be read (Redis unreachable, audience not cached); the same as idsync_partitions_waiting{reason=\"config_unavailable\"}.",
+		}, func() float64 { return float64(w.count(WaitConfig)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "idsync_oldest_wait_seconds",
+			Help: "How long the longest-waiting input partition of this instance has waited, counting a batch held up by its acknowledgements; 0 when nothing waits.",
+		}, func() float64 { return w.oldest(time.Now()).Seconds() }),
+		waitingFunc{desc: waiting, w: w},
 	}
 	m.outputBy = map[idsync.DestinationType]prometheus.Counter{}
 	m.unmatchedBy = map[idsync.DestinationType]prometheus.Counter{}
@@ -116,8 +127,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.rebalances.WithLabelValues(k)
 	}
 	reg.MustRegister(m.input, m.output, m.dlq, m.skipped, m.unmatched, m.invalid, m.processTime,
-		m.endToEnd, m.lag, m.heldPartition, m.missingTopics, m.batches, m.rebalances, m.produceErrors)
+		m.endToEnd, m.lag, m.missingTopics, m.batches, m.rebalances, m.produceErrors)
+	reg.MustRegister(waitingCollectors...)
 	return m
+}
+
+// waitingFunc collects idsync_partitions_waiting from the wait state at
+// scrape time, one series per reason (all of them, from the first scrape).
+type waitingFunc struct {
+	desc *prometheus.GaugeVec
+	w    *waits
+}
+
+func (f waitingFunc) Describe(ch chan<- *prometheus.Desc) { f.desc.Describe(ch) }
+
+func (f waitingFunc) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range WaitReasons {
+		f.desc.WithLabelValues(r).Set(float64(f.w.count(r)))
+	}
+	f.desc.Collect(ch)
 }
 
 func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,6 +135,9 @@ func (c *Config) setDefaults() {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = time.Second
 	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 10 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -176,9 +180,15 @@ type Pipeline struct {
 	sess   *kgo.GroupTransactSession // nil in at_least_once
 
 	assigned atomic.Int64 // partitions currently assigned
-	// held are the partitions waiting for a record's configuration: paused
-	// until the time given, or resumed (zero time) and not yet past it.
-	held map[topicPartition]time.Time
+	// waits are the input partitions waiting for a cause to pass.
+	waits *waits
+	// refusals are what the broker refused for good in attempts that were
+	// rewound.
+	refusals *refusals
+	// owned are the input partitions assigned to this member, for the lag
+	// gauge.
+	ownedMu sync.Mutex
+	owned   map[int32]bool
 }
 
 type topicPartition struct {
@@ -194,12 +204,15 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
+	w := newWaits()
 	p := &Pipeline{
-		cfg:  cfg,
-		src:  src,
-		log:  log,
-		m:    newMetrics(reg),
-		held: map[topicPartition]time.Time{},
+		cfg:      cfg,
+		src:      src,
+		log:      log,
+		m:        newMetrics(reg, w),
+		waits:    w,
+		refusals: newRefusals(),
+		owned:    map[int32]bool{},
 	}
 	opts := append(ClientOptions(cfg),
 		kgo.OnPartitionsAssigned(p.onAssigned),
@@ -245,9 +258,11 @@ func ClientOptions(cfg Config) []kgo.Opt {
 		kgo.ProducerBatchMaxBytes(cfg.MaxRecordBytes),
 		kgo.MaxBufferedRecords(cfg.MaxInflightRecords),
 		kgo.MaxBufferedBytes(cfg.MaxInflightBytes),
-		// A destination topic that does not exist yet is waited for, never
-		// failed: records stay buffered (bounded) until it appears.
-		kgo.UnknownTopicRetries(-1),
+		// A destination topic that does not exist (deleted after first
+		// use) fails its records after a few metadata refreshes; the
+		// pipeline then creates it again or waits for it, visibly, with
+		// only the partitions that need it stopped.
+		kgo.UnknownTopicRetries(unknownTopicRetries),
 	}
 	if cfg.ProducerLinger > 0 {
 		opts = append(opts, kgo.ProducerLinger(cfg.ProducerLinger))
@@ -267,11 +282,21 @@ func (p *Pipeline) Ready() bool { return p.assigned.Load() > 0 }
 // Client returns the Kafka client, for health checks and admin requests.
 func (p *Pipeline) Client() *kgo.Client { return p.cl }
 
-func (p *Pipeline) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (p *Pipeline) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	n := 0
-	for _, ps := range assigned {
+	p.ownedMu.Lock()
+	for topic, ps := range assigned {
 		n += len(ps)
+		if topic == p.cfg.InputTopic {
+			for _, part := range ps {
+				p.owned[part] = true
+			}
+		}
 	}
+	p.ownedMu.Unlock()
+	// A newly assigned partition never starts paused: a pause left from an
+	// earlier ownership would keep it stopped with nothing to resume it.
+	cl.ResumeFetchPartitions(assigned)
 	p.assigned.Add(int64(n))
 	p.m.rebalances.WithLabelValues("assigned").Inc()
 	p.log.Info("partitions assigned", "count", n, "partitions", assigned)
@@ -280,26 +305,34 @@ func (p *Pipeline) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 // onRevoked runs inside a poll or AllowRebalance (BlockRebalanceOnPoll):
 // every batch polled before it was processed, acknowledged and committed
 // (or its transaction ended), so there is nothing left to commit. Records
-// held back for a missing configuration are abandoned uncommitted; the new
-// owner reads them from the committed offset.
-func (p *Pipeline) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	p.forget(revoked, "revoked")
+// held back for a cause that has not passed are abandoned uncommitted; the
+// new owner reads them from the committed offset.
+func (p *Pipeline) onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	p.forget(cl, revoked, "revoked")
 }
 
-func (p *Pipeline) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	p.forget(lost, "lost")
+func (p *Pipeline) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	p.forget(cl, lost, "lost")
 }
 
-func (p *Pipeline) forget(parts map[string][]int32, kind string) {
+// forget drops the waits of partitions this member no longer owns and
+// resumes them: the client keeps a pause across rebalances, so a partition
+// handed back to this member later would otherwise stay paused for good.
+func (p *Pipeline) forget(cl *kgo.Client, parts map[string][]int32, kind string) {
 	n := 0
+	p.ownedMu.Lock()
 	for topic, ps := range parts {
-		for _, part := range ps {
-			n++
-			delete(p.held, topicPartition{topic, part})
-			p.m.lag.DeleteLabelValues(partitionLabel(part))
+		n += len(ps)
+		if topic == p.cfg.InputTopic {
+			for _, part := range ps {
+				delete(p.owned, part)
+				p.m.lag.DeleteLabelValues(partitionLabel(part))
+			}
 		}
 	}
-	p.m.heldPartition.Set(float64(len(p.held)))
+	p.ownedMu.Unlock()
+	cl.ResumeFetchPartitions(p.waits.drop(parts))
+	p.refusals.forget(parts)
 	p.assigned.Add(int64(-n))
 	p.m.rebalances.WithLabelValues(kind).Inc()
 	p.log.Info("partitions "+kind, "count", n, "partitions", parts)
@@ -324,10 +357,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	})
 	defer stopTimer()
 
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		p.refreshLag(ctx)
+	}()
 	err := p.loop(ctx, hard)
 	if err == nil && deadline.Load() {
 		err = fmt.Errorf("shutdown timeout %s exceeded", p.cfg.ShutdownTimeout)
 	}
+	<-lagDone
 	p.close(hard, err == nil)
 	if err == nil && deadline.Load() {
 		err = fmt.Errorf("shutdown timeout %s exceeded while leaving the group", p.cfg.ShutdownTimeout)
@@ -353,13 +392,19 @@ func (p *Pipeline) close(hard context.Context, clean bool) {
 }
 
 func (p *Pipeline) loop(ctx, hard context.Context) error {
-	if err := p.topics.ensureDLQ(hard); err != nil {
-		return err
+	// Make the DLQ topic at start when creation is on; when it cannot be
+	// made or found now, records that need it wait (WaitTopic) and it is
+	// tried again.
+	if err := p.topics.dlq(hard); err != nil {
+		p.log.Warn("dead-letter topic not ready at start; dead letters wait for it", "topic", p.cfg.DLQTopic, "err", err)
 	}
 	for ctx.Err() == nil {
-		p.resumeDue()
+		if resume := p.waits.due(time.Now()); len(resume) > 0 {
+			// Their next fetch starts again at the record that waited.
+			p.cl.ResumeFetchPartitions(resume)
+		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if p.pausedHeld() {
+		if p.waits.anyPaused() {
 			pollCtx, cancel = context.WithTimeout(ctx, p.cfg.RetryBackoff)
 		}
 		var fetches kgo.Fetches
@@ -394,42 +439,25 @@ func (p *Pipeline) allowRebalance() {
 	}
 }
 
-// resumeDue resumes the partitions whose wait for configuration is over;
-// their next fetch starts again at the record that waited.
-func (p *Pipeline) resumeDue() {
-	now := time.Now()
-	resume := map[string][]int32{}
-	for tp, until := range p.held {
-		if !until.IsZero() && !now.Before(until) {
-			resume[tp.topic] = append(resume[tp.topic], tp.partition)
-			p.held[tp] = time.Time{} // resumed; still waiting until its record passes
-		}
-	}
-	if len(resume) > 0 {
-		p.cl.ResumeFetchPartitions(resume)
-	}
-}
-
-// pausedHeld reports whether some held partition is still paused (the poll
-// must then wake up to resume it).
-func (p *Pipeline) pausedHeld() bool {
-	for _, until := range p.held {
-		if !until.IsZero() {
-			return true
-		}
-	}
-	return false
-}
-
-// batch processes one poll's records (see records), then waits for every
-// produced record and commits.
+// batch processes one poll's records (see records), waits for every
+// produced record, decides for each partition where it goes on from, and
+// commits.
+//
+// A partition goes on from its first record that could not be finished:
+// one whose configuration cannot be read, whose topic is missing, or one
+// of whose records failed to produce. What failed for good (failRefused)
+// is remembered, so the next attempt dead-letters it and goes on at once;
+// what may pass makes the partition wait (paused for the retry backoff,
+// counted and listed as a wait). In at_least_once the other partitions,
+// and each stopped partition up to its stop, are committed; in
+// exactly_once a batch with a failed record is aborted whole (nothing of
+// it is committed, so no event is ever half-committed) and every partition
+// goes on from its committed offset.
 func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	var parts []kgo.FetchTopicPartition
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) > 0 {
 			parts = append(parts, ftp)
-			last := ftp.Records[len(ftp.Records)-1].Offset
-			p.m.lag.WithLabelValues(partitionLabel(ftp.Partition)).Set(float64(max(0, ftp.HighWatermark-last-1)))
 		}
 	})
 	if len(parts) == 0 {
@@ -441,78 +469,174 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	acks := newAcks(p)
-	holds := p.records(hard, acks, parts)
+	p.waits.inFlight(time.Now())
+	stops := p.records(hard, acks, parts)
+	if p.sess != nil {
+		// Learn every failure before deciding to commit or abort.
+		if err := p.cl.Flush(hard); err != nil && hard.Err() == nil {
+			p.log.Warn("flushing the transaction's records", "err", err)
+		}
+	}
+	acks.wait()
+	p.waits.inFlight(time.Time{})
 
-	// Partitions that stopped at a record whose configuration is not
-	// readable: rewind to that record (nothing is committed past it) and
-	// pause until the retry backoff is over.
-	rewind := map[string]map[int32]kgo.EpochOffset{}
-	pause := map[string][]int32{}
-	for i, r := range holds {
-		if r == nil {
-			// Its records went through: it no longer waits.
-			delete(p.held, topicPartition{parts[i].Topic, parts[i].Partition})
+	index := make(map[topicPartition]int, len(parts))
+	for i, pt := range parts {
+		index[topicPartition{pt.Topic, pt.Partition}] = i
+	}
+	failed := acks.failures()
+	shutdown := false
+	for _, f := range failed {
+		s := p.failureStop(f)
+		if s == nil {
+			shutdown = true
 			continue
 		}
+		i := index[topicPartition{f.src.Topic, f.src.Partition}]
+		// The earliest stop of a partition wins; at the same record, one
+		// that waits wins over one that goes on at once.
+		if old := stops[i]; old == nil || s.rec.Offset < old.rec.Offset || (s.rec.Offset == old.rec.Offset && old.reason == "") {
+			stops[i] = s
+		}
+	}
+	for _, s := range stops {
+		if s != nil && s.shutdown {
+			shutdown = true // stopped by the shutdown deadline
+		}
+	}
+	if shutdown || hard.Err() != nil {
+		// Past the shutdown deadline: nothing more is committed.
+		if p.sess != nil {
+			endCtx, cancel := context.WithTimeout(context.WithoutCancel(hard), time.Second)
+			_, _ = p.sess.End(endCtx, kgo.TryAbort)
+			cancel()
+		}
+		return nil
+	}
+
+	// Where each stopped partition goes on from, and which ones wait.
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+	pause := map[string][]int32{}
+	now := time.Now()
+	for i, s := range stops {
+		tp := topicPartition{parts[i].Topic, parts[i].Partition}
+		if s == nil {
+			p.waits.passed(tp)
+			continue
+		}
+		r := s.rec
 		if rewind[r.Topic] == nil {
 			rewind[r.Topic] = map[int32]kgo.EpochOffset{}
 		}
 		rewind[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		if s.reason == "" {
+			p.waits.passed(tp) // refused for good: goes on at once, the refusal learnt
+			continue
+		}
 		pause[r.Topic] = append(pause[r.Topic], r.Partition)
-		p.held[topicPartition{r.Topic, r.Partition}] = time.Now().Add(p.cfg.RetryBackoff)
+		if p.waits.set(tp, r.Offset, s.reason, now, now.Add(p.cfg.RetryBackoff)) {
+			p.log.Warn("input partition waits", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+				"reason", s.reason, "err", s.cause)
+		}
+	}
+
+	if p.sess != nil {
+		return p.endTransaction(hard, acks, len(failed) > 0, rewind, pause)
 	}
 	if len(rewind) > 0 {
 		p.cl.SetOffsets(rewind)
 		p.cl.PauseFetchPartitions(pause)
 	}
-	p.m.heldPartition.Set(float64(len(p.held)))
-	return p.commit(hard, acks)
-}
-
-// commit waits for every record of the batch and commits the input offsets:
-// in at_least_once only after all acknowledgements; in exactly_once by
-// ending the transaction, which carries the offsets.
-func (p *Pipeline) commit(hard context.Context, acks *acks) error {
-	if p.sess != nil {
-		// End is bounded: a member fenced out of the group while it held
-		// the batch (a zombie, paused past the session timeout) waits in End
-		// for a lost-partitions callback that BlockRebalanceOnPoll holds
-		// back until AllowRebalance. Past the rebalance timeout the
-		// transaction cannot commit anyway; the pipeline stops with an error
-		// and the restarted process rejoins (the transaction is aborted).
-		endCtx, cancel := context.WithTimeout(hard, p.cfg.RebalanceTimeout)
-		committed, err := p.sess.End(endCtx, kgo.TryCommit)
-		cancel()
-		acks.wait() // End flushed or aborted: every promise has run.
-		if err != nil {
-			if endCtx.Err() != nil && hard.Err() == nil {
-				return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (this member was probably fenced out of the group): %w", p.cfg.RebalanceTimeout, err)
-			}
-			return fmt.Errorf("ending the transaction: %w", err)
-		}
-		if perr := acks.failure(); perr != nil {
-			return perr
-		}
-		if !committed {
-			// A rebalance or a fenced commit aborted it: the session
-			// rewinds to the committed offsets and the records are read
-			// again, by us or by the partitions' new owner.
-			p.log.Warn("transaction aborted; its records will be processed again")
-			return nil
-		}
-		acks.done()
-		return nil
-	}
-	acks.wait()
-	if err := acks.failure(); err != nil {
-		return err
-	}
-	acks.done()
 	if err := p.cl.CommitUncommittedOffsets(hard); err != nil {
 		// Typically a rebalance fenced us (the partitions moved): the new
 		// owner reprocesses from the last commit, which at-least-once allows.
 		p.log.Warn("committing offsets", "err", err)
 		return nil
 	}
+	p.refusals.committed(p.cl.CommittedOffsets())
+	acks.done()
+	return nil
+}
+
+// failureStop says what a failed produce means for its input record's
+// partition: a stop at that record, with a Wait reason when the cause may
+// pass and without one when the refusal was learnt and the next attempt
+// goes on at once; nil when the produce was cancelled by the shutdown.
+func (p *Pipeline) failureStop(f failure) *stop {
+	class := classify(f.err)
+	if class != failShutdown {
+		p.log.Warn("producing a record failed", "topic", f.topic, "dead_letter", f.dlq,
+			"destination_id", f.dest, "source_partition", f.src.Partition, "source_offset", f.src.Offset, "err", f.err)
+	}
+	key := refusalKey{f.src.Topic, f.src.Partition, f.src.Offset, f.dest, f.dlq}
+	switch class {
+	case failShutdown:
+		return nil
+	case failRefused:
+		if f.dlq {
+			// Made smaller at each attempt; refused even as headers only,
+			// the DLQ itself is the problem: wait for it.
+			prev, _ := p.refusals.get(key)
+			p.refusals.refuse(key, f.err)
+			if prev.dlqRefused >= dlqShrinkSteps {
+				return &stop{rec: f.src, reason: WaitDLQ, cause: f.err}
+			}
+			return &stop{rec: f.src, cause: f.err}
+		}
+		p.refusals.refuse(key, f.err)
+		return &stop{rec: f.src, cause: f.err}
+	case failMissingTopic:
+		p.topics.forget(f.topic)
+		return &stop{rec: f.src, reason: WaitTopic, cause: f.err}
+	}
+	if f.dlq {
+		return &stop{rec: f.src, reason: WaitDLQ, cause: f.err}
+	}
+	return &stop{rec: f.src, reason: WaitDestination, cause: f.err}
+}
+
+// endTransaction commits the batch's transaction, or aborts it when a
+// record failed: a transaction never holds part of an event.
+func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
+	rewind map[string]map[int32]kgo.EpochOffset, pause map[string][]int32) error {
+	try := kgo.TryCommit
+	if failed {
+		try = kgo.TryAbort
+	} else if len(rewind) > 0 {
+		// Commit nothing past a stop.
+		p.cl.SetOffsets(rewind)
+	}
+	// End is bounded: a member fenced out of the group while it held the
+	// batch (a zombie, paused past the session timeout) waits in End for a
+	// lost-partitions callback that BlockRebalanceOnPoll holds back until
+	// AllowRebalance. Past the rebalance timeout the transaction cannot
+	// commit anyway; the pipeline stops with an error and the restarted
+	// process rejoins (the transaction is aborted).
+	endCtx, cancel := context.WithTimeout(hard, p.cfg.RebalanceTimeout)
+	committed, err := p.sess.End(endCtx, try)
+	cancel()
+	if len(pause) > 0 {
+		p.cl.PauseFetchPartitions(pause)
+	}
+	if err != nil {
+		if endCtx.Err() != nil && hard.Err() == nil {
+			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (this member was probably fenced out of the group): %w", p.cfg.RebalanceTimeout, err)
+		}
+		if hard.Err() != nil {
+			return nil // shutting down: nothing was committed
+		}
+		return fmt.Errorf("ending the transaction: %w", err)
+	}
+	if !committed {
+		if !failed {
+			// A rebalance or a fenced commit aborted it: the session
+			// rewinds to the committed offsets and the records are read
+			// again, by us or by the partitions' new owner.
+			p.log.Warn("transaction aborted; its records will be processed again")
+		}
+		return nil
+	}
+	p.refusals.committed(p.cl.CommittedOffsets())
+	acks.done()
 	return nil
 }

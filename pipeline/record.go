@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -15,21 +17,41 @@ import (
 
 // window is how many input records are processed ahead of the one being
 // produced: the records of a batch are processed window by window, each
-// window on every core at once, while the window before it is produced. It
-// bounds the results held in memory besides the producer's buffer (two
-// windows of a few KiB per record).
+// window on every core at once, while the window before it is produced. A
+// window also ends early once its results hold windowBytes (see
+// windowBudget), so the results held in memory besides the producer's
+// buffer stay bounded whatever the input: two windows of at most
+// windowBudget plus one event's output per worker each.
 const window = 256
+
+// windowBudget is how many bytes of results one window may hold: a quarter
+// of the producer's buffer, at least 1 MiB.
+func (p *Pipeline) windowBudget() int64 {
+	return int64(max(p.cfg.MaxInflightBytes/4, 1<<20))
+}
 
 // work is one input record on its way through the batch: processed (in
 // parallel with its neighbours), then produced (in offset order).
 type work struct {
 	rec  *kgo.Record
 	part int // index of its partition in the batch
-	// decodeErr, else connErr (its configuration cannot be read now), else
-	// res.
+	done bool
+	// decodeErr, else connErr (its configuration cannot be read, or can
+	// never be), else res.
 	decodeErr error
 	connErr   error
 	res       idsync.Result
+}
+
+// stop says why a partition stopped at a record in a batch: reason is a
+// Wait reason (the partition waits); without one, the partition goes on
+// from the record at once (a refusal was learnt), or, with shutdown set,
+// not at all (the shutdown deadline passed).
+type stop struct {
+	rec      *kgo.Record
+	reason   string
+	cause    error
+	shutdown bool
 }
 
 // records processes one poll's records and produces what they give, each
@@ -40,11 +62,9 @@ type work struct {
 // Producing, which must keep each partition's order, runs on this goroutine
 // a window behind.
 //
-// It returns, per partition, the record it stopped at because that
-// record's configuration cannot be read (the caller rewinds the partition
-// to it) or because the shutdown deadline passed; nil when every record was
-// handled.
-func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicPartition) []*kgo.Record {
+// It returns, per partition, where it stopped (see stop); nil when every
+// record was handled.
+func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicPartition) []*stop {
 	n := 0
 	for _, pt := range parts {
 		n += len(pt.Records)
@@ -55,14 +75,19 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 			all = append(all, work{rec: r, part: i})
 		}
 	}
-	holds := make([]*kgo.Record, len(parts))
+	stops := make([]*stop, len(parts))
 	workers := runtime.GOMAXPROCS(0)
+	budget := p.windowBudget()
 
-	// compute processes all[from:to] on the workers and closes done.
-	compute := func(from, to int, done chan struct{}) {
-		defer close(done)
+	// compute processes all[from:to] on the workers, or a prefix of it once
+	// the window's results reach the budget, sets w.end to where the
+	// processed prefix ends and closes w.done. The first record is always
+	// processed, so a window always moves on.
+	compute := func(from, to int, w *win) {
+		defer close(w.done)
 		var next atomic.Int64
 		next.Store(int64(from))
+		var used atomic.Int64
 		const run = 16 // records a worker takes at a time
 		var wg sync.WaitGroup
 		for range min(workers, (to-from+run-1)/run) {
@@ -73,40 +98,67 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 						return
 					}
 					for j := i; j < min(i+run, to); j++ {
+						if j != from && used.Load() >= budget {
+							return
+						}
 						p.process(ctx, &all[j])
+						all[j].done = true
+						used.Add(int64(all[j].res.Bytes))
 					}
 				}
 			})
 		}
 		wg.Wait()
+		end := from
+		for end < to && all[end].done {
+			end++
+		}
+		// Records processed past a gap are processed again in the next
+		// window: their results are dropped now to keep the bound.
+		for k := end; k < to; k++ {
+			if all[k].done {
+				all[k] = work{rec: all[k].rec, part: all[k].part}
+			}
+		}
+		w.end = end
 	}
 
-	ready := make(chan struct{})
-	go compute(0, min(window, n), ready)
-	stopped := 0 // partitions held
-	for from := 0; from < n; from += window {
-		to := min(from+window, n)
-		<-ready
+	cur := &win{done: make(chan struct{})}
+	go compute(0, min(window, n), cur)
+	stopped := 0 // partitions stopped
+	for from := 0; from < n; {
+		<-cur.done
+		to := cur.end
 		if stopped == len(parts) {
 			break // nothing more can be produced in this batch
 		}
 		if to < n {
-			ready = make(chan struct{})
-			go compute(to, min(to+window, n), ready)
+			next := &win{done: make(chan struct{})}
+			go compute(to, min(to+window, n), next)
+			cur = next
 		}
 		for i := from; i < to; i++ {
 			w := &all[i]
-			if holds[w.part] != nil {
+			if stops[w.part] != nil {
+				w.res = idsync.Result{}
 				continue // its partition stopped at an earlier record
 			}
-			if !p.emit(ctx, a, w) {
-				holds[w.part] = w.rec
+			if s := p.emit(ctx, a, w); s != nil {
+				stops[w.part] = s
 				stopped++
 			}
 			w.res = idsync.Result{} // produced: its records now belong to the client
 		}
+		from = to
 	}
-	return holds
+	return stops
+}
+
+// win is one window being processed: done is closed once the records up to
+// end are processed.
+type win struct {
+	done chan struct{}
+	end  int
 }
 
 // process decodes w's record, resolves its audience's connections and runs
@@ -126,64 +178,151 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 		return
 	}
 	w.res = idsync.Process(ev, conns, now, p.cfg.Options)
+	if w.res.Bytes == 0 {
+		for i := range w.res.Outputs {
+			w.res.Bytes += len(w.res.Outputs[i].Value)
+		}
+	}
 	p.m.processTime.Observe(time.Since(start).Seconds())
 }
 
+// recordOverhead is the room kept in a record's size limit for what the
+// broker counts besides key, value and headers (batch and record framing).
+const recordOverhead = 512
+
 // emit produces what processing w's record gave: its outputs, its dead
-// letters, or its record to the DLQ when it could not be decoded. It reports
-// false when the partition must stop at this record: its configuration
-// cannot be read, a destination topic could not be made ready, or the
-// shutdown deadline passed.
-func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) bool {
+// letters, or its record to the DLQ when it could not be decoded or names
+// an audience that can never be configured. Before producing anything of
+// the record it makes sure every topic the record needs exists and applies
+// what an earlier attempt learnt was refused, so that a record is produced
+// whole or not at all (an exactly_once transaction never holds part of an
+// event). It returns nil once the record is produced, or why its partition
+// must stop at it.
+func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	rec := w.rec
 	if ctx.Err() != nil {
-		return false // past the shutdown deadline: leave the rest uncommitted
+		return &stop{rec: rec, shutdown: true} // past the shutdown deadline: leave the rest uncommitted
 	}
-	if err := w.decodeErr; err != nil {
+	var code idsync.Code
+	var msg string
+	switch err := w.decodeErr; {
+	case err != nil:
+		code, msg = idsync.CodeOf(err), err.Error()
+		if code == "" {
+			code = idsync.CodeMalformedJSON
+		}
+	case w.connErr != nil && errors.Is(w.connErr, idsync.ErrInvalidKey):
+		code, msg = idsync.CodeInvalidKey, w.connErr.Error()
+	case w.connErr != nil && errors.Is(w.connErr, idsync.ErrUnusableConfig):
+		code, msg = idsync.CodeInvalidConfig, w.connErr.Error()
+	case w.connErr != nil:
+		return &stop{rec: rec, reason: WaitConfig, cause: w.connErr}
+	}
+	if code != "" {
+		if err := p.topics.dlq(ctx); err != nil {
+			return &stop{rec: rec, reason: WaitTopic, cause: err}
+		}
 		p.m.input.Inc()
-		a.deadLetter(ctx, rec, idsync.CodeOf(err), err.Error(), "")
-		return true
+		a.deadLetter(ctx, rec, code, msg, "", nil)
+		return nil
 	}
-	if err := w.connErr; err != nil {
-		p.log.Warn("configuration unavailable; partition waits", "topic", rec.Topic, "partition", rec.Partition,
-			"offset", rec.Offset, "err", err)
-		return false
-	}
-	p.m.input.Inc()
+
 	res := &w.res
+	// Pre-flight: the topic of every destination, what was refused before,
+	// and the size of every record, before anything is produced.
+	outs := res.Outputs
+	topicOf := make([]string, len(outs)) // "" for a destination dead-lettered here
+	dls := res.DeadLetters
+	for i := 0; i < len(outs); {
+		j := i + 1
+		for j < len(outs) && outs[j].DestinationID == outs[i].DestinationID {
+			j++
+		}
+		dest := outs[i].DestinationID
+		if r, ok := p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, dest, false}); ok {
+			dls = append(dls, idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeDestinationRefused,
+				Message: fmt.Sprintf("destination %s: the broker refused its record for good: %v", dest, r.err)})
+			i = j
+			continue
+		}
+		if p.m.outputBy[outs[i].DestinationType] == nil {
+			dls = append(dls, idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeInvalidConfig,
+				Message: fmt.Sprintf("destination %s: destination type %q is not known to this binary", dest, outs[i].DestinationType)})
+			i = j
+			continue
+		}
+		topic, err := p.topics.forDestination(ctx, dest)
+		if err != nil {
+			return &stop{rec: rec, reason: WaitTopic, cause: err}
+		}
+		tooLarge := false
+		for k := i; k < j; k++ {
+			if p.recordSize(rec, &outs[k]) > int(p.cfg.MaxRecordBytes) {
+				tooLarge = true
+			}
+		}
+		if tooLarge {
+			dls = append(dls, idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeOutputTooLarge,
+				Message: fmt.Sprintf("destination %s: a record would exceed the record size limit of %d bytes", dest, p.cfg.MaxRecordBytes)})
+			i = j
+			continue
+		}
+		for k := i; k < j; k++ {
+			topicOf[k] = topic
+		}
+		i = j
+	}
+	if len(dls) > 0 {
+		if err := p.topics.dlq(ctx); err != nil {
+			return &stop{rec: rec, reason: WaitTopic, cause: err}
+		}
+	}
+
+	p.m.input.Inc()
 	p.count(res)
-	in := a.input(rec, len(res.Outputs)+len(res.DeadLetters))
-	if len(res.Outputs) > 0 {
+	n := len(dls)
+	for _, t := range topicOf {
+		if t != "" {
+			n++
+		}
+	}
+	in := a.input(rec, n)
+	if len(outs) > 0 {
 		// One allocation holds the input's output records with their
 		// headers and promise data; the source header and the key (every
 		// output's key is the profile's segment_id) are shared.
-		outs := make([]producedRecord, len(res.Outputs))
+		prs := make([]producedRecord, len(outs))
 		src := sourceHeader(rec) // the client only reads headers
 		var key []byte
-		for i := range res.Outputs {
-			o := &res.Outputs[i]
-			topic, err := p.topics.forDestination(ctx, o.DestinationID)
-			if err != nil {
-				a.fail(err)
-				return false
+		for i := range outs {
+			if topicOf[i] == "" {
+				continue
 			}
+			o := &outs[i]
 			if key == nil || string(key) != o.Key {
 				key = []byte(o.Key)
 			}
-			r := &outs[i]
+			r := &prs[i]
 			r.hdrs = [2]kgo.RecordHeader{
 				{Key: idsync.HeaderSource, Value: src},
 				{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
 			}
-			r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in}
-			r.rec = kgo.Record{Topic: topic, Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
+			r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in, src: rec, dest: o.DestinationID}
+			r.rec = kgo.Record{Topic: topicOf[i], Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
 			a.produce(ctx, &r.rec)
 		}
 	}
-	for _, d := range res.DeadLetters {
-		a.deadLetterFor(ctx, rec, d.Code, d.Message, d.DestinationID, in)
+	for _, d := range dls {
+		a.deadLetter(ctx, rec, d.Code, d.Message, d.DestinationID, in)
 	}
-	return true
+	return nil
+}
+
+// recordSize is what the producer counts of an output record: key, value
+// and headers, plus the framing room.
+func (p *Pipeline) recordSize(rec *kgo.Record, o *idsync.Output) int {
+	return len(o.Key) + len(o.Value) + len(idsync.HeaderSource) + len(rec.Topic) + 24 +
+		len(idsync.HeaderConfigVersion) + 20 + recordOverhead
 }
 
 // count records the skips, unmatched connections and invalid identifiers of
@@ -192,11 +331,17 @@ func (p *Pipeline) count(res *idsync.Result) {
 	if res.NoConnections {
 		p.m.noConns.Inc()
 	}
+	// A type this binary does not know has no series (its connection is
+	// dead-lettered invalid_config); it is not counted here.
 	for _, t := range res.Unmatched {
-		p.m.unmatchedBy[t].Inc()
+		if c := p.m.unmatchedBy[t]; c != nil {
+			c.Inc()
+		}
 	}
 	for t, n := range res.Invalid {
-		p.m.invalidBy[t].Add(float64(n))
+		if c := p.m.invalidBy[t]; c != nil {
+			c.Add(float64(n))
+		}
 	}
 }
 
@@ -228,15 +373,26 @@ func sourceHeader(rec *kgo.Record) []byte {
 }
 
 // acks tracks the records produced for one batch: it waits for all of them
-// and remembers the first failure.
+// and keeps every failure with the input record it came from.
 type acks struct {
-	p   *Pipeline
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	err error
+	p  *Pipeline
+	wg sync.WaitGroup
+	mu sync.Mutex
+	// failed are the records that could not be produced (bounded by the
+	// batch's records).
+	failed []failure
 	// promise is a.onAck, made once per batch: every record of the batch
 	// shares it and carries what it needs in its recordMeta.
 	promise func(*kgo.Record, error)
+}
+
+// failure is one record that could not be produced.
+type failure struct {
+	src   *kgo.Record // the input record it came from
+	topic string
+	dest  string // its destination id ("" for a dead letter of the record as a whole)
+	dlq   bool   // a dead letter
+	err   error
 }
 
 func newAcks(p *Pipeline) *acks {
@@ -254,12 +410,15 @@ type producedRecord struct {
 }
 
 // recordMeta is a produced record's Context: the produce context (the client
-// watches its Done, as it would the context passed to Produce) and what the
-// promise counts when the record is acknowledged.
+// watches its Done, as it would the context passed to Produce), what the
+// promise counts when the record is acknowledged, and where it came from.
 type recordMeta struct {
 	context.Context
 	counter counter
 	in      *inputAck
+	src     *kgo.Record
+	dest    string
+	dlq     bool
 }
 
 // inputAck follows one input record's outputs, to observe the end-to-end
@@ -295,61 +454,102 @@ func (a *acks) produce(ctx context.Context, r *kgo.Record) {
 // onAck is the promise of every record of the batch.
 func (a *acks) onAck(r *kgo.Record, err error) {
 	defer a.wg.Done()
+	m := r.Context.(*recordMeta)
 	if err != nil {
-		a.p.m.produceErrors.Inc()
-		a.p.log.Error("producing a record", "topic", r.Topic, "err", err)
-		a.fail(err)
+		if classify(err) != failShutdown {
+			a.p.m.produceErrors.Inc()
+		}
+		a.mu.Lock()
+		a.failed = append(a.failed, failure{src: m.src, topic: r.Topic, dest: m.dest, dlq: m.dlq, err: err})
+		a.mu.Unlock()
 		return
 	}
-	m := r.Context.(*recordMeta)
-	m.counter.Inc()
+	if m.counter != nil {
+		m.counter.Inc()
+	}
 	if in := m.in; in != nil && in.remaining.Add(-1) == 0 {
 		a.p.m.endToEnd.Observe(time.Since(in.ts).Seconds())
 	}
 }
 
-// deadLetter produces the original bytes of rec to the DLQ topic with the
-// error headers of DESIGN.md §7.
-func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string) {
-	a.deadLetterFor(ctx, rec, code, msg, destination, nil)
-}
+// Dead letters are bounded: the message header to maxErrorHeader bytes, the
+// key to maxDeadLetterKey bytes, and the value to what fits in the record
+// size limit besides them. A dead letter the DLQ topic refused is made
+// smaller at each next attempt: at most dlqReducedValue bytes of the value
+// after the first refusal, none after the second. A truncated key or value
+// is marked with the headers HeaderOriginalKeySize / HeaderOriginalSize.
+const (
+	maxErrorHeader   = 1 << 10
+	maxDeadLetterKey = 4 << 10
+	dlqReducedValue  = 64 << 10
+	dlqShrinkSteps   = 2
+)
 
-func (a *acks) deadLetterFor(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
-	headers := []kgo.RecordHeader{
-		{Key: idsync.HeaderErrorCode, Value: []byte(code)},
-		{Key: idsync.HeaderError, Value: []byte(msg)},
-		{Key: idsync.HeaderSourceTopic, Value: []byte(rec.Topic)},
-		{Key: idsync.HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-		{Key: idsync.HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+// Headers of a truncated dead letter.
+const (
+	// HeaderOriginalSize is the length in bytes of a dead letter's input
+	// record value when the dead letter holds only its first bytes.
+	HeaderOriginalSize = "idsync-original-size"
+	// HeaderOriginalKeySize is the length of the input record's key when
+	// the dead letter holds only its first bytes.
+	HeaderOriginalKeySize = "idsync-original-key-size"
+)
+
+// deadLetter produces rec (the original bytes, bounded as above) to the DLQ
+// topic with the error headers of DESIGN.md §7; destination names the
+// destination concerned, if one is.
+func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
+	if len(msg) > maxErrorHeader {
+		msg = msg[:maxErrorHeader]
 	}
+	headers := make([]kgo.RecordHeader, 0, 8)
+	headers = append(headers,
+		kgo.RecordHeader{Key: idsync.HeaderErrorCode, Value: []byte(code)},
+		kgo.RecordHeader{Key: idsync.HeaderError, Value: []byte(msg)},
+		kgo.RecordHeader{Key: idsync.HeaderSourceTopic, Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: idsync.HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+		kgo.RecordHeader{Key: idsync.HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+	)
 	if destination != "" {
 		headers = append(headers, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination)})
 	}
+	key, value := rec.Key, rec.Value
+	if len(key) > maxDeadLetterKey {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalKeySize, Value: strconv.AppendInt(nil, int64(len(key)), 10)})
+		key = key[:maxDeadLetterKey]
+	}
+	room := int(a.p.cfg.MaxRecordBytes) - recordOverhead - len(key) - 64 // 64: room for the size header
+	for _, h := range headers {
+		room -= len(h.Key) + len(h.Value)
+	}
+	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
+	switch {
+	case r.dlqRefused >= dlqShrinkSteps:
+		room = 0
+	case r.dlqRefused == 1:
+		room = min(room, dlqReducedValue)
+	}
+	if len(value) > max(room, 0) {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalSize, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
+		value = value[:max(room, 0)]
+	}
 	a.produce(ctx, &kgo.Record{
 		Topic:   a.p.cfg.DLQTopic,
-		Key:     rec.Key,
-		Value:   rec.Value,
+		Key:     key,
+		Value:   value,
 		Headers: headers,
-		Context: &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in},
+		Context: &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: rec, dest: destination, dlq: true},
 	})
-}
-
-func (a *acks) fail(err error) {
-	a.mu.Lock()
-	if a.err == nil {
-		a.err = err
-	}
-	a.mu.Unlock()
 }
 
 // wait blocks until every promise of the batch has run.
 func (a *acks) wait() { a.wg.Wait() }
 
-// failure returns the first produce failure, if any.
-func (a *acks) failure() error {
+// failures returns the records that could not be produced.
+func (a *acks) failures() []failure {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.err
+	return a.failed
 }
 
 // done counts a committed batch.

@@ -14,66 +14,129 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// topics makes sure a destination topic exists before records go to it:
-// it creates a missing one when creation is enabled, and otherwise waits for
-// it, visibly (a log line naming the topic, the missing-topics gauge).
-type topics struct {
-	adm   *kadm.Client
-	cfg   Config
-	m     *metrics
-	log   *slog.Logger
-	known sync.Map // topic name → struct{}
-	// ready maps a destination id to its topic once that topic is known to
-	// exist, so the per-record path costs one lookup and no allocation.
-	ready sync.Map // destination id → topic name
-	mu    sync.Mutex
-}
+// unknownTopicRetries is how many times the producer tries a record whose
+// topic is unknown (each try after a metadata refresh) before failing it;
+// the pipeline then checks the topic itself (see topics).
+const unknownTopicRetries = 4
 
-// forDestination returns the topic of destination id, once it exists (see
-// ensure).
-func (t *topics) forDestination(ctx context.Context, id string) (string, error) {
-	if topic, ok := t.ready.Load(id); ok {
-		return topic.(string), nil
-	}
-	topic := t.cfg.Topics.Topic(id)
-	if err := t.ensure(ctx, topic); err != nil {
-		return "", err
-	}
-	t.ready.Store(id, topic)
-	return topic, nil
+// errTopicNotReady means a topic records must go to does not exist now:
+// the input partition waits (WaitTopic) and tries again after the backoff.
+var errTopicNotReady = errors.New("topic not ready")
+
+// topics makes sure a destination topic (or the DLQ topic) exists before
+// records go to it: it creates a missing one when creation is enabled, and
+// otherwise reports it missing (a log line naming the topic, the
+// missing-topics gauge) and lets the input partition wait. It never blocks
+// the pipeline on one topic: a check that fails returns at once and the
+// next one for the same topic waits for the retry backoff.
+//
+// A topic deleted after its first use is noticed by the producer
+// (UNKNOWN_TOPIC_OR_PARTITION once the client's unknown-topic retries are
+// spent): forget drops it from the known topics, so the next record for it
+// creates it again or waits for it.
+type topics struct {
+	adm *kadm.Client
+	cfg Config
+	m   *metrics
+	log *slog.Logger
+
+	mu sync.Mutex
+	// ready maps a destination id to its topic once that topic is known to
+	// exist, so the per-record path costs one lookup.
+	ready map[string]string
+	// known are the topics known to exist.
+	known map[string]bool
+	// missing are the topics found missing, with when they were last
+	// checked (checks are at most one per retry backoff).
+	missing map[string]time.Time
 }
 
 func newTopics(cl *kgo.Client, cfg Config, m *metrics, log *slog.Logger) *topics {
-	return &topics{adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log}
+	return &topics{adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log,
+		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}}
 }
 
-func (t *topics) ensureDLQ(ctx context.Context) error {
-	return t.ensure(ctx, t.cfg.DLQTopic)
-}
-
-// ensure returns once topic exists (or was created). A known topic costs
-// one map lookup.
-func (t *topics) ensure(ctx context.Context, topic string) error {
-	if _, ok := t.known.Load(topic); ok {
-		return nil
+// forDestination returns the topic of destination id if it exists (see
+// ensure), else an error wrapping errTopicNotReady.
+func (t *topics) forDestination(ctx context.Context, id string) (string, error) {
+	t.mu.Lock()
+	topic, ok := t.ready[id]
+	t.mu.Unlock()
+	if ok {
+		return topic, nil
+	}
+	topic = t.cfg.Topics.Topic(id)
+	if err := t.ensure(ctx, topic); err != nil {
+		return "", err
 	}
 	t.mu.Lock()
+	t.ready[id] = topic
+	t.mu.Unlock()
+	return topic, nil
+}
+
+// dlq returns nil once the DLQ topic exists (see ensure).
+func (t *topics) dlq(ctx context.Context) error { return t.ensure(ctx, t.cfg.DLQTopic) }
+
+// ensure returns nil once topic exists (or was created), else an error
+// wrapping errTopicNotReady. A known topic costs one map lookup.
+func (t *topics) ensure(ctx context.Context, topic string) error {
+	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.known.Load(topic); ok {
+	if t.known[topic] {
 		return nil
 	}
+	if last, ok := t.missing[topic]; ok && time.Since(last) < t.cfg.RetryBackoff {
+		return fmt.Errorf("topic %s: %w", topic, errTopicNotReady)
+	}
+	var err error
 	if t.cfg.CreateTopics {
-		if err := t.create(ctx, topic); err != nil {
-			return err
-		}
-		t.known.Store(topic, struct{}{})
-		return nil
+		err = t.create(ctx, topic)
+	} else {
+		err = t.exists(ctx, topic)
 	}
-	return t.await(ctx, topic)
+	if err != nil {
+		if _, was := t.missing[topic]; !was {
+			if t.cfg.CreateTopics {
+				t.log.Warn("destination topic cannot be created; its records wait", "topic", topic, "err", err)
+			} else {
+				t.log.Warn("destination topic does not exist and topic creation is disabled; its records wait", "topic", topic)
+			}
+		}
+		t.missing[topic] = time.Now()
+		t.m.missingTopics.Set(float64(len(t.missing)))
+		return fmt.Errorf("topic %s: %w: %w", topic, errTopicNotReady, err)
+	}
+	if _, was := t.missing[topic]; was {
+		delete(t.missing, topic)
+		t.m.missingTopics.Set(float64(len(t.missing)))
+		t.log.Info("topic is there again; its records flow", "topic", topic)
+	}
+	t.known[topic] = true
+	return nil
+}
+
+// forget drops topic from the known topics after the producer found it
+// missing: the next record for it checks again.
+func (t *topics) forget(topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.known[topic] {
+		return
+	}
+	delete(t.known, topic)
+	for id, tp := range t.ready {
+		if tp == topic {
+			delete(t.ready, id)
+		}
+	}
+	t.log.Warn("topic disappeared after records were produced to it; checking it again", "topic", topic)
 }
 
 func (t *topics) create(ctx context.Context, topic string) error {
 	maxBytes := strconv.Itoa(int(t.cfg.MaxRecordBytes))
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	resp, err := t.adm.CreateTopic(ctx, t.cfg.TopicPartitions, t.cfg.TopicReplicationFactor,
 		map[string]*string{"max.message.bytes": &maxBytes}, topic)
 	if err == nil {
@@ -88,34 +151,20 @@ func (t *topics) create(ctx context.Context, topic string) error {
 	return nil
 }
 
-// await polls the cluster's metadata until topic exists.
-func (t *topics) await(ctx context.Context, topic string) error {
-	waiting := false
-	defer func() {
-		if waiting {
-			t.m.missingTopics.Dec()
-		}
-	}()
-	for {
-		details, err := t.adm.ListTopics(ctx, topic)
-		if err == nil {
-			if d, ok := details[topic]; ok && d.Err == nil {
-				t.known.Store(topic, struct{}{})
-				if waiting {
-					t.log.Info("destination topic appeared; records flow again", "topic", topic)
-				}
-				return nil
-			}
-		}
-		if !waiting {
-			waiting = true
-			t.m.missingTopics.Inc()
-			t.log.Warn("destination topic does not exist and topic creation is disabled; its records wait", "topic", topic)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for topic %s: %w", topic, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
+// exists asks the cluster's metadata whether topic exists.
+func (t *topics) exists(ctx context.Context, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	details, err := t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("listing topic %s: %w", topic, err)
 	}
+	d, ok := details[topic]
+	if !ok {
+		return fmt.Errorf("topic %s does not exist", topic)
+	}
+	if d.Err != nil {
+		return fmt.Errorf("topic %s: %w", topic, d.Err)
+	}
+	return nil
 }
