@@ -75,4 +75,3 @@ func (p *Pipeline) updateLag(ctx context.Context, adm *kadm.Client) error {
 	}
 	return nil
 }
-
