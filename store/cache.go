@@ -16,8 +16,10 @@ import (
 )
 
 // ErrUnavailable means the connections of an audience are not cached and
-// Redis cannot be reached (or answered with something unreadable) to fetch
-// them. It is never "no connections": the pipeline waits and asks again.
+// Redis cannot be reached (or answered with an error reply) to fetch them.
+// It is never "no connections": the pipeline waits and asks again. What
+// Redis answers but cannot be used is not ErrUnavailable: see
+// Cache.Connections.
 var ErrUnavailable = errors.New("connections unavailable: redis unreachable and audience not cached")
 
 // Defaults applied by NewCache to zero CacheOptions fields.
@@ -63,7 +65,8 @@ type CacheOptions struct {
 // Redis is believed unreachable (the health check's last PING or the last
 // fetch failed), every cached entry is served as it is, however old,
 // without trying Redis, and an uncached audience fails at once with
-// ErrUnavailable.
+// ErrUnavailable. Invalid ids and unusable stored records are final
+// answers, never ErrUnavailable (see Connections).
 //
 // A Cache is safe for concurrent use. Run must be running for invalidation
 // and for noticing that Redis is back.
@@ -94,8 +97,13 @@ type audienceKey struct{ space, audience string }
 // entry is one cached audience. Its connections are shared with callers and
 // never modified.
 type entry struct {
-	key        audienceKey
-	conns      []idsync.Connection
+	key   audienceKey
+	conns []idsync.Connection
+	// unusable, when set, is the answer instead of conns: Redis said the
+	// audience's connections cannot be used at all (an error wrapping
+	// idsync.ErrUnusableConfig). It is served like a fresh entry until the
+	// TTL or a notification, never stale.
+	unusable   error
 	fetched    int64 // unix nanoseconds when the fetch started
 	stale      bool  // invalidated: refetch on next access
 	prev, next *entry
@@ -159,40 +167,59 @@ func NewCache(s *Store, rdb redis.UniversalClient, opt CacheOptions) (*Cache, er
 // retained versions, sorted by destination id, as Store.List returned them
 // when they were fetched; an audience without connections gives an empty
 // result. The caller picks the version per event with idsync.VersionAt and
-// must treat the result as read-only: it is shared.
+// must treat the result as read-only: it is shared. Connections and
+// versions the store marked Invalid are returned as such (see Store.List).
 //
 // A fresh entry returns at once. Otherwise Connections blocks for one
 // Redis fetch (shared with concurrent callers for the same audience) or
 // until ctx is done. When the fetch fails, or Redis is already believed
 // unreachable, a cached entry is served stale without error; an uncached
 // audience returns an error wrapping ErrUnavailable. ctx's error is
-// returned when it ends first. Invalid ids give ErrInvalidKey.
+// returned when it ends first.
+//
+// Two answers are final, never ErrUnavailable, whatever Redis's state:
+// invalid ids give an error wrapping ErrInvalidKey (checked before
+// anything else, Redis never asked), and an audience whose connections
+// key Redis says cannot be used (another Redis type) gives an error
+// wrapping idsync.ErrUnusableConfig. The latter is cached like an audience
+// without connections, for the TTL or until a notification, so that a
+// stream of such events does not send one HGETALL each; it is not served
+// stale while Redis is unreachable (that gives ErrUnavailable, as for an
+// uncached audience). Neither marks Redis unreachable.
 func (c *Cache) Connections(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
 	k := audienceKey{space, audience}
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	e := c.entries[k]
-	if e != nil {
+	switch {
+	case e != nil:
+		// Only a valid key is ever cached.
 		c.touch(e)
 		if !e.stale && now-e.fetched < int64(c.ttl) {
 			c.mu.Unlock()
 			c.m.count(ResultHit)
-			return e.conns, nil
+			return e.conns, e.unusable
 		}
 		if !c.up.Load() {
 			c.mu.Unlock()
+			if e.unusable != nil {
+				c.m.count(ResultError)
+				return nil, fmt.Errorf("config cache: %w", ErrUnavailable)
+			}
 			c.m.count(ResultStale)
 			return e.conns, nil
 		}
-	} else if !c.up.Load() {
-		c.mu.Unlock()
-		c.m.count(ResultError)
-		return nil, fmt.Errorf("config cache: %w", ErrUnavailable)
-	}
-	if err := validAudience(space, audience); err != nil {
-		c.mu.Unlock()
-		c.m.count(ResultError)
-		return nil, err
+	default:
+		if err := validAudience(space, audience); err != nil {
+			c.mu.Unlock()
+			c.m.count(ResultError)
+			return nil, fmt.Errorf("config cache: %w", err)
+		}
+		if !c.up.Load() {
+			c.mu.Unlock()
+			c.m.count(ResultError)
+			return nil, fmt.Errorf("config cache: %w", ErrUnavailable)
+		}
 	}
 	f := c.flights[k]
 	if f == nil {
@@ -217,42 +244,68 @@ func (c *Cache) Connections(ctx context.Context, space, audience string) ([]idsy
 func (c *Cache) fetch(ctx context.Context, k audienceKey, f *flight, started int64) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	conns, err := c.s.List(ctx, k.space, k.audience)
+	conns, rep, err := c.s.list(ctx, k.space, k.audience)
+	c.report(rep, err)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.flights, k)
 	e := c.entries[k]
+	var unusable error
 	switch {
 	case err == nil:
-		if e == nil {
-			e = &entry{key: k}
-			c.entries[k] = e
-			c.evict()
-		}
-		c.touch(e)
-		e.conns = conns
-		e.fetched = started
-		e.stale = f.invalidated || f.epoch != c.epoch
-		c.synced()
-		f.conns, f.result = conns, ResultMiss
-	case e != nil:
+	case errors.Is(err, idsync.ErrUnusableConfig):
+		// Redis answered: cache the answer, as for no connections.
+		conns, unusable = nil, fmt.Errorf("config cache: %w", err)
+	case e != nil && e.unusable == nil:
 		f.conns, f.result = e.conns, ResultStale
 		c.fetchFailed(err)
+		close(f.done)
+		return
 	default:
 		f.result = ResultError
 		f.err = fmt.Errorf("config cache: %w: %w", ErrUnavailable, err)
 		c.fetchFailed(err)
+		close(f.done)
+		return
 	}
+	if e == nil {
+		e = &entry{key: k}
+		c.entries[k] = e
+		c.evict()
+	}
+	c.touch(e)
+	e.conns, e.unusable = conns, unusable
+	e.fetched = started
+	e.stale = f.invalidated || f.epoch != c.epoch
+	c.synced()
+	f.conns, f.err, f.result = conns, unusable, ResultMiss
 	close(f.done)
 }
 
+// report counts and logs, once per fetch, what the store found unusable:
+// the audience as a whole (err wraps idsync.ErrUnusableConfig), or some of
+// its connections or versions (rep). No id and no value is logged; the
+// dead-lettered events carry the audience and the destination.
+func (c *Cache) report(rep readReport, err error) {
+	switch {
+	case errors.Is(err, idsync.ErrUnusableConfig):
+		c.m.unusable(UnusableAudience, 1)
+		c.log.Warn("config cache: the stored connections of an audience cannot be used; its events are dead-lettered (invalid_config)", "error", err)
+	case err == nil && rep.connections+rep.versions > 0:
+		c.m.unusable(UnusableConnection, rep.connections)
+		c.m.unusable(UnusableVersion, rep.versions)
+		c.log.Warn("config cache: stored connections cannot be used; events they apply to are dead-lettered for their destination (invalid_config), the audience's other connections are served",
+			"connections", rep.connections, "versions", rep.versions, "first_reason", rep.reason)
+	}
+}
+
 // fetchFailed records a failed fetch. Unless Redis answered (with an error
-// reply or a record that cannot be decoded), Redis is taken as unreachable
-// until the health check says otherwise.
+// reply), Redis is taken as unreachable until the health check says
+// otherwise.
 func (c *Cache) fetchFailed(err error) {
 	var rerr redis.Error
-	if errors.As(err, &rerr) || errors.Is(err, errCorrupt) {
+	if errors.As(err, &rerr) {
 		c.log.Error("config cache: fetching connections failed; serving what is cached", "error", err)
 		return
 	}

@@ -28,14 +28,14 @@ type interner struct {
 	mu       sync.Mutex
 	strs     map[string]string
 	mappings map[string][]idsync.Mapping
-	configs  map[string]*idsync.Config
+	configs  map[string]internedConfig
 }
 
 func newInterner() *interner {
 	return &interner{
 		strs:     make(map[string]string),
 		mappings: make(map[string][]idsync.Mapping),
-		configs:  make(map[string]*idsync.Config),
+		configs:  make(map[string]internedConfig),
 	}
 }
 
@@ -63,20 +63,30 @@ func (in *interner) str(s string) string {
 	return s
 }
 
+// internedConfig is a shared configuration with the result of checking it.
+type internedConfig struct {
+	c *idsync.Config
+	// invalid says why c cannot be used, "" when it can.
+	invalid string
+}
+
 // config decodes a configuration from raw, its JSON in a stored record,
-// and returns the shared copy of it, or a new one with its strings and
-// mappings shared.
-func (in *interner) config(raw []byte) (*idsync.Config, error) {
+// checks it (checkConfig) and returns the shared copy of it, or a new one
+// with its strings and mappings shared, with why it cannot be used ("" when
+// it can). A shared configuration is checked once, when it is first
+// decoded, not on every read. err is the decoding error.
+func (in *interner) config(raw []byte) (c *idsync.Config, invalid string, err error) {
 	in.mu.Lock()
 	v, ok := in.configs[string(raw)]
 	in.mu.Unlock()
 	if ok {
-		return v, nil
+		return v.c, v.invalid, nil
 	}
-	c := new(idsync.Config)
+	c = new(idsync.Config)
 	if err := json.Unmarshal(raw, c); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	invalid = checkConfig(c)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	c.DestinationType = idsync.DestinationType(in.str(string(c.DestinationType)))
@@ -88,9 +98,27 @@ func (in *interner) config(raw []byte) (*idsync.Config, error) {
 	// A list's external_audience_id makes its configuration unique: not
 	// worth a place.
 	if c.ExternalAudienceID == "" && len(in.configs) < internMaxConfigs {
-		in.configs[string(raw)] = c
+		in.configs[string(raw)] = internedConfig{c: c, invalid: invalid}
 	}
-	return c, nil
+	return c, invalid, nil
+}
+
+// checkConfig returns why a stored configuration cannot be used by this
+// binary, or "": its destination type must be one it knows, and it must
+// pass idsync.Validate (the rules the admin API applied when it was
+// stored; a rolling upgrade or a hand edit can break them). The reason is
+// idsync.Validate's: it names fields, and a configuration holds no
+// identifier value to leak.
+func checkConfig(c *idsync.Config) string {
+	if err := idsync.Validate(c); err != nil {
+		return err.Error()
+	}
+	if idsync.KindOf(c.DestinationType) == "" {
+		// Validate refuses unknown types; this keeps the promise should
+		// it ever stop doing so.
+		return "destination_type: unknown destination type"
+	}
+	return ""
 }
 
 // mappingList returns the shared copy of ms, sized exactly. in.mu must be

@@ -14,8 +14,14 @@
 // slots, and nothing scans the keyspace. Authentication, TLS and topology
 // are the business of the [redis.UniversalClient] the caller builds.
 //
-// Non-goals: validating configurations beyond a defensive
-// [idsync.Validate] (callers validate and report problems), choosing the
+// What is read is checked: a stored record that cannot be decoded, or a
+// version whose configuration this binary cannot use, is marked
+// ([idsync.Connection].Invalid, [idsync.Version].Invalid) rather than
+// failing the whole audience, so that the pipeline dead-letters the events
+// of that one destination and serves the others (see [Store.List]).
+//
+// Non-goals: reporting configuration problems to users (callers validate
+// with [idsync.Validate] before Put, which checks again), choosing the
 // version that applies to an event (the domain's [idsync.VersionAt]), and
 // anything about HTTP.
 package store
@@ -29,6 +35,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 
@@ -75,9 +82,9 @@ const (
 // Options configure a Store. Zero fields take the defaults New documents.
 type Options struct {
 	// Prefix starts every key and the channel name (default "idsync:"). It
-	// may not contain '{' or '}' (they would change the keys' hash slot) or
-	// glob characters ('*', '?', '[', ']', '\'), so that Prefix+"*" is a
-	// safe ACL and SCAN pattern.
+	// must pass CheckPrefix: no braces (they would change the keys' hash
+	// slot), no glob characters (so that Prefix+"*" is a safe ACL and SCAN
+	// pattern), no white space or control characters.
 	Prefix string
 	// Activation holds the activation delay and the retention of superseded
 	// versions. The zero value means idsync.DefaultActivation().
@@ -87,6 +94,31 @@ type Options struct {
 	AuditLimit int
 	// Now is the clock (default time.Now). Tests inject one.
 	Now func() time.Time
+}
+
+// MaxPrefixLen is the longest key prefix CheckPrefix accepts, in bytes.
+const MaxPrefixLen = 256
+
+// CheckPrefix returns an error saying what is wrong with prefix as a key
+// prefix, or nil. A prefix is at most MaxPrefixLen bytes without braces
+// ('{' and '}' would change the keys' cluster hash slot), glob characters
+// ('*', '?', '[', ']', '\', so that prefix+"*" is a safe ACL and SCAN
+// pattern), white space or control characters. New applies it (after
+// defaulting "" to DefaultPrefix); package config applies the same check to
+// redis.key_prefix, so that what validation accepts New accepts too. The
+// message never quotes the prefix.
+func CheckPrefix(prefix string) error {
+	switch {
+	case len(prefix) > MaxPrefixLen:
+		return fmt.Errorf("must be at most %d bytes (got %d)", MaxPrefixLen, len(prefix))
+	case strings.ContainsAny(prefix, "{}"):
+		return errors.New("must not contain braces ('{', '}'): they would change the keys' Redis Cluster hash slot")
+	case strings.ContainsAny(prefix, "*?[]\\"):
+		return errors.New("must not contain glob characters ('*', '?', '[', ']', '\\')")
+	case strings.IndexFunc(prefix, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return errors.New("must not contain spaces or control characters")
+	}
+	return nil
 }
 
 // Store reads and edits connections in Redis. It is safe for concurrent use
@@ -111,8 +143,8 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultPrefix
 	}
-	if strings.ContainsAny(opt.Prefix, "{}*?[]\\ \t\r\n") || len(opt.Prefix) > 256 {
-		return nil, errors.New("store: prefix must be at most 256 bytes without braces, glob characters or spaces")
+	if err := CheckPrefix(opt.Prefix); err != nil {
+		return nil, fmt.Errorf("store: prefix: %w", err)
 	}
 	if opt.Activation == (idsync.Activation{}) {
 		opt.Activation = idsync.DefaultActivation()
@@ -300,12 +332,15 @@ func (s *Store) edit(ctx context.Context, k Key, cfg *idsync.Config, actor strin
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			raw, err := tx.HGet(ctx, hkey, k.Destination).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("reading connection: %w", err)
+				return fmt.Errorf("reading connection: %w", readError(err))
 			}
 			var versions []idsync.Version
 			if err == nil {
+				// A record that cannot be decoded is not overwritten: its
+				// version numbers are unknown (docs/store.md says how to
+				// repair it).
 				if versions, err = s.decodeRecord(raw); err != nil {
-					return err
+					return fmt.Errorf("%w: %w", idsync.ErrUnusableConfig, err)
 				}
 			}
 			var newest int64
@@ -374,6 +409,13 @@ func (s *Store) edit(ctx context.Context, k Key, cfg *idsync.Config, actor strin
 // idsync.ActiveAndPending). It returns idsync.ErrNotFound when the
 // connection never existed or all that is left is a tombstone past
 // retention. Get is one Redis round trip.
+//
+// Versions are checked as List checks them: one whose configuration this
+// binary cannot use is returned with Version.Invalid set. A stored record
+// that cannot be decoded at all (or a connections key of another Redis
+// type) gives an error wrapping idsync.ErrUnusableConfig that says why,
+// without any value: there is no version to show, and the record must be
+// repaired by hand (docs/store.md).
 func (s *Store) Get(ctx context.Context, k Key) (idsync.Connection, error) {
 	if err := k.Validate(); err != nil {
 		return idsync.Connection{}, err
@@ -383,11 +425,11 @@ func (s *Store) Get(ctx context.Context, k Key) (idsync.Connection, error) {
 		return idsync.Connection{}, idsync.ErrNotFound
 	}
 	if err != nil {
-		return idsync.Connection{}, fmt.Errorf("store: getting connection: %w", err)
+		return idsync.Connection{}, fmt.Errorf("store: getting connection: %w", readError(err))
 	}
 	versions, err := s.decodeRecord(raw)
 	if err != nil {
-		return idsync.Connection{}, fmt.Errorf("store: getting connection: %w", err)
+		return idsync.Connection{}, fmt.Errorf("store: getting connection: %w: %w", idsync.ErrUnusableConfig, err)
 	}
 	now := s.now()
 	versions = s.prune(versions, now)
@@ -402,29 +444,103 @@ func (s *Store) Get(ctx context.Context, k Key) (idsync.Connection, error) {
 // Connections of which only an expired tombstone is left are omitted. An
 // audience without connections gives an empty result and no error. List is
 // one Redis round trip (HGETALL).
+//
+// Stored records are checked as they are read, so that one bad record
+// never hides the audience's other connections:
+//   - a record that cannot be decoded, or stored under a field that is not
+//     a valid destination id, is returned as a Connection with only
+//     DestinationID and Invalid set;
+//   - a version whose configuration cannot be decoded, is missing, or
+//     breaks the rules of idsync.Validate (an unknown destination type
+//     after a rolling upgrade, a hand-edited key) keeps the configuration
+//     as decoded, if it could be, and gets Version.Invalid.
+//
+// Invalid names fields and says what is wrong with them, as
+// idsync.Validate does; it never holds an identifier value (a stored
+// record holds none to begin with). A connections key holding another Redis
+// type than a hash (WRONGTYPE) gives an error wrapping
+// idsync.ErrUnusableConfig: Redis answered, and waiting will not mend it.
 func (s *Store) List(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
+	conns, _, err := s.list(ctx, space, audience)
+	return conns, err
+}
+
+// readReport counts what one read found that cannot be used, for the
+// cache's metric and log. It holds no id and no value.
+type readReport struct {
+	// connections counts records that cannot be used at all.
+	connections int
+	// versions counts retained versions whose configuration cannot be used.
+	versions int
+	// reason is the first reason found.
+	reason string
+}
+
+func (r *readReport) add(conns, versions int, reason string) {
+	r.connections += conns
+	r.versions += versions
+	if r.reason == "" {
+		r.reason = reason
+	}
+}
+
+// list is List, also reporting what it found unusable.
+func (s *Store) list(ctx context.Context, space, audience string) ([]idsync.Connection, readReport, error) {
+	var rep readReport
 	if err := validAudience(space, audience); err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	fields, err := s.rdb.HGetAll(ctx, s.connectionsKey(space, audience)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("store: listing connections: %w", err)
+		return nil, rep, fmt.Errorf("store: listing connections: %w", readError(err))
 	}
 	now := s.now()
 	conns := make([]idsync.Connection, 0, len(fields))
 	for dest, raw := range fields {
-		versions, err := s.decodeRecord(raw)
-		if err != nil {
-			return nil, fmt.Errorf("store: listing connections: %w", err)
+		if c, ok := s.connection(dest, raw, now, &rep); ok {
+			conns = append(conns, c)
 		}
-		versions = s.prune(versions, now)
-		if s.act.Expired(versions, now) {
-			continue
-		}
-		conns = append(conns, idsync.Connection{DestinationID: s.strs.get(dest), Versions: versions})
 	}
 	slices.SortFunc(conns, func(a, b idsync.Connection) int { return strings.Compare(a.DestinationID, b.DestinationID) })
-	return slices.Clip(conns), nil
+	return slices.Clip(conns), rep, nil
+}
+
+// connection turns one field of an audience's connections hash into the
+// connection it stores, counting in rep what cannot be used. ok is false
+// when all that is left is a tombstone past retention.
+func (s *Store) connection(dest, raw string, now time.Time, rep *readReport) (c idsync.Connection, ok bool) {
+	dest = s.strs.get(dest)
+	if !idsync.ValidDestinationID(dest) {
+		const why = "stored under a field that is not a valid destination id (must match ^[a-z0-9][a-z0-9_-]{0,63}$)"
+		rep.add(1, 0, why)
+		return idsync.Connection{DestinationID: dest, Invalid: why}, true
+	}
+	versions, err := s.decodeRecord(raw)
+	if err != nil {
+		why := "stored record cannot be used: " + err.Error()
+		rep.add(1, 0, why)
+		return idsync.Connection{DestinationID: dest, Invalid: why}, true
+	}
+	versions = s.prune(versions, now)
+	if s.act.Expired(versions, now) {
+		return idsync.Connection{}, false
+	}
+	for i := range versions {
+		if versions[i].Invalid != "" {
+			rep.add(0, 1, versions[i].Invalid)
+		}
+	}
+	return idsync.Connection{DestinationID: dest, Versions: versions}, true
+}
+
+// readError marks a Redis reply that says the connections key holds
+// another type (WRONGTYPE) as idsync.ErrUnusableConfig. Any other error is
+// returned as it is.
+func readError(err error) error {
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return fmt.Errorf("%w: the connections key is not a Redis hash: %w", idsync.ErrUnusableConfig, err)
+	}
+	return err
 }
 
 // History returns the audit log of k, newest first, at most the audit limit
@@ -473,29 +589,86 @@ type versionWire struct {
 // decodeRecord decodes a connections-hash value into versions in ascending
 // order, sized exactly and with repeated strings, mappings and whole
 // configurations shared, so that cached connections cost little memory.
+//
+// A record that is not JSON, has no versions, or whose versions are out of
+// order, not positive or without effective_at is refused with an error
+// wrapping errCorrupt. A version that is not a tombstone and whose
+// configuration is missing, cannot be decoded or is not valid gets
+// Version.Invalid (with the configuration as decoded, when it could be).
+// Messages hold no value.
 func (s *Store) decodeRecord(raw string) ([]idsync.Version, error) {
 	var r struct {
 		Versions []versionWire `json:"versions"`
 	}
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
-		return nil, fmt.Errorf("decoding connection: %w: %w", errCorrupt, err)
+		return nil, fmt.Errorf("decoding connection: %w: %s", errCorrupt, jsonReason(err))
 	}
 	if len(r.Versions) == 0 {
 		return nil, fmt.Errorf("decoding connection: %w: no versions", errCorrupt)
 	}
 	versions := make([]idsync.Version, len(r.Versions))
 	for i, w := range r.Versions {
-		if i > 0 && w.Version <= r.Versions[i-1].Version {
+		switch {
+		case w.Version < 1:
+			return nil, fmt.Errorf("decoding connection: %w: versions[%d]: version must be positive", errCorrupt, i)
+		case i > 0 && w.Version <= r.Versions[i-1].Version:
 			return nil, fmt.Errorf("decoding connection: %w: versions out of order", errCorrupt)
+		case w.EffectiveAt.IsZero():
+			return nil, fmt.Errorf("decoding connection: %w: versions[%d]: effective_at missing", errCorrupt, i)
 		}
-		versions[i] = idsync.Version{Version: w.Version, UpdatedAt: w.UpdatedAt, EffectiveAt: w.EffectiveAt, Deleted: w.Deleted}
-		if len(w.Config) > 0 && string(w.Config) != "null" {
-			c, err := s.strs.config(w.Config)
-			if err != nil {
-				return nil, fmt.Errorf("decoding connection: %w: %w", errCorrupt, err)
+		v := &versions[i]
+		*v = idsync.Version{Version: w.Version, UpdatedAt: w.UpdatedAt, EffectiveAt: w.EffectiveAt, Deleted: w.Deleted}
+		if len(w.Config) == 0 || string(w.Config) == "null" {
+			if !w.Deleted {
+				v.Invalid = fmt.Sprintf("version %d has no configuration", w.Version)
 			}
-			versions[i].Config = c
+			continue
+		}
+		c, invalid, err := s.strs.config(w.Config)
+		switch {
+		case err != nil && !w.Deleted:
+			v.Invalid = fmt.Sprintf("configuration of version %d cannot be decoded: %s", w.Version, jsonReason(err))
+		case err != nil:
+			// A tombstone's configuration is never used.
+		case invalid != "" && !w.Deleted:
+			v.Config = c
+			v.Invalid = fmt.Sprintf("configuration of version %d cannot be used: %s", w.Version, invalid)
+		default:
+			v.Config = c
 		}
 	}
 	return versions, nil
+}
+
+// jsonReason says why encoding/json refused a stored value, naming the
+// field or the byte offset but never quoting the value.
+func jsonReason(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Sprintf("%s must be %s", te.Field, jsonType(te.Type.Kind().String()))
+	case errors.As(err, &te):
+		return "must be " + jsonType(te.Type.Kind().String())
+	}
+	return "malformed JSON"
+}
+
+// jsonType names the JSON type a Go kind is decoded from.
+func jsonType(kind string) string {
+	switch kind {
+	case "bool":
+		return "a boolean"
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "ptr", "map":
+		return "an object"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
+		return "a number"
+	}
+	return "a " + kind
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/idsync/idsync/idsync"
 )
 
@@ -539,3 +541,46 @@ func TestStoreTimesAreUTC(t *testing.T) {
 		t.Errorf("updated_at = %v, want %v in UTC", v.UpdatedAt, now)
 	}
 }
+
+func TestCheckPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		want   string // a substring of the error, "" for accepted
+	}{
+		{"idsync:", ""},
+		{"idsync:prod:eu-1.", ""},
+		{"", ""}, // New defaults it; config refuses it as required
+		{strings.Repeat("p", MaxPrefixLen), ""},
+		{strings.Repeat("p", MaxPrefixLen+1), "at most 256 bytes"},
+		{"a{b}:", "braces"},
+		{"a}", "braces"},
+		{"x*", "glob"},
+		{"x?", "glob"},
+		{"x[1]", "glob"},
+		{`x\`, "glob"},
+		{"with space", "spaces"},
+		{"tab\t", "spaces"},
+		{"nbsp\u00a0", "spaces"},
+		{"nul\x00", "control"},
+	} {
+		err := CheckPrefix(tc.prefix)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckPrefix(%q) = %v, want nil", tc.prefix, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckPrefix(%q) = %v, want an error saying %q", tc.prefix, err, tc.want)
+		case err != nil && tc.prefix != "" && strings.Contains(err.Error(), tc.prefix):
+			t.Errorf("CheckPrefix(%q) quotes the prefix: %v", tc.prefix, err)
+		}
+		if tc.prefix == "" {
+			continue
+		}
+		if _, nerr := New(redisClientForNew, Options{Prefix: tc.prefix}); (nerr == nil) != (err == nil) {
+			t.Errorf("New with prefix %q: %v, but CheckPrefix says %v", tc.prefix, nerr, err)
+		}
+	}
+}
+
+// redisClientForNew is a client that is never dialled: New does not
+// contact Redis.
+var redisClientForNew = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
