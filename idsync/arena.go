@@ -20,11 +20,14 @@ type recordBuf struct {
 const maxPooledRecordBuf = 256 << 10
 
 // scratch is what one Process call reuses from earlier calls: the record
-// buffer and the selection's lists. Nothing in it outlives the call: the
-// records are copied out by finish, and the selection holds strings only.
+// buffer, the selection's lists and the plan's lengths. Nothing in it
+// outlives the call: the records are copied out by finish, and the
+// selection holds strings only.
 type scratch struct {
-	rec recordBuf
-	sel selection
+	rec   recordBuf
+	sel   selection
+	plan  planScratch
+	sizes eventSizes
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
@@ -37,7 +40,7 @@ func getScratch() *scratch {
 
 // release returns s to the pool, unless a huge event made it large.
 func (s *scratch) release() {
-	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 {
+	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 {
 		s.sel.clear()
 		scratches.Put(s)
 	}

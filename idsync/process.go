@@ -50,7 +50,13 @@ func DefaultOptions() Options {
 		MaxFacebookRows: 100000}
 }
 
-// Check returns an error naming the first invalid field of o.
+// MinRecordBytes is the smallest MaxRecordBytes Options.Check accepts:
+// below it not even a record's envelope with a short key fits.
+const MinRecordBytes = 1024
+
+// Check returns an error naming the first invalid field of o, by its
+// configuration setting where it has one. A zero field is invalid: callers
+// that set only some fields start from DefaultOptions.
 func (o Options) Check() error {
 	switch {
 	case o.MaxCombinations < 1:
@@ -59,6 +65,15 @@ func (o Options) Check() error {
 		return fmt.Errorf("facebook max rows %d must be at least 1", o.FacebookMaxRows)
 	case !ValidPhoneRegion(o.PhoneRegion):
 		return fmt.Errorf("phone region %q is not a known region code", o.PhoneRegion)
+	case o.MaxRecordBytes < MinRecordBytes:
+		return fmt.Errorf("max record bytes %d (from kafka.producer_batch_max_bytes, less room for headers) must be at least %d to hold a record's envelope",
+			o.MaxRecordBytes, MinRecordBytes)
+	case o.MaxOutputBytes < 1:
+		return fmt.Errorf("processing.max_output_bytes %d must be at least 1", o.MaxOutputBytes)
+	case o.MaxEventOutputBytes < 1:
+		return fmt.Errorf("processing.max_event_output_bytes %d must be at least 1", o.MaxEventOutputBytes)
+	case o.MaxFacebookRows < 1:
+		return fmt.Errorf("processing.max_facebook_rows %d must be at least 1", o.MaxFacebookRows)
 	}
 	return nil
 }
@@ -70,8 +85,23 @@ func (o Options) Check() error {
 // audience's connections with their retained versions; outputs follow their
 // order. The same event, connections and now always give the same result.
 //
-// Process is pure and safe for concurrent use. The pipeline and the admin
-// API's preview both call it.
+// What the records of a destination will be (how many, how many bytes, how
+// large the largest) is computed before any is written and checked against
+// the bounds of opt (see bounds.go for the order): a destination that would
+// break one gets nothing and a DeadLetter instead, its other destinations are
+// served. Facebook records are split by bytes as well as by rows so that each
+// fits in MaxRecordBytes.
+//
+// A connection that cannot be used — Connection.Invalid or the applied
+// version's Invalid set, a version that is neither a deletion nor holds a
+// configuration, or a configuration this binary cannot shape (see
+// unusableConfig) — gets a DeadLetter with CodeInvalidConfig. It still
+// counts as an effective connection: the event is not a no_connections
+// skip.
+//
+// Process is pure and safe for concurrent use, and does not panic whatever
+// the connections hold. opt must pass Options.Check. The pipeline and the
+// admin API's preview both call it.
 func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	var res Result
 	sc := getScratch()
@@ -79,15 +109,28 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	// The records' bytes, shared by all destinations, and the selection,
 	// reset for each connection.
 	mem, sel := &sc.rec, &sc.sel
+	sizes := &sc.sizes // in the scratch: a local would escape through the shaper
+	*sizes = eventSizes{}
 	ref := ev.ReferenceTime(now)
 	served := 0
 	for i := range conns {
 		c := &conns[i]
+		if c.Invalid != "" {
+			served++
+			res.DeadLetters = append(res.DeadLetters, DeadLetter{DestinationID: c.DestinationID, Code: CodeInvalidConfig,
+				Message: "destination " + clip(c.DestinationID, 64) + ": the stored connection cannot be used: " + clip(c.Invalid, 256)})
+			continue
+		}
 		v := VersionAt(c.Versions, ref)
-		if v == nil || v.Deleted || v.Config == nil {
+		if v == nil || v.Deleted {
 			continue
 		}
 		served++
+		if reason := unusableVersion(v); reason != "" {
+			res.DeadLetters = append(res.DeadLetters, DeadLetter{DestinationID: c.DestinationID, Code: CodeInvalidConfig,
+				Message: fmt.Sprintf("destination %s: configuration version %d cannot be used: %s", clip(c.DestinationID, 64), v.Version, reason)})
+			continue
+		}
 		cfg := v.Config
 		invalid := selectIdentifiers(ev, cfg, opt.PhoneRegion, sel)
 		if invalid > 0 {
@@ -100,15 +143,24 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
 			continue
 		}
-		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem}
-		n := sh.count()
-		if n > opt.MaxCombinations {
-			res.DeadLetters = append(res.DeadLetters, DeadLetter{
-				DestinationID: c.DestinationID,
-				Code:          CodeFanoutLimit,
-				Message: fmt.Sprintf("destination %s: the event would produce %s records, above max_combinations %d",
-					c.DestinationID, countText(n, opt.MaxCombinations), opt.MaxCombinations),
-			})
+		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem, sizes: sizes}
+		if cfg.DestinationType == Zendesk {
+			sh.name = ev.Traits.displayName()
+		}
+		if dl, ok := sh.planRecords(&sc.plan); !ok {
+			res.DeadLetters = append(res.DeadLetters, dl)
+			continue
+		}
+		n := sh.plan.records
+		if n == 0 {
+			// Nothing to shape (a Facebook selection without a schema key).
+			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
+			continue
+		}
+		if sh.plan.bytes > opt.MaxEventOutputBytes-len(mem.b) {
+			dl, _ := sh.deadLetter(CodeFanoutLimit, "the event's output would reach %s bytes with this destination, above max_event_output_bytes %d",
+				countText(addSat(len(mem.b), sh.plan.bytes), sizeBound), opt.MaxEventOutputBytes)
+			res.DeadLetters = append(res.DeadLetters, dl)
 			continue
 		}
 		sh.messageIDs(n)
@@ -118,11 +170,80 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.Outputs = make([]Output, 0, max(n, len(conns)-i))
 		}
 		res.Outputs = slices.Grow(res.Outputs, n)
+		from := len(res.Outputs)
 		res.Outputs = sh.shape(res.Outputs)
+		if planHook != nil {
+			planHook(sh.plan, res.Outputs[from:])
+		}
 	}
+	// Every record was written, one after the other, into mem.b.
+	res.Bytes = len(mem.b)
 	mem.finish(res.Outputs)
 	res.NoConnections = served == 0
 	return res
+}
+
+// planHook, when set (by tests only), is called with each destination's
+// plan and the records then written, so that tests check one against the
+// other.
+var planHook func(p recordPlan, outs []Output)
+
+// unusableVersion says why Process cannot use an applied version that is
+// not a deletion, or returns "" when it can.
+func unusableVersion(v *Version) string {
+	if v.Invalid != "" {
+		return clip(v.Invalid, 256)
+	}
+	if v.Config == nil {
+		return "it holds no configuration and is not a deletion"
+	}
+	return unusableConfig(v.Config)
+}
+
+// unusableConfig checks the rules of DESIGN.md §3 whose breach would make
+// Process send something else than the configuration says, or could not be
+// shaped at all: a known destination type, a known setup, known strategies,
+// destination keys from the type's fixed list, a known Google upload key
+// type, an event type that sends a track or an identify. It returns why
+// the configuration cannot be used, or "" when it can. It is cheap and
+// allocates only to describe a refusal; the full Validate is the store's
+// business when it reads a configuration.
+func unusableConfig(c *Config) string {
+	kind := KindOf(c.DestinationType)
+	if kind == "" {
+		return fmt.Sprintf("destination_type: unknown destination type %q", clip(string(c.DestinationType), 64))
+	}
+	switch c.Setup {
+	case SetupDefault, SetupCustomized:
+	default:
+		return fmt.Sprintf("setup: %q is not default or customized", clip(string(c.Setup), 64))
+	}
+	if kind == KindEvent && !c.Settings.SendTrack && !c.Settings.SendIdentify {
+		return "settings.send_track: send_track and send_identify are both false"
+	}
+	if c.DestinationType == GoogleAdsRemarketingLists {
+		if _, ok := googleUploadKeys[c.Settings.UploadKeyType]; !ok {
+			return fmt.Sprintf("settings.upload_key_type: %q is not a known upload key type", clip(c.Settings.UploadKeyType, 64))
+		}
+	}
+	if c.Setup != SetupCustomized {
+		return ""
+	}
+	if len(c.Identifiers) == 0 {
+		return "identifiers: setup customized without identifiers"
+	}
+	fixed := allowedKeys(c)
+	for i, m := range c.Identifiers {
+		switch m.Strategy {
+		case LastAdded, FirstAdded, All:
+		default:
+			return fmt.Sprintf("identifiers[%d].strategy: %q is not last_added, first_added or all", i, clip(string(m.Strategy), 64))
+		}
+		if kind == KindList && !contains(fixed, m.Destination) {
+			return fmt.Sprintf("identifiers[%d].destination: %q is not a key of %s", i, clip(m.Destination, 64), c.DestinationType)
+		}
+	}
+	return ""
 }
 
 // countText prints a record count that may have been capped.

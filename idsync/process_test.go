@@ -130,7 +130,9 @@ func TestProcessFanoutNeverMaterializesHugeProducts(t *testing.T) {
 		if len(res.Outputs) != 0 || len(res.DeadLetters) != 1 || res.DeadLetters[0].Code != CodeFanoutLimit {
 			t.Fatalf("%s: %d outputs, dead letters %+v", name, len(res.Outputs), res.DeadLetters)
 		}
-		if !strings.Contains(res.DeadLetters[0].Message, "max_combinations 1000") {
+		// Facebook counts rows first (max_facebook_rows), event types records.
+		want := map[string]string{"wh": "max_combinations 1000", "fb": "max_facebook_rows 100000"}[name]
+		if !strings.Contains(res.DeadLetters[0].Message, want) {
 			t.Errorf("%s: message %q", name, res.DeadLetters[0].Message)
 		}
 	}

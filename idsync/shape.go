@@ -6,6 +6,8 @@ import (
 )
 
 // shaper builds the records of one event for one destination (DESIGN.md §6).
+// planRecords (bounds.go) decides first what the records will be; the
+// methods here write exactly that.
 type shaper struct {
 	ev      *Event
 	dest    string
@@ -13,6 +15,21 @@ type shaper struct {
 	version int64
 	sel     *selection
 	opt     Options
+	// sizes are the event's lengths shared by its destinations (bounds.go).
+	sizes *eventSizes
+	// plan is what planRecords decided: the records' count and sizes.
+	plan recordPlan
+	// idLen is the quoted length of the destination's message ids without
+	// their n; envLen the length of the envelope after message_id, up to
+	// the payload's value.
+	idLen, envLen int
+	// Facebook: the schema keys sent and their values, ncols of them.
+	schema [len(facebookSchemaOrder)]string
+	cols   [len(facebookSchemaOrder)][]string
+	ncols  int
+	// name is what Zendesk gets as the profile's name ("" for the other
+	// types), worked out once for all the destination's messages.
+	name string
 	// envelope is the envelope after message_id, up to the payload's
 	// value: the same for every record of the destination, so it is
 	// written once, in the first record, and copied (see open).
@@ -29,29 +46,6 @@ type shaper struct {
 	idNext, idOff int
 }
 
-// count returns how many records shape would produce, or tooMany when the
-// product of the selected values is beyond counting.
-func (s *shaper) count() int {
-	switch s.cfg.DestinationType {
-	case GoogleAdsRemarketingLists:
-		return 1
-	case FacebookCustomAudiences:
-		rows := 1
-		for _, vs := range s.sel.values {
-			rows = mulCapped(rows, len(vs), countBound)
-		}
-		if rows == tooMany {
-			return tooMany
-		}
-		return (rows + s.opt.FacebookMaxRows - 1) / s.opt.FacebookMaxRows
-	}
-	combos := s.perCombination()
-	for _, vs := range s.sel.values {
-		combos = mulCapped(combos, len(vs), countBound)
-	}
-	return combos
-}
-
 // perCombination is the number of Segment messages per combination of
 // values: a track and/or an identify.
 func (s *shaper) perCombination() int {
@@ -65,8 +59,12 @@ func (s *shaper) perCombination() int {
 	return n
 }
 
-// shape appends the destination's records to out.
+// shape appends the destination's records, as planRecords planned them, to
+// out.
 func (s *shaper) shape(out []Output) []Output {
+	// Room for every record of the destination at once: open and close
+	// then never grow the buffer.
+	s.mem.b = slices.Grow(s.mem.b, s.plan.bytes)
 	switch s.cfg.DestinationType {
 	case FacebookCustomAudiences:
 		return s.facebook(out)
@@ -74,6 +72,22 @@ func (s *shaper) shape(out []Output) []Output {
 		return s.google(out)
 	}
 	return s.segment(out)
+}
+
+// facebookMethod is the Custom Audiences method of the event's action.
+func (s *shaper) facebookMethod() string {
+	if s.ev.Action == ActionExited {
+		return "DELETE"
+	}
+	return "POST"
+}
+
+// googleOperation is the Customer Match operation of the event's action.
+func (s *shaper) googleOperation() string {
+	if s.ev.Action == ActionExited {
+		return "remove"
+	}
+	return "create"
 }
 
 // messageIDs writes the message ids of the destination's n records into
@@ -123,19 +137,10 @@ func decimalLen(n int) int {
 
 // open writes the envelope up to the payload's value and returns the buffer
 // and the record's message id.
-func (s *shaper) open(n int, sizeHint int) (jsonBuf, string) {
+func (s *shaper) open(n int) (jsonBuf, string) {
 	id := s.messageID(n)
-	ev := s.ev
-	size := len(s.envelope)
-	if size == 0 {
-		// The envelope's fixed text is about 230 bytes, plus its values.
-		size = 240 + len(ev.MessageID) + len(s.dest) + len(s.cfg.DestinationType) + len(ev.SpaceID) +
-			len(ev.AudienceID) + len(ev.AudienceKey) + len(ev.SegmentID) + len(ev.TimestampRaw)
-	}
-	// Sized so that the record is written without growing.
 	s.recStart = len(s.mem.b)
-	b := slices.Grow(s.mem.b, 16+2*len(id)+size+sizeHint)
-	b = b.litStr(`{"message_id":`, id)
+	b := s.mem.b.litStr(`{"message_id":`, id)
 	if s.envelope != nil {
 		return append(b, s.envelope...), id
 	}
@@ -182,31 +187,26 @@ func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 }
 
 // facebook writes Custom Audiences payloads: a schema of the keys sent in
-// the order EXTERN_ID, EMAIL, PHONE, MADID, and rows that are every
-// combination of their values, FacebookMaxRows rows per record.
+// the order EXTERN_ID, EMAIL, PHONE, MADID (planFacebook found them), and
+// rows that are every combination of their values, the first key varying
+// slowest; a record holds FacebookMaxRows rows or, when the plan split them
+// by bytes, the rows up to its end in plan.ends.
 func (s *shaper) facebook(out []Output) []Output {
-	var schemaBuf [len(facebookSchemaOrder)]string
-	var colsBuf [len(facebookSchemaOrder)][]string
-	schema, cols := schemaBuf[:0], colsBuf[:0]
-	for _, k := range facebookSchemaOrder {
-		if vs := s.sel.get(k); len(vs) > 0 {
-			schema = append(schema, k)
-			cols = append(cols, vs)
-		}
-	}
-	method := "POST"
-	if s.ev.Action == ActionExited {
-		method = "DELETE"
-	}
+	schema, cols := s.schema[:s.ncols], s.cols[:s.ncols]
+	method := s.facebookMethod()
 	rows := 1
 	for _, c := range cols {
 		rows *= len(c)
 	}
+	per := max(s.opt.FacebookMaxRows, 1)
 	var idxBuf [len(facebookSchemaOrder)]int
 	idx := idxBuf[:len(cols)] // odometer over the columns, last fastest
-	for n, start := 0, 0; start < rows; n, start = n+1, start+s.opt.FacebookMaxRows {
-		end := min(start+s.opt.FacebookMaxRows, rows)
-		b, id := s.open(n, (end-start)*len(cols)*70)
+	for n, start := 0, 0; start < rows; n++ {
+		end := min(start+per, rows)
+		if s.plan.ends != nil {
+			end = s.plan.ends[n]
+		}
+		b, id := s.open(n)
 		b = b.litStr(`{"external_audience_id":`, s.cfg.ExternalAudienceID)
 		b = b.litStr(`,"method":`, method)
 		b = b.lit(`,"schema":[`)
@@ -233,6 +233,7 @@ func (s *shaper) facebook(out []Output) []Output {
 		}
 		b = append(b, ']', '}')
 		out = s.close(out, b, id)
+		start = end
 	}
 	return out
 }
@@ -252,15 +253,8 @@ func advance(idx []int, cols [][]string) {
 // google writes one Customer Match payload with one user identifier per
 // selected value, keys in plan order.
 func (s *shaper) google(out []Output) []Output {
-	op := "create"
-	if s.ev.Action == ActionExited {
-		op = "remove"
-	}
-	hint := 96 + len(s.cfg.ExternalAudienceID) + len(s.cfg.Settings.UploadKeyType)
-	for i, k := range s.sel.keys {
-		hint += len(s.sel.values[i]) * (len(k) + 72)
-	}
-	b, id := s.open(0, hint)
+	op := s.googleOperation()
+	b, id := s.open(0)
 	b = b.litStr(`{"user_list_id":`, s.cfg.ExternalAudienceID)
 	b = b.litStr(`,"upload_key_type":`, s.cfg.Settings.UploadKeyType)
 	b = b.litStr(`,"operation":`, op)
@@ -316,20 +310,13 @@ func (s *shaper) segment(out []Output) []Output {
 // segmentMessage writes one track or identify message for the combination
 // idx. userId and anonymousId go at the top level, email in
 // context.traits (track) or traits (identify), any other key in properties
-// (track) or traits (identify). The audience's flags come first and win over
-// an identifier key of the same name.
+// (track) or traits (identify), as placeOf says. The audience's flags come
+// first and win over an identifier key of the same name.
 func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Output {
 	ev, cfg := s.ev, s.cfg
 	entered := ev.Action == ActionEntered
 	track := typ == "track"
-	// Payload: about 330 bytes of fixed text, the ids and keys of the
-	// envelope again, the audience key up to three times, the values.
-	hint := 352 + len(s.ev.MessageID) + len(s.dest) + 3*len(s.ev.AudienceKey) + len(s.ev.AudienceID) + len(s.ev.SpaceID) +
-		len(s.ev.TimestampRaw) + len(s.cfg.ExternalAudienceID) + len(s.cfg.Settings.EnterEvent) + len(s.ev.Traits.Name)
-	for i, k := range s.sel.keys {
-		hint += len(k) + 8 + len(s.sel.values[i][idx[i]])
-	}
-	b, id := s.open(n, hint)
+	b, id := s.open(n)
 	if track {
 		b = b.lit(`{"type":"track"`)
 	} else {
@@ -347,14 +334,11 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	keys := s.sel.keys
 	vals := s.sel.values
 	for i, k := range keys {
-		if k == "userId" || k == "anonymousId" {
+		if s.placeOf(k, track) == placeTop {
 			b = b.field(k, vals[i][idx[i]], false)
 		}
 	}
-	var name string
-	if cfg.DestinationType == Zendesk {
-		name = ev.Traits.displayName()
-	}
+	name := s.name
 	// Members of the properties (track) or traits (identify) object.
 	if track {
 		b = b.lit(`,"properties":{`)
@@ -368,12 +352,10 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	}
 	email := ""
 	for i, k := range keys {
-		switch {
-		case k == "userId" || k == "anonymousId":
-		case k == "email" && track:
+		switch s.placeOf(k, track) {
+		case placeContextEmail:
 			email = vals[i][idx[i]]
-		case k == ev.AudienceKey || (track && k == "audience_key"):
-		default:
+		case placeField:
 			b = b.field(k, vals[i][idx[i]], false)
 		}
 	}
