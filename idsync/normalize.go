@@ -206,7 +206,9 @@ func newPhoneNormalizer(region string, plus bool) NormalizeFunc {
 }
 
 // parsePhone returns the E.164 form of the trimmed phone s (region is the
-// upper-case default region), through the bounded memo of recent parses.
+// upper-case default region), through the bounded memo of recent parses
+// (values longer than a phone number can be are parsed, and refused, without
+// it).
 func parsePhone(s, region string) (string, error) {
 	k := phoneKey{region: region, raw: s}
 	if p, ok := phones.get(k); ok {
@@ -222,9 +224,11 @@ func parsePhone(s, region string) (string, error) {
 	default:
 		p.e164 = phonenumbers.Format(num, phonenumbers.E164)
 	}
-	// The key must not pin the event's buffer: s may be a substring of it.
-	k.raw = strings.Clone(s)
-	phones.put(k, p)
+	if len(s) <= phoneMemoMaxRaw {
+		// The key must not pin the event's buffer: s may be a substring of it.
+		k.raw = strings.Clone(s)
+		phones.put(k, p)
+	}
 	return p.e164, p.err
 }
 
