@@ -98,8 +98,9 @@ type Kafka struct {
 	// FetchMaxBytes bounds one fetch response (fits in an int32).
 	FetchMaxBytes int `mapstructure:"fetch_max_bytes"`
 	// ProducerBatchMaxBytes bounds one produced record batch, and so one
-	// record (fits in an int32); topics idsync creates get it as their
-	// max.message.bytes.
+	// record (fits in an int32, at least MinProducerBatchMaxBytes); topics
+	// idsync creates get it as their max.message.bytes. An output record's
+	// key and value are kept RecordOverheadBytes below it (Config.ProcessOptions).
 	ProducerBatchMaxBytes int `mapstructure:"producer_batch_max_bytes"`
 	// ProducerLinger is how long the producer waits to fill a batch.
 	ProducerLinger time.Duration `mapstructure:"producer_linger"`
@@ -206,8 +207,22 @@ type Processing struct {
 	PhoneRegion string `mapstructure:"phone_region"`
 	// MaxInflightRecords bounds the input records fetched but not yet committed.
 	MaxInflightRecords int `mapstructure:"max_inflight_records"`
-	// MaxInflightBytes bounds the bytes of those records.
+	// MaxInflightBytes bounds the bytes of those records; at least
+	// kafka.producer_batch_max_bytes.
 	MaxInflightBytes int64 `mapstructure:"max_inflight_bytes"`
+	// MaxOutputBytes bounds the output of one event for one destination
+	// (the sum of its records' values); above it the destination gets
+	// nothing and the event is dead-lettered as fanout_limit.
+	MaxOutputBytes int `mapstructure:"max_output_bytes"`
+	// MaxEventOutputBytes bounds the output of one event over all its
+	// destinations.
+	MaxEventOutputBytes int `mapstructure:"max_event_output_bytes"`
+	// MaxFacebookRows bounds the Facebook rows one event may produce for
+	// one destination.
+	MaxFacebookRows int `mapstructure:"max_facebook_rows"`
+	// LagInterval is how often the consumer-lag gauge is refreshed from
+	// committed and end offsets.
+	LagInterval time.Duration `mapstructure:"lag_interval"`
 }
 
 // Scope is what an admin token may do.
@@ -242,6 +257,10 @@ type Token struct {
 	TokenFile string `mapstructure:"token_file"`
 	// Scope is read or write.
 	Scope Scope `mapstructure:"scope"`
+
+	// readFrom is the file Load read Token from, so that Validate names
+	// the token_file setting and the path rather than the token setting.
+	readFrom string
 }
 
 // Ops configures the operations listener (/metrics, /healthz, /readyz).
@@ -313,13 +332,17 @@ func Default() Config {
 			CacheTTL:         60 * time.Second,
 		},
 		Processing: Processing{
-			MaxRecordBytes:     lim.MaxRecordBytes,
-			MaxExternalIDs:     lim.MaxExternalIDs,
-			MaxFutureSkew:      lim.MaxFutureSkew,
-			MaxCombinations:    opt.MaxCombinations,
-			PhoneRegion:        opt.PhoneRegion,
-			MaxInflightRecords: 10000,
-			MaxInflightBytes:   64 << 20,
+			MaxRecordBytes:      lim.MaxRecordBytes,
+			MaxExternalIDs:      lim.MaxExternalIDs,
+			MaxFutureSkew:       lim.MaxFutureSkew,
+			MaxCombinations:     opt.MaxCombinations,
+			PhoneRegion:         opt.PhoneRegion,
+			MaxInflightRecords:  10000,
+			MaxInflightBytes:    64 << 20,
+			MaxOutputBytes:      opt.MaxOutputBytes,
+			MaxEventOutputBytes: opt.MaxEventOutputBytes,
+			MaxFacebookRows:     opt.MaxFacebookRows,
+			LagInterval:         10 * time.Second,
 		},
 		Admin: Admin{
 			Listen:       "127.0.0.1:8088",

@@ -22,12 +22,38 @@ func (p Processing) Limits() idsync.Limits {
 	}
 }
 
-// Options returns the options for idsync.Process; what is not configurable
-// (rows per Facebook record) keeps idsync.DefaultOptions.
+// Options returns the options for idsync.Process set by processing.*;
+// what is not configurable (rows per Facebook record) keeps
+// idsync.DefaultOptions, and so does MaxRecordBytes, which comes from a
+// kafka.* setting: Config.ProcessOptions sets it too and is what the
+// pipeline takes.
 func (p Processing) Options() idsync.Options {
 	o := idsync.DefaultOptions()
 	o.MaxCombinations = p.MaxCombinations
 	o.PhoneRegion = p.PhoneRegion
+	o.MaxOutputBytes = p.MaxOutputBytes
+	o.MaxEventOutputBytes = p.MaxEventOutputBytes
+	o.MaxFacebookRows = p.MaxFacebookRows
+	return o
+}
+
+// RecordOverheadBytes is the room kept in a produced record batch for
+// what is not an output record's key and value: the record's headers
+// (idsync-source, idsync-config-version) and the batch and record framing.
+const RecordOverheadBytes = 1 << 10
+
+// MinProducerBatchMaxBytes is the smallest kafka.producer_batch_max_bytes
+// accepted: RecordOverheadBytes plus 1 KiB, the least an output record
+// (its envelope and a short key) needs.
+const MinProducerBatchMaxBytes = RecordOverheadBytes + 1<<10
+
+// ProcessOptions returns the options for idsync.Process: Processing.Options
+// with MaxRecordBytes, the bound of one output record's key and value,
+// derived from kafka.producer_batch_max_bytes less RecordOverheadBytes, so
+// that every record idsync makes fits in a batch the producer may send.
+func (c *Config) ProcessOptions() idsync.Options {
+	o := c.Processing.Options()
+	o.MaxRecordBytes = c.Kafka.ProducerBatchMaxBytes - RecordOverheadBytes
 	return o
 }
 

@@ -435,7 +435,11 @@ func (c *Config) readSecrets(ps *problems) {
 	secret(ps, "redis.password", &c.Redis.Password, &c.Redis.PasswordFile)
 	for i := range c.Admin.Tokens {
 		t := &c.Admin.Tokens[i]
+		file := t.TokenFile
 		secret(ps, fmt.Sprintf("admin.tokens[%d].token", i), &t.Token, &t.TokenFile)
+		if t.TokenFile == "" && file != "" {
+			t.readFrom = file
+		}
 	}
 }
 

@@ -247,11 +247,18 @@ func TestParsing(t *testing.T) {
 		{"tokens from file", src{file: `
 admin:
   tokens:
-    - {name: ops, token: read-token-123, scope: read}
+    - {name: ops, token: read-token-0123456789, scope: read}
     - name: deploy
-      token: write-token-456
+      token: write-token-0123456789
       scope: write
-`}, func(c *Config) any { return c.Admin.Tokens }, []Token{{Name: "ops", Token: "read-token-123", Scope: ScopeRead}, {Name: "deploy", Token: "write-token-456", Scope: ScopeWrite}}, nil},
+`}, func(c *Config) any { return c.Admin.Tokens }, []Token{{Name: "ops", Token: "read-token-0123456789", Scope: ScopeRead}, {Name: "deploy", Token: "write-token-0123456789", Scope: ScopeWrite}}, nil},
+		{"embedded takes a short token and a placeholder", src{file: "admin: {tokens: [{name: a, token: demo-tok, scope: write}, {name: b, token: changeme, scope: read}]}\n", args: []string{"--embedded"}},
+			func(c *Config) any { return len(c.Admin.Tokens) }, 2, nil},
+		{"new processing settings", src{file: "processing: {max_output_bytes: 1048576, max_event_output_bytes: 4194304, max_facebook_rows: 5000, lag_interval: 2s}\n"},
+			func(c *Config) any {
+				p := c.Processing
+				return []any{p.MaxOutputBytes, p.MaxEventOutputBytes, p.MaxFacebookRows, p.LagInterval}
+			}, []any{1 << 20, 4 << 20, 5000, 2 * time.Second}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,9 +328,24 @@ func TestInvalidSettings(t *testing.T) {
 		{"missing scope", src{file: "admin: {tokens: [{name: a, token: abcdefgh}]}\n"}, "admin.tokens[0].scope", "must be read or write"},
 		{"duplicate token name", src{file: "admin: {tokens: [{name: a, token: abcdefgh, scope: read}, {name: a, token: ijklmnop, scope: write}]}\n"}, "admin.tokens[1].name", "admin.tokens[0]"},
 		{"token without name", src{file: "admin: {tokens: [{token: abcdefgh, scope: read}]}\n"}, "admin.tokens[0].name", "required"},
-		{"short token", src{file: "admin: {tokens: [{name: a, token: short, scope: read}]}\n"}, "admin.tokens[0].token", "at least 8 characters"},
-		{"token with a space", src{file: "admin: {tokens: [{name: a, token: 'abcd efgh', scope: read}]}\n"}, "admin.tokens[0].token", "spaces"},
+		{"short token", src{file: "admin: {tokens: [{name: a, token: short, scope: read}]}\n"}, "admin.tokens[0].token", "at least 16 characters"},
+		{"15-character token", src{file: "admin: {tokens: [{name: a, token: 0123456789abcde, scope: read}]}\n"}, "admin.tokens[0].token", "at least 16 characters"},
+		{"short token from file", src{files: map[string]string{"tok": "0123456789\n"}, file: "admin: {tokens: [{name: a, token_file: '{dir}/tok', scope: read}]}\n"}, "admin.tokens[0].token_file", "tok\" must be at least 16 characters"},
+		{"short token when embedded", src{file: "admin: {tokens: [{name: a, token: short, scope: read}]}\nembedded: {enabled: true}\n"}, "admin.tokens[0].token", "at least 8 characters"},
+		{"kustomize placeholder token", src{file: "admin: {tokens: [{name: a, token: REPLACE-with-a-random-token-of-32-characters, scope: write}]}\n"}, "admin.tokens[0].token", "placeholder"},
+		{"placeholder token from file", src{files: map[string]string{"tok": "REPLACE-with-another-random-token-of-32-chars\n"}, file: "admin: {tokens: [{name: a, token: abcdefghijklmnopqrstuvwxyz, scope: read}, {name: b, token_file: '{dir}/tok', scope: read}]}\n"}, "admin.tokens[1].token_file", "tok\" must be a real secret"},
+		{"CHANGE-ME token", src{file: "admin: {tokens: [{name: a, token: please-Change-Me-0123456789, scope: read}]}\n"}, "admin.tokens[0].token", "placeholder"},
+		{"changeme token", src{file: "admin: {tokens: [{name: a, token: CHANGEME0123456789abcdef, scope: read}]}\n"}, "admin.tokens[0].token", "placeholder"},
+		{"token with a space", src{file: "admin: {tokens: [{name: a, token: 'abcd efgh ijkl mnop', scope: read}]}\n"}, "admin.tokens[0].token", "spaces"},
 		{"max_inflight_bytes < max_record_bytes", src{file: "processing: {max_record_bytes: 2048, max_inflight_bytes: 1024}\n"}, "processing.max_inflight_bytes", "at least processing.max_record_bytes (2048)"},
+		{"max_inflight_bytes < producer_batch_max_bytes", src{file: "processing: {max_inflight_bytes: 2097152}\n"}, "processing.max_inflight_bytes", "at least kafka.producer_batch_max_bytes (4194304)"},
+		{"producer_batch_max_bytes raised past max_inflight_bytes", src{env: []string{"IDSYNC_KAFKA_PRODUCER_BATCH_MAX_BYTES=134217728"}}, "processing.max_inflight_bytes", "at least kafka.producer_batch_max_bytes (134217728)"},
+		{"producer_batch_max_bytes without room for a record", src{file: "kafka: {producer_batch_max_bytes: 2047}\n"}, "kafka.producer_batch_max_bytes", "between 2048"},
+		{"zero max_output_bytes", src{file: "processing: {max_output_bytes: 0}\n"}, "processing.max_output_bytes", "at least 1"},
+		{"negative max_event_output_bytes", src{env: []string{"IDSYNC_PROCESSING_MAX_EVENT_OUTPUT_BYTES=-1"}}, "processing.max_event_output_bytes", "at least 1"},
+		{"zero max_facebook_rows", src{file: "processing: {max_facebook_rows: 0}\n"}, "processing.max_facebook_rows", "at least 1"},
+		{"zero lag_interval", src{file: "processing: {lag_interval: 0s}\n"}, "processing.lag_interval", "must be positive"},
+		{"lag_interval without unit", src{env: []string{"IDSYNC_PROCESSING_LAG_INTERVAL=10"}}, "processing.lag_interval", "must be a duration"},
 		{"retain < delay", src{env: []string{"IDSYNC_CONNECTIONS_ACTIVATION_DELAY=2h", "IDSYNC_CONNECTIONS_RETAIN_SUPERSEDED=1h"}}, "connections.retain_superseded", "at least connections.activation_delay"},
 		{"negative delay", src{file: "connections: {activation_delay: -1s, retain_superseded: -1s}\n"}, "connections.activation_delay", "negative"},
 		{"zero cache ttl", src{file: "connections: {cache_ttl: 0s}\n"}, "connections.cache_ttl", "positive"},
@@ -334,6 +356,9 @@ func TestInvalidSettings(t *testing.T) {
 		{"empty ops listen", src{env: []string{"IDSYNC_OPS_LISTEN="}}, "ops.listen", "required"},
 		{"cluster with db", src{env: []string{"IDSYNC_REDIS_ADDRS=a:1,b:2", "IDSYNC_REDIS_DB=2"}}, "redis.db", "cluster"},
 		{"key prefix with a space", src{file: "redis: {key_prefix: 'id sync:'}\n"}, "redis.key_prefix", "spaces"},
+		{"key prefix with a brace", src{args: []string{"--redis.key-prefix={idsync}:"}}, "redis.key_prefix", "braces"},
+		{"key prefix with a glob character", src{env: []string{"IDSYNC_REDIS_KEY_PREFIX=idsync*"}}, "redis.key_prefix", "glob characters"},
+		{"key prefix too long", src{file: "redis: {key_prefix: '" + strings.Repeat("p", 257) + "'}\n"}, "redis.key_prefix", "at most 256 bytes"},
 		{"empty key prefix", src{args: []string{"--redis.key-prefix="}}, "redis.key_prefix", "required"},
 		{"sentinel password without master", src{file: "redis: {sentinel_password: s3ntinel}\n"}, "redis.sentinel_password", "redis.master_name"},
 		{"port out of range", src{file: "embedded: {kafka_port: 70000}\n"}, "embedded.kafka_port", "between 0 and 65535"},

@@ -33,7 +33,7 @@ kafka:
 admin:
   tokens:
     - {name: ci, token_file: '{dir}/token', scope: write}
-    - {name: viewer, token: inline-token-4, scope: read}
+    - {name: viewer, token: inline-token-0004-xyz, scope: read}
 `,
 		env: []string{"IDSYNC_REDIS_PASSWORD_FILE={dir}/redis-pw"},
 	})
@@ -47,7 +47,7 @@ admin:
 		{"redis.password_file", c.Redis.PasswordFile, ""},
 		{"admin.tokens[0].token", c.Admin.Tokens[0].Token, "admin-token-secret-3"},
 		{"admin.tokens[0].token_file", c.Admin.Tokens[0].TokenFile, ""},
-		{"admin.tokens[1].token", c.Admin.Tokens[1].Token, "inline-token-4"},
+		{"admin.tokens[1].token", c.Admin.Tokens[1].Token, "inline-token-0004-xyz"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -60,7 +60,7 @@ admin:
 // holding a secret, and checks the secret is not in the message.
 func TestSecretsNeverInErrors(t *testing.T) {
 	const secret = "Sup3rSecretValue"
-	files := map[string]string{"pw": secret + "\n", "short": "s3cr\n"}
+	files := map[string]string{"pw": secret + "\n", "short": "s3cr\n", "placeholder": "REPLACE-" + secret + "\n"}
 	tests := []struct {
 		name   string
 		s      src
@@ -76,6 +76,8 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		{"numeric password", src{file: "redis: {password: 31415926535}\n"}, "31415926535"},
 		{"short token", src{file: "admin: {tokens: [{name: a, token: s3cr, scope: read}]}\n"}, "s3cr"},
 		{"short token from file", src{file: "admin: {tokens: [{name: a, token_file: '{dir}/short', scope: read}]}\n"}, "s3cr"},
+		{"placeholder token", src{file: "admin: {tokens: [{name: a, token: REPLACE-" + secret + ", scope: read}]}\n"}, secret},
+		{"placeholder token from file", src{file: "admin: {tokens: [{name: a, token_file: '{dir}/placeholder', scope: read}]}\n"}, secret},
 		{"token with a space", src{file: "admin: {tokens: [{name: a, token: '" + secret + " x', scope: read}]}\n"}, secret},
 		{"token with bad scope", src{file: "admin: {tokens: [{name: a, token: " + secret + ", scope: root}]}\n"}, secret},
 		{"sentinel password without master", src{env: []string{"IDSYNC_REDIS_SENTINEL_PASSWORD=" + secret}}, secret},
@@ -247,6 +249,9 @@ func TestDomainHelpers(t *testing.T) {
 	if got, want := c.Processing.Options(), idsync.DefaultOptions(); got != want {
 		t.Errorf("Options() = %+v, want %+v", got, want)
 	}
+	if got, want := c.ProcessOptions(), idsync.DefaultOptions(); got != want {
+		t.Errorf("ProcessOptions() = %+v, want %+v (the defaults agree)", got, want)
+	}
 	if got, want := c.Connections.Activation(), idsync.DefaultActivation(); got != want {
 		t.Errorf("Activation() = %+v, want %+v", got, want)
 	}
@@ -274,6 +279,15 @@ connections: {activation_delay: 1m, retain_superseded: 2h}
 	}
 	if got := c.Connections.Activation(); got.Delay != time.Minute || got.RetainSuperseded != 2*time.Hour {
 		t.Errorf("Activation() = %+v", got)
+	}
+
+	c = *mustLoad(t, src{file: `
+kafka: {producer_batch_max_bytes: 1048576}
+processing: {max_output_bytes: 2097152, max_event_output_bytes: 8388608, max_facebook_rows: 777}
+`})
+	o = c.ProcessOptions()
+	if o.MaxRecordBytes != 1048576-RecordOverheadBytes || o.MaxOutputBytes != 2<<20 || o.MaxEventOutputBytes != 8<<20 || o.MaxFacebookRows != 777 {
+		t.Errorf("ProcessOptions() = %+v", o)
 	}
 }
 

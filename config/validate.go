@@ -8,13 +8,34 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/store"
 )
 
-// MinTokenLen is the shortest admin token accepted (16 or more is advised).
-const MinTokenLen = 8
+// MinTokenLen is the shortest admin token accepted outside the embedded
+// demo.
+const MinTokenLen = 16
+
+// MinEmbeddedTokenLen is the shortest admin token accepted with
+// embedded.enabled (idsync run --embedded), a demo on 127.0.0.1.
+const MinEmbeddedTokenLen = 8
+
+// placeholderWords mark a token nobody chose: the values of templates such
+// as deploy/kubernetes/base/secret.yaml ("REPLACE-with-…"). A token
+// holding one, in any case, is refused outside the embedded demo.
+var placeholderWords = []string{"replace", "change-me", "changeme", "change_me"}
+
+// isPlaceholder reports whether token holds one of placeholderWords.
+func isPlaceholder(token string) bool {
+	lower := strings.ToLower(token)
+	for _, w := range placeholderWords {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // topicRE is a legal Kafka topic name.
 var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
@@ -30,7 +51,10 @@ func (c *Config) Validate() error {
 	c.Redis.validate(&ps)
 	c.Connections.validate(&ps)
 	c.Processing.validate(&ps)
-	c.Admin.validate(&ps)
+	if p := c.Processing.MaxInflightBytes; p < int64(c.Kafka.ProducerBatchMaxBytes) {
+		ps.add("processing.max_inflight_bytes", "must be at least kafka.producer_batch_max_bytes (%d): the producer buffers at least one whole record batch, got %d", c.Kafka.ProducerBatchMaxBytes, p)
+	}
+	c.Admin.validate(&ps, c.Embedded.Enabled)
 	listen(&ps, "ops.listen", c.Ops.Listen, false)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -77,7 +101,10 @@ func (k *Kafka) validate(ps *problems) {
 	positive(ps, "kafka.session_timeout", k.SessionTimeout)
 	positive(ps, "kafka.rebalance_timeout", k.RebalanceTimeout)
 	int32Size(ps, "kafka.fetch_max_bytes", k.FetchMaxBytes)
-	int32Size(ps, "kafka.producer_batch_max_bytes", k.ProducerBatchMaxBytes)
+	if n := k.ProducerBatchMaxBytes; n < MinProducerBatchMaxBytes || n > math.MaxInt32 {
+		ps.add("kafka.producer_batch_max_bytes", "must be between %d (%d bytes are kept for headers and framing, and a record needs %d) and %d (got %d)",
+			MinProducerBatchMaxBytes, RecordOverheadBytes, MinProducerBatchMaxBytes-RecordOverheadBytes, math.MaxInt32, n)
+	}
 	if k.ProducerLinger < 0 {
 		ps.add("kafka.producer_linger", "must not be negative (got %s)", formatDuration(k.ProducerLinger))
 	}
@@ -147,11 +174,11 @@ func (r *Redis) validate(ps *problems) {
 	} else if r.DB != 0 && r.Mode() == RedisCluster {
 		ps.add("redis.db", "must be 0 with a cluster (several redis.addrs and no redis.master_name), got %d", r.DB)
 	}
-	switch {
-	case r.KeyPrefix == "":
+	if r.KeyPrefix == "" {
 		ps.add("redis.key_prefix", "required")
-	case strings.IndexFunc(r.KeyPrefix, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) >= 0:
-		ps.add("redis.key_prefix", "must not contain spaces or control characters (got %q)", r.KeyPrefix)
+	} else if err := store.CheckPrefix(r.KeyPrefix); err != nil {
+		// The store's own check, so that what passes here passes store.New.
+		ps.add("redis.key_prefix", "%v (got %q)", err, r.KeyPrefix)
 	}
 	positive(ps, "redis.dial_timeout", r.DialTimeout)
 	positive(ps, "redis.read_timeout", r.ReadTimeout)
@@ -183,9 +210,18 @@ func (p *Processing) validate(ps *problems) {
 	if p.MaxInflightBytes < int64(p.MaxRecordBytes) {
 		ps.add("processing.max_inflight_bytes", "must be at least processing.max_record_bytes (%d), got %d", p.MaxRecordBytes, p.MaxInflightBytes)
 	}
+	atLeast(ps, "processing.max_output_bytes", p.MaxOutputBytes, 1)
+	atLeast(ps, "processing.max_event_output_bytes", p.MaxEventOutputBytes, 1)
+	atLeast(ps, "processing.max_facebook_rows", p.MaxFacebookRows, 1)
+	positive(ps, "processing.lag_interval", p.LagInterval)
 }
 
-func (a *Admin) validate(ps *problems) {
+// validate checks the admin settings. Outside the embedded demo a token
+// must be at least MinTokenLen characters and not a placeholder;
+// embedded, MinEmbeddedTokenLen is enough. Messages name the setting (the
+// token_file setting and its path for a token read from a file) and never
+// the token.
+func (a *Admin) validate(ps *problems, embedded bool) {
 	listen(ps, "admin.listen", a.Listen, true)
 	if a.MaxBodyBytes < 1 {
 		ps.add("admin.max_body_bytes", "must be at least 1 (got %d)", a.MaxBodyBytes)
@@ -200,16 +236,26 @@ func (a *Admin) validate(ps *problems) {
 		} else {
 			seen[t.Name] = i
 		}
+		key, what := at+".token", "must"
+		if t.readFrom != "" {
+			key, what = at+".token_file", fmt.Sprintf("the token in %q must", t.readFrom)
+		}
+		minLen := MinTokenLen
+		if embedded {
+			minLen = MinEmbeddedTokenLen
+		}
 		switch {
 		case t.Token != "" && t.TokenFile != "":
 			ps.add(at+".token_file", "set %s.token or %s.token_file, not both", at, at)
 		case t.TokenFile != "":
 		case t.Token == "":
 			ps.add(at+".token", "required (or %s.token_file)", at)
-		case len(t.Token) < MinTokenLen:
-			ps.add(at+".token", "must be at least %d characters (16 or more advised)", MinTokenLen)
+		case !embedded && isPlaceholder(t.Token):
+			ps.add(key, "%s be a real secret, not a template's placeholder (it contains REPLACE, CHANGE-ME or changeme): generate one, e.g. openssl rand -hex 32", what)
+		case len(t.Token) < minLen:
+			ps.add(key, "%s be at least %d characters (generate one, e.g. openssl rand -hex 32)", what, minLen)
 		case strings.IndexFunc(t.Token, func(c rune) bool { return c <= ' ' || c == 0x7f }) >= 0:
-			ps.add(at+".token", "must not contain spaces or control characters")
+			ps.add(key, "%s not contain spaces or control characters", what)
 		}
 		switch t.Scope {
 		case ScopeRead, ScopeWrite:
