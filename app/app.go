@@ -235,8 +235,9 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		MaxInflightBytes:       int(cfg.Processing.MaxInflightBytes),
 		ProducerLinger:         k.ProducerLinger,
 		ShutdownTimeout:        cfg.ShutdownTimeout,
+		LagInterval:            cfg.Processing.LagInterval,
 		Limits:                 cfg.Processing.Limits(),
-		Options:                cfg.Processing.Options(),
+		Options:                cfg.ProcessOptions(), // MaxRecordBytes from kafka.producer_batch_max_bytes
 		ClientOpts:             opts,
 		Now:                    now,
 	}, nil
