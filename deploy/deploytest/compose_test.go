@@ -1,12 +1,16 @@
 package deploytest
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/idsync/idsync/config"
 )
 
 // composeFile is the part of the Compose specification the test reads.
@@ -163,8 +167,17 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	for svc, port := range map[string]string{"prometheus": "9090", "grafana": "3000", "kafka": "9094"} {
-		if !slices.Contains(c.Services[svc].Ports, port+":"+port) {
-			t.Errorf("%s does not publish port %s", svc, port)
+		if !slices.Contains(c.Services[svc].Ports, "127.0.0.1:"+port+":"+port) {
+			t.Errorf("%s does not publish port %s on 127.0.0.1", svc, port)
+		}
+	}
+	// Every published port is bound to the loopback interface: the stack
+	// has a committed admin token, Grafana's admin/admin and an open Kafka.
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") || strings.Count(p, ":") != 2 {
+				t.Errorf("%s publishes %q: want 127.0.0.1:<host port>:<container port>", name, p)
+			}
 		}
 	}
 
@@ -209,6 +222,11 @@ func TestCompose(t *testing.T) {
 			if len(cfg.Admin.Tokens) == 0 {
 				t.Errorf("idsync: no admin token configured")
 			}
+			for i, tok := range cfg.Admin.Tokens {
+				if len(tok.Token) < config.MinTokenLen {
+					t.Errorf("idsync: admin.tokens[%d] is %d characters, want at least %d", i, len(tok.Token), config.MinTokenLen)
+				}
+			}
 			if !strings.Contains(strings.Join(c.Services["kafka-init"].Command, " "), "--topic "+cfg.Kafka.InputTopic) {
 				t.Errorf("kafka-init does not create the input topic %s", cfg.Kafka.InputTopic)
 			}
@@ -216,5 +234,54 @@ func TestCompose(t *testing.T) {
 		if name == "idsync-demo" && !cfg.Embedded.Enabled {
 			t.Errorf("idsync-demo does not run embedded")
 		}
+	}
+}
+
+// TestComposeRefusesPlaceholderToken: the compose idsync service, given a
+// placeholder or a short token in its secret file instead of the committed
+// one, does not start: config.Load names the token_file setting and never
+// prints the token. The demo (embedded) keeps its demo token.
+func TestComposeRefusesPlaceholderToken(t *testing.T) {
+	c := readCompose(t)
+	s := c.Services["idsync"]
+	if len(s.Secrets) != 1 {
+		t.Fatalf("idsync secrets %v, want the admin token only", s.Secrets)
+	}
+	for _, tc := range []struct{ name, token, want string }{
+		{"placeholder", "REPLACE-with-a-random-token-of-32-characters", "placeholder"},
+		{"changeme", "changeme-changeme-changeme", "placeholder"},
+		{"short", "s3cr3t-tok", "at least 16 characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tokenFile := filepath.Join(t.TempDir(), "admin-token")
+			if err := os.WriteFile(tokenFile, []byte(tc.token+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			mounts := map[string]string{"/run/secrets/" + s.Secrets[0]: tokenFile}
+			for _, v := range s.Volumes {
+				parts := strings.Split(v, ":")
+				if len(parts) >= 2 && strings.HasPrefix(parts[0], "./") {
+					mounts[parts[1]] = filepath.Join(Root(), parts[0])
+				}
+			}
+			var env []string
+			for k, v := range s.Environment {
+				env = append(env, k+"="+v)
+			}
+			_, err := loadConfig(t, env, s.Command, mounts)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("config.Load with a %s token: err = %v, want a *config.Error", tc.name, err)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Errorf("the error quotes the token: %v", err)
+			}
+			for _, p := range ce.Problems {
+				if p.Key == "admin.tokens[0].token_file" && strings.Contains(p.Message, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem admin.tokens[0].token_file: …%s…; got %v", tc.want, err)
+		})
 	}
 }

@@ -2,11 +2,13 @@ package deploytest
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,8 +288,27 @@ func checkDeployment(t *testing.T, objs map[string]map[string]obj) {
 
 // loadK8sConfig loads the ConfigMap's idsync.yaml the way the pod does: the
 // container's args and env, the ConfigMap and the Secret written where the
-// Deployment mounts them.
+// Deployment mounts them, the Secret's placeholders replaced by real
+// values first, as the operator must.
 func loadK8sConfig(t *testing.T, objs map[string]map[string]obj) *config.Config {
+	t.Helper()
+	cfg, err := loadK8s(t, objs, true)
+	if err != nil {
+		configError(t, "ConfigMap idsync.yaml", err)
+		t.FailNow()
+	}
+	if cfg.Kafka.InstanceID != "idsync-7d9f8c6b5-x2x4q" {
+		t.Errorf("kafka.instance_id = %q, want the pod name", cfg.Kafka.InstanceID)
+	}
+	return cfg
+}
+
+// secretPlaceholder is how the template Secret marks the values to replace.
+const secretPlaceholder = "REPLACE-"
+
+// loadK8s is loadK8sConfig returning Load's error; fill replaces the
+// Secret's placeholder values by generated ones.
+func loadK8s(t *testing.T, objs map[string]map[string]obj, fill bool) (*config.Config, error) {
 	t.Helper()
 	d := objs["Deployment"]["idsync"]
 	pod := obj(d.get("spec", "template", "spec").(map[string]any))
@@ -321,6 +342,11 @@ func loadK8sConfig(t *testing.T, objs map[string]map[string]obj) *config.Config 
 				}
 				files[k] = string(b)
 			}
+			for k, content := range files {
+				if fill && strings.HasPrefix(content, secretPlaceholder) {
+					files[k] = "generated-" + k + "-0123456789abcdef0123456789abcdef"
+				}
+			}
 		default:
 			t.Fatalf("volume %s: neither a ConfigMap nor a Secret", vm.str("name"))
 		}
@@ -343,15 +369,52 @@ func loadK8sConfig(t *testing.T, objs map[string]map[string]obj) *config.Config 
 	for _, a := range c.get("args").([]any) {
 		args = append(args, fmt.Sprint(a))
 	}
-	cfg, err := loadConfig(t, env, args, mounts)
-	if err != nil {
-		configError(t, "ConfigMap idsync.yaml", err)
-		t.FailNow()
+	return loadConfig(t, env, args, mounts)
+}
+
+// TestKustomizeSecretPlaceholdersRefused: applied unchanged, the template
+// Secret's admin tokens are refused by idsync at start, naming the
+// settings, so that no overlay exposes a write-scope admin API with a
+// token published in this repository.
+func TestKustomizeSecretPlaceholdersRefused(t *testing.T) {
+	for name, dir := range map[string]string{
+		"base":       filepath.Join(Root(), "deploy/kubernetes/base"),
+		"production": filepath.Join(Root(), "deploy/kubernetes/overlays/production"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := objects(t, build(t, dir))
+			sec := objs["Secret"]["idsync-secrets"]
+			if sec == nil {
+				t.Fatal("no Secret idsync-secrets")
+			}
+			for k, v := range sec.strMap("stringData") {
+				if !strings.HasPrefix(v, secretPlaceholder) {
+					t.Errorf("Secret key %s is not a %s… placeholder: a real value must not be committed", k, secretPlaceholder)
+				}
+			}
+			_, err := loadK8s(t, objs, false)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("config.Load with the template Secret: err = %v, want a *config.Error", err)
+			}
+			refused := map[string]bool{}
+			for _, p := range ce.Problems {
+				if strings.Contains(p.Message, "placeholder") {
+					refused[p.Key] = true
+				}
+				for _, v := range sec.strMap("stringData") {
+					if strings.Contains(p.Message, v) {
+						t.Errorf("%s: the message quotes the token: %s", p.Key, p.Message)
+					}
+				}
+			}
+			for _, key := range []string{"admin.tokens[0].token_file", "admin.tokens[1].token_file"} {
+				if !refused[key] {
+					t.Errorf("%s: placeholder not refused; got %v", key, err)
+				}
+			}
+		})
 	}
-	if cfg.Kafka.InstanceID != "idsync-7d9f8c6b5-x2x4q" {
-		t.Errorf("kafka.instance_id = %q, want the pod name", cfg.Kafka.InstanceID)
-	}
-	return cfg
 }
 
 // findByPrefix finds a generated object by its name before the content hash.
