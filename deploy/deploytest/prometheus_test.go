@@ -72,8 +72,8 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	}
 	out := run(t, pt, "check", "config", path)
 	t.Log(strings.TrimSpace(out))
-	if !strings.Contains(out, "SUCCESS: 6 rules found") {
-		t.Errorf("promtool check config did not load the 6 alert rules:\n%s", out)
+	if !strings.Contains(out, "SUCCESS: 10 rules found") {
+		t.Errorf("promtool check config did not load the 10 alert rules:\n%s", out)
 	}
 }
 
@@ -95,7 +95,8 @@ func TestAlertsDocumented(t *testing.T) {
 			anchors[slug(strings.TrimLeft(line, "# "))] = true
 		}
 	}
-	want := []string{"IdsyncInstanceDown", "IdsyncRedisDown", "IdsyncConfigStale", "IdsyncConsumerLagGrowing", "IdsyncDLQRateHigh", "IdsyncNoOutput"}
+	want := []string{"IdsyncInstanceDown", "IdsyncRedisDown", "IdsyncConfigStale", "IdsyncConsumerLagGrowing", "IdsyncDLQRateHigh", "IdsyncNoOutput",
+		"IdsyncPartitionWaiting", "IdsyncProduceErrors", "IdsyncDestinationTopicsMissing", "IdsyncTargetsAbsent"}
 	got := map[string]bool{}
 	const prefix = "https://github.com/idsync/idsync/blob/main/docs/operations.md#"
 	for _, r := range rules {
@@ -158,7 +159,7 @@ func TestDashboard(t *testing.T) {
 		"Input rate", "Output rate per destination type", "DLQ rate by code", "Skipped, unmatched, invalid identifiers",
 		"End-to-end latency", "Processing time per record", "Consumer lag per partition", "Cache hit ratio",
 		"Cache entries", "Redis up", "Configuration staleness", "Rebalances", "Produce errors and waiting work",
-		"Memory", "GC and goroutines",
+		"Waiting partitions by reason", "Oldest wait", "Memory", "GC and goroutines",
 	} {
 		if _, ok := titles[want]; !ok {
 			t.Errorf("dashboard has no panel %q", want)
@@ -174,7 +175,8 @@ func TestDashboard(t *testing.T) {
 		"idsync_process_duration_seconds_bucket", "idsync_end_to_end_latency_seconds_bucket",
 		"idsync_consumer_lag_records", "idsync_config_cache_requests_total", "idsync_config_cache_entries",
 		"idsync_redis_up", "idsync_config_staleness_seconds", "idsync_build_info",
-		"idsync_rebalances_total", "idsync_produce_errors_total",
+		"idsync_rebalances_total", "idsync_produce_errors_total", "idsync_destination_topics_missing",
+		"idsync_partitions_waiting", "idsync_oldest_wait_seconds",
 		"process_resident_memory_bytes", "go_gc_duration_seconds",
 	} {
 		if !used[m] {
@@ -228,5 +230,33 @@ func TestMetricNames(t *testing.T) {
 	want := "go_goroutines idsync_config_cache_requests_total idsync_end_to_end_latency_seconds_bucket up"
 	if strings.Join(got, " ") != want {
 		t.Errorf("MetricNames = %v, want %s", got, want)
+	}
+}
+
+// TestTargetsAbsentWatchesTheScrapeJob: the absent() alert names the job
+// prometheus.yml scrapes idsync under, or it would fire (or stay blind)
+// for the wrong job.
+func TestTargetsAbsentWatchesTheScrapeJob(t *testing.T) {
+	var cfg struct {
+		ScrapeConfigs []struct {
+			JobName string `yaml:"job_name"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, filepath.Join(Root(), PromConfig), &cfg)
+	rules, err := Rules(filepath.Join(Root(), RulesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expr string
+	for _, r := range rules {
+		if r.Alert == "IdsyncTargetsAbsent" {
+			expr = r.Expr
+		}
+	}
+	if len(cfg.ScrapeConfigs) != 1 {
+		t.Fatalf("%s has %d scrape jobs, want the idsync one", PromConfig, len(cfg.ScrapeConfigs))
+	}
+	if want := `absent(up{job="` + cfg.ScrapeConfigs[0].JobName + `"})`; expr != want {
+		t.Errorf("IdsyncTargetsAbsent expr %q, want %q", expr, want)
 	}
 }
