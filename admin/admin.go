@@ -64,7 +64,11 @@ type Options struct {
 	// Limits bound the events preview decodes (zero fields take
 	// idsync.DefaultLimits).
 	Limits idsync.Limits
-	// Process tunes preview's idsync.Process (default idsync.DefaultOptions()).
+	// Process tunes preview's idsync.Process (default
+	// idsync.DefaultOptions()): pass the pipeline's, so that preview shapes
+	// as the pipeline does. Preview lowers its bounds to its own (see
+	// PreviewOptions); a zero MaxRecordBytes, MaxOutputBytes,
+	// MaxEventOutputBytes or MaxFacebookRows takes preview's.
 	Process idsync.Options
 	// Topics names the output topic preview reports (default
 	// DefaultTopicTemplate).
@@ -82,13 +86,61 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Preview's own bounds. POST /v1/preview needs only read scope and answers
+// with every record in its body, so it must not be an amplifier: a 24 KB
+// request once made a 175 MB response and 1.78 GB of allocation. Whatever
+// the pipeline allows, preview shapes at most this much for its one
+// destination, and answers with the dead letter beyond (fanout_limit or
+// output_too_large, as the pipeline would at its own bounds).
+//
+// With them a response holds at most PreviewMaxOutputBytes of record
+// values, as much again of record keys (a key, the profile's segment_id, is
+// also inside its value), and per record (at most PreviewMaxCombinations) a
+// few hundred bytes of topic and headers: about 2 MiB. An event well within
+// them is shaped exactly as the pipeline shapes it (only a record of nearly
+// PreviewMaxOutputBytes can be split by PreviewMaxRecordBytes where the
+// pipeline would not split it).
+const (
+	// PreviewMaxCombinations bounds the records (idsync.Options.MaxCombinations).
+	PreviewMaxCombinations = 100
+	// PreviewMaxFacebookRows bounds the Facebook rows (MaxFacebookRows).
+	PreviewMaxFacebookRows = 10000
+	// PreviewMaxRecordBytes bounds one record's key and value (MaxRecordBytes).
+	PreviewMaxRecordBytes = 1 << 20
+	// PreviewMaxOutputBytes bounds the records' values (MaxOutputBytes and
+	// MaxEventOutputBytes: preview has one destination).
+	PreviewMaxOutputBytes = 1 << 20
+)
+
+// PreviewOptions returns the options preview runs idsync.Process with: the
+// pipeline's p with each bound lowered to preview's own, and preview's own
+// where p leaves a bound zero. The other fields (rows per Facebook record,
+// phone region) are p's, so preview shapes as the pipeline does.
+func PreviewOptions(p idsync.Options) idsync.Options {
+	lower := func(v, most int) int {
+		if v <= 0 || v > most {
+			return most
+		}
+		return v
+	}
+	p.MaxCombinations = lower(p.MaxCombinations, PreviewMaxCombinations)
+	p.MaxFacebookRows = lower(p.MaxFacebookRows, PreviewMaxFacebookRows)
+	p.MaxRecordBytes = lower(p.MaxRecordBytes, PreviewMaxRecordBytes)
+	p.MaxOutputBytes = lower(p.MaxOutputBytes, PreviewMaxOutputBytes)
+	p.MaxEventOutputBytes = lower(p.MaxEventOutputBytes, PreviewMaxOutputBytes)
+	return p
+}
+
 // Server is the admin API's http.Handler. It is safe for concurrent use.
 type Server struct {
-	st     Store
-	opt    Options
-	tokens []tokenHash
-	mux    *http.ServeMux
-	log    *slog.Logger
+	st  Store
+	opt Options
+	// previewOpt is what preview runs idsync.Process with: PreviewOptions
+	// of opt.Process.
+	previewOpt idsync.Options
+	tokens     []tokenHash
+	mux        *http.ServeMux
+	log        *slog.Logger
 }
 
 // tokenHash is a token with its secret's SHA-256, so that every comparison
@@ -136,7 +188,8 @@ func New(st Store, opt Options) (*Server, error) {
 	if opt.Process == (idsync.Options{}) {
 		opt.Process = idsync.DefaultOptions()
 	}
-	if err := opt.Process.Check(); err != nil {
+	previewOpt := PreviewOptions(opt.Process)
+	if err := previewOpt.Check(); err != nil {
 		return nil, fmt.Errorf("admin: process options: %w", err)
 	}
 	if opt.Topics == (idsync.TopicTemplate{}) {
@@ -159,7 +212,7 @@ func New(st Store, opt Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{st: st, opt: opt, tokens: tokens, log: log}
+	s := &Server{st: st, opt: opt, previewOpt: previewOpt, tokens: tokens, log: log}
 	s.routes()
 	return s, nil
 }

@@ -48,7 +48,9 @@ type previewDLQ struct {
 // preview shows what idsync would do with an event under a configuration,
 // as if that configuration were the effective version 1 of the
 // destination's only connection. Nothing is stored or produced. The body
-// may hold identifier values: it is never logged.
+// may hold identifier values: it is never logged. Process runs with
+// preview's own, lower bounds (PreviewOptions), so that neither the
+// response nor the work is more than a few MiB whatever the request.
 func (s *Server) preview(w http.ResponseWriter, r *http.Request, _ *call) {
 	body, ok := s.readBody(w, r)
 	if !ok {
@@ -104,7 +106,7 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request, _ *call) {
 		DestinationID: dest,
 		Versions:      []idsync.Version{{Version: 1, Config: cfg}},
 	}}
-	res := idsync.Process(ev, conns, now, s.opt.Process)
+	res := idsync.Process(ev, conns, now, s.previewOpt)
 	for _, o := range res.Outputs {
 		out.Records = append(out.Records, previewRecord{
 			Topic: s.opt.Topics.Topic(o.DestinationID),
@@ -123,6 +125,10 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request, _ *call) {
 	if len(res.DeadLetters) > 0 {
 		dl := res.DeadLetters[0]
 		out.DLQ = &previewDLQ{Code: dl.Code, Error: dl.Message}
+		if (dl.Code == idsync.CodeFanoutLimit || dl.Code == idsync.CodeOutputTooLarge) && s.previewOpt != s.opt.Process {
+			out.DLQ.Error += fmt.Sprintf(" (preview's own bounds, lower than the pipeline's: %d records, %d Facebook rows, %d bytes)",
+				s.previewOpt.MaxCombinations, s.previewOpt.MaxFacebookRows, s.previewOpt.MaxOutputBytes)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
