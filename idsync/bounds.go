@@ -275,7 +275,7 @@ func (s *shaper) planSegment(lens []int) (DeadLetter, bool) {
 	for _, vs := range s.sel.values {
 		records = mulCapped(records, len(vs), countBound)
 	}
-	if records > s.opt.MaxCombinations {
+	if records == tooMany || records > s.opt.MaxCombinations {
 		return s.deadLetter(CodeFanoutLimit, "the event would produce %s records, above max_combinations %d",
 			countText(records, s.opt.MaxCombinations), s.opt.MaxCombinations)
 	}
@@ -422,7 +422,7 @@ func (s *shaper) planFacebook(ps *planScratch) (DeadLetter, bool) {
 	for _, c := range s.cols[:k] {
 		rows = mulCapped(rows, len(c), countBound)
 	}
-	if rows > s.opt.MaxFacebookRows {
+	if rows == tooMany || rows > s.opt.MaxFacebookRows {
 		return s.deadLetter(CodeFanoutLimit, "the event would produce %s Facebook rows, above max_facebook_rows %d",
 			countText(rows, s.opt.MaxFacebookRows), s.opt.MaxFacebookRows)
 	}

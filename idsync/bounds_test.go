@@ -392,9 +392,10 @@ func TestProcessUnusableConnections(t *testing.T) {
 	}{
 		{"connection invalid", Connection{Invalid: "record cannot be decoded: unexpected end of JSON input", Versions: version(good())}, "stored connection cannot be used: record cannot be decoded"},
 		{"connection invalid without versions", Connection{Invalid: "not a connection record"}, "not a connection record"},
-		{"version invalid", Connection{Versions: []Version{{Version: 7, Config: good(), Invalid: "unknown destination type \"tiktok\""}}}, "version 7 cannot be used: unknown destination type"},
-		{"no configuration", Connection{Versions: version(nil)}, "version 7 cannot be used: it holds no configuration"},
-		{"unknown destination type", Connection{Versions: version(edit(func(c *Config) { c.DestinationType = "tiktok_audiences" }))}, `destination_type: unknown destination type "tiktok_audiences"`},
+		{"version invalid", Connection{Versions: []Version{{Version: 7, Config: good(), Invalid: "configuration of version 7 cannot be used: unknown destination type"}}},
+			"version 7: configuration of version 7 cannot be used: unknown destination type"},
+		{"no configuration", Connection{Versions: version(nil)}, "version 7: it holds no configuration"},
+		{"unknown destination type", Connection{Versions: version(edit(func(c *Config) { c.DestinationType = "tiktok_audiences" }))}, `version 7: its configuration cannot be used: destination_type: unknown destination type "tiktok_audiences"`},
 		{"empty destination type", Connection{Versions: version(edit(func(c *Config) { c.DestinationType = "" }))}, "destination_type"},
 		{"unknown setup", Connection{Versions: version(edit(func(c *Config) { c.Setup = "custom" }))}, "setup:"},
 		{"unknown strategy", Connection{Versions: version(edit(func(c *Config) { c.Identifiers[0].Strategy = "newest" }))}, "identifiers[0].strategy"},

@@ -128,7 +128,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 		served++
 		if reason := unusableVersion(v); reason != "" {
 			res.DeadLetters = append(res.DeadLetters, DeadLetter{DestinationID: c.DestinationID, Code: CodeInvalidConfig,
-				Message: fmt.Sprintf("destination %s: configuration version %d cannot be used: %s", clip(c.DestinationID, 64), v.Version, reason)})
+				Message: fmt.Sprintf("destination %s: version %d: %s", clip(c.DestinationID, 64), v.Version, reason)})
 			continue
 		}
 		cfg := v.Config
@@ -197,7 +197,10 @@ func unusableVersion(v *Version) string {
 	if v.Config == nil {
 		return "it holds no configuration and is not a deletion"
 	}
-	return unusableConfig(v.Config)
+	if reason := unusableConfig(v.Config); reason != "" {
+		return "its configuration cannot be used: " + reason
+	}
+	return ""
 }
 
 // unusableConfig checks the rules of DESIGN.md §3 whose breach would make

@@ -226,7 +226,11 @@ const (
 var SkipReasons = []string{SkipNoConnections}
 
 // DeadLetter says the event must go to the dead-letter topic for one
-// destination (today only for the fan-out limit).
+// destination, which gets nothing from it: CodeFanoutLimit (records, rows
+// or bytes above the Options bounds), CodeOutputTooLarge (a record above
+// MaxRecordBytes even after splitting) or CodeInvalidConfig (a stored
+// connection or version Process cannot use). The pipeline adds
+// CodeDestinationRefused itself.
 type DeadLetter struct {
 	DestinationID string `json:"destination_id"`
 	Code          Code   `json:"code"`
@@ -240,7 +244,10 @@ type Result struct {
 	// Process), each destination's records in message_id order.
 	Outputs []Output
 	// NoConnections is set when the audience has no effective connection:
-	// the event counts as skipped with reason no_connections.
+	// the event counts as skipped with reason no_connections. A connection
+	// that cannot be used (Connection.Invalid, or an applied version that
+	// is not a deletion and cannot be used) is effective: it has a dead
+	// letter, and the event is not a no_connections skip.
 	NoConnections bool
 	// Unmatched lists, per connection with nothing to send for the profile,
 	// its destination type (counted in idsync_unmatched_total).
@@ -250,8 +257,13 @@ type Result struct {
 	Invalid map[DestinationType]int
 	// DeadLetters lists destinations that get nothing from this event,
 	// with the reason (fan-out or size limits, an unusable stored
-	// configuration).
+	// configuration), in connection order. Each effective connection ends
+	// in exactly one of: records in Outputs, one dead letter, or Unmatched.
 	DeadLetters []DeadLetter
-	// Bytes is the total length of the Outputs' values.
+	// Bytes is the total length of the Outputs' values: at most
+	// Options.MaxEventOutputBytes, and what the records hold in memory
+	// (they share one allocation of exactly this size) until they are
+	// acknowledged. Keys are not counted: they are the event's segment_id,
+	// one string shared by every output.
 	Bytes int
 }
