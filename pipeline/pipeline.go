@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idsync/idsync/idsync"
@@ -423,6 +424,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 			}
 		})
 		err := p.batch(hard, fetches)
+		p.topics.purgeForgotten()
 		p.allowRebalance()
 		if err != nil {
 			return err
@@ -485,9 +487,10 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		index[topicPartition{pt.Topic, pt.Partition}] = i
 	}
 	failed := acks.failures()
+	p.logFailures(failed)
 	shutdown := false
 	for _, f := range failed {
-		s := p.failureStop(f)
+		s := p.failureStop(hard, f)
 		if s == nil {
 			shutdown = true
 			continue
@@ -562,17 +565,27 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 // partition: a stop at that record, with a Wait reason when the cause may
 // pass and without one when the refusal was learnt and the next attempt
 // goes on at once; nil when the produce was cancelled by the shutdown.
-func (p *Pipeline) failureStop(f failure) *stop {
+func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 	class := classify(f.err)
-	if class != failShutdown {
-		p.log.Warn("producing a record failed", "topic", f.topic, "dead_letter", f.dlq,
-			"destination_id", f.dest, "source_partition", f.src.Partition, "source_offset", f.src.Offset, "err", f.err)
-	}
 	key := refusalKey{f.src.Topic, f.src.Partition, f.src.Offset, f.dest, f.dlq}
 	switch class {
 	case failShutdown:
 		return nil
 	case failRefused:
+		if errors.Is(f.err, kerr.MessageTooLarge) {
+			if _, known := p.topics.limit(f.topic); !known {
+				// The topic may take records this size, but not batches of
+				// them: learn its limit and try again, one record at a time.
+				if err := p.topics.learnLimit(ctx, f.topic); err != nil {
+					reason := WaitDestination
+					if f.dlq {
+						reason = WaitDLQ
+					}
+					return &stop{rec: f.src, reason: reason, cause: err}
+				}
+				return &stop{rec: f.src, cause: f.err}
+			}
+		}
 		if f.dlq {
 			// Made smaller at each attempt; refused even as headers only,
 			// the DLQ itself is the problem: wait for it.
@@ -593,6 +606,31 @@ func (p *Pipeline) failureStop(f failure) *stop {
 		return &stop{rec: f.src, reason: WaitDLQ, cause: f.err}
 	}
 	return &stop{rec: f.src, reason: WaitDestination, cause: f.err}
+}
+
+// logFailures logs a batch's produce failures, one line per topic and
+// error with the count and the first input record concerned.
+func (p *Pipeline) logFailures(failed []failure) {
+	type group struct {
+		topic, err string
+	}
+	seen := map[group]int{}
+	var order []failure
+	for _, f := range failed {
+		if classify(f.err) == failShutdown {
+			continue
+		}
+		g := group{f.topic, f.err.Error()}
+		if seen[g] == 0 {
+			order = append(order, f)
+		}
+		seen[g]++
+	}
+	for _, f := range order {
+		p.log.Warn("producing records failed", "topic", f.topic, "records", seen[group{f.topic, f.err.Error()}],
+			"dead_letter", f.dlq, "destination_id", f.dest, "first_source_partition", f.src.Partition,
+			"first_source_offset", f.src.Offset, "err", f.err)
+	}
 }
 
 // endTransaction commits the batch's transaction, or aborts it when a

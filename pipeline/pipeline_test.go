@@ -252,7 +252,7 @@ type outRecord struct {
 	headers map[string]string
 }
 
-func expect(t *testing.T, e *env, src *staticSource, in []produced, opt idsync.Options, lim idsync.Limits) map[string][]outRecord {
+func expect(t *testing.T, e *env, src ConnectionSource, in []produced, opt idsync.Options, lim idsync.Limits) map[string][]outRecord {
 	t.Helper()
 	tmpl, err := idsync.ParseTopicTemplate(e.template())
 	if err != nil {
@@ -276,7 +276,15 @@ func expect(t *testing.T, e *env, src *staticSource, in []produced, opt idsync.O
 			dlq(p, idsync.CodeOf(err), err.Error(), "")
 			continue
 		}
-		conns, _ := src.Connections(context.Background(), ev.SpaceID, ev.AudienceID)
+		conns, err := src.Connections(context.Background(), ev.SpaceID, ev.AudienceID)
+		switch {
+		case errors.Is(err, idsync.ErrInvalidKey):
+			dlq(p, idsync.CodeInvalidKey, err.Error(), "")
+			continue
+		case errors.Is(err, idsync.ErrUnusableConfig):
+			dlq(p, idsync.CodeInvalidConfig, err.Error(), "")
+			continue
+		}
 		res := idsync.Process(ev, conns, testNow, opt)
 		for _, o := range res.Outputs {
 			topic := tmpl.Topic(o.DestinationID)

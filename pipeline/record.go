@@ -186,6 +186,11 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 	p.m.processTime.Observe(time.Since(start).Seconds())
 }
 
+// aloneOverhead is what a broker counts of a record produced alone besides
+// its key, value and headers: the batch header (61 bytes) and the record's
+// own framing.
+const aloneOverhead = 100
+
 // recordOverhead is the room kept in a record's size limit for what the
 // broker counts besides key, value and headers (batch and record framing).
 const recordOverhead = 512
@@ -255,15 +260,21 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 		if err != nil {
 			return &stop{rec: rec, reason: WaitTopic, cause: err}
 		}
-		tooLarge := false
-		for k := i; k < j; k++ {
-			if p.recordSize(rec, &outs[k]) > int(p.cfg.MaxRecordBytes) {
-				tooLarge = true
+		var dl *idsync.DeadLetter
+		lim, limited := p.topics.limit(topic)
+		for k := i; k < j && dl == nil; k++ {
+			size := p.recordSize(rec, &outs[k])
+			switch {
+			case limited && size-recordOverhead+aloneOverhead > lim:
+				dl = &idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeDestinationRefused,
+					Message: fmt.Sprintf("destination %s: a record of %d bytes is above the max.message.bytes %d of topic %s", dest, size-recordOverhead, lim, topic)}
+			case size > int(p.cfg.MaxRecordBytes):
+				dl = &idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeOutputTooLarge,
+					Message: fmt.Sprintf("destination %s: a record would exceed the record size limit of %d bytes", dest, p.cfg.MaxRecordBytes)}
 			}
 		}
-		if tooLarge {
-			dls = append(dls, idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeOutputTooLarge,
-				Message: fmt.Sprintf("destination %s: a record would exceed the record size limit of %d bytes", dest, p.cfg.MaxRecordBytes)})
+		if dl != nil {
+			dls = append(dls, *dl)
 			i = j
 			continue
 		}
@@ -309,7 +320,11 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 			}
 			r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in, src: rec, dest: o.DestinationID}
 			r.rec = kgo.Record{Topic: topicOf[i], Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
-			a.produce(ctx, &r.rec)
+			if _, limited := p.topics.limit(topicOf[i]); limited {
+				a.produceAlone(ctx, &r.rec)
+			} else {
+				a.produce(ctx, &r.rec)
+			}
 		}
 	}
 	for _, d := range dls {
@@ -451,6 +466,15 @@ func (a *acks) produce(ctx context.Context, r *kgo.Record) {
 	}
 }
 
+// produceAlone sends r in a batch of its own, for a topic whose
+// max.message.bytes is below the producer's batch size: what was buffered
+// is flushed first, and r is flushed before anything else is produced.
+func (a *acks) produceAlone(ctx context.Context, r *kgo.Record) {
+	_ = a.p.cl.Flush(ctx)
+	a.produce(ctx, r)
+	_ = a.p.cl.Flush(ctx)
+}
+
 // onAck is the promise of every record of the batch.
 func (a *acks) onAck(r *kgo.Record, err error) {
 	defer a.wg.Done()
@@ -518,9 +542,16 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalKeySize, Value: strconv.AppendInt(nil, int64(len(key)), 10)})
 		key = key[:maxDeadLetterKey]
 	}
-	room := int(a.p.cfg.MaxRecordBytes) - recordOverhead - len(key) - 64 // 64: room for the size header
+	// What the dead letter takes besides its value (64: room for the size
+	// header), and so the room left for the value.
+	fixed := len(key) + 64
 	for _, h := range headers {
-		room -= len(h.Key) + len(h.Value)
+		fixed += len(h.Key) + len(h.Value)
+	}
+	room := int(a.p.cfg.MaxRecordBytes) - recordOverhead - fixed
+	lim, limited := a.p.topics.limit(a.p.cfg.DLQTopic)
+	if limited {
+		room = min(room, lim-aloneOverhead-fixed)
 	}
 	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
 	switch {
@@ -533,13 +564,18 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalSize, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
 		value = value[:max(room, 0)]
 	}
-	a.produce(ctx, &kgo.Record{
+	dl := &kgo.Record{
 		Topic:   a.p.cfg.DLQTopic,
 		Key:     key,
 		Value:   value,
 		Headers: headers,
 		Context: &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: rec, dest: destination, dlq: true},
-	})
+	}
+	if limited {
+		a.produceAlone(ctx, dl)
+	} else {
+		a.produce(ctx, dl)
+	}
 }
 
 // wait blocks until every promise of the batch has run.

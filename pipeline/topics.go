@@ -35,6 +35,7 @@ var errTopicNotReady = errors.New("topic not ready")
 // spent): forget drops it from the known topics, so the next record for it
 // creates it again or waits for it.
 type topics struct {
+	cl  *kgo.Client
 	adm *kadm.Client
 	cfg Config
 	m   *metrics
@@ -49,11 +50,18 @@ type topics struct {
 	// missing are the topics found missing, with when they were last
 	// checked (checks are at most one per retry backoff).
 	missing map[string]time.Time
+	// limits are the max.message.bytes of topics that refused a record as
+	// too large: below the producer's batch size, so their records are
+	// produced one at a time and those above it dead-lettered.
+	limits map[string]int
+	// purge are the forgotten topics whose producer state (their old
+	// topic id) is dropped once the batch has ended.
+	purge []string
 }
 
 func newTopics(cl *kgo.Client, cfg Config, m *metrics, log *slog.Logger) *topics {
-	return &topics{adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log,
-		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}}
+	return &topics{cl: cl, adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log,
+		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}, limits: map[string]int{}}
 }
 
 // forDestination returns the topic of destination id if it exists (see
@@ -124,6 +132,7 @@ func (t *topics) forget(topic string) {
 	if !t.known[topic] {
 		return
 	}
+	t.purge = append(t.purge, topic)
 	delete(t.known, topic)
 	for id, tp := range t.ready {
 		if tp == topic {
@@ -131,6 +140,20 @@ func (t *topics) forget(topic string) {
 		}
 	}
 	t.log.Warn("topic disappeared after records were produced to it; checking it again", "topic", topic)
+}
+
+// purgeForgotten drops the producer's state of the forgotten topics, so
+// that a topic deleted and made again is produced to under its new id. It
+// runs between batches, when none of their records is in flight (and no
+// transaction is open).
+func (t *topics) purgeForgotten() {
+	t.mu.Lock()
+	purge := t.purge
+	t.purge = nil
+	t.mu.Unlock()
+	if len(purge) > 0 {
+		t.cl.PurgeTopicsFromProducing(purge...)
+	}
 }
 
 func (t *topics) create(ctx context.Context, topic string) error {
@@ -167,4 +190,53 @@ func (t *topics) exists(ctx context.Context, topic string) error {
 		return fmt.Errorf("topic %s: %w", topic, d.Err)
 	}
 	return nil
+}
+
+// limit returns the learnt max.message.bytes of topic, if it refused a
+// record as too large before.
+func (t *topics) limit(topic string) (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, ok := t.limits[topic]
+	return n, ok
+}
+
+// learnLimit reads topic's max.message.bytes after it refused a batch as too
+// large. The producer batches records up to kafka.producer_batch_max_bytes,
+// which an operator-made topic may not take: from now on its records are
+// produced alone, and only those that cannot fit on their own are
+// dead-lettered.
+func (t *topics) learnLimit(ctx context.Context, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	rcs, err := t.adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("describing topic %s: %w", topic, err)
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil {
+		return fmt.Errorf("describing topic %s: %w", topic, err)
+	}
+	if rc.Err != nil {
+		return fmt.Errorf("describing topic %s: %w", topic, rc.Err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key != "max.message.bytes" || c.Value == nil {
+			continue
+		}
+		n, err := strconv.Atoi(*c.Value)
+		if err != nil {
+			return fmt.Errorf("topic %s: max.message.bytes %q: %w", topic, *c.Value, err)
+		}
+		t.mu.Lock()
+		_, had := t.limits[topic]
+		t.limits[topic] = n
+		t.mu.Unlock()
+		if !had {
+			t.log.Warn("topic takes smaller records than kafka.producer_batch_max_bytes; its records are produced one at a time and those above its limit dead-lettered (raise its max.message.bytes)",
+				"topic", topic, "max_message_bytes", n, "producer_batch_max_bytes", t.cfg.MaxRecordBytes)
+		}
+		return nil
+	}
+	return fmt.Errorf("topic %s: no max.message.bytes in its configuration", topic)
 }
