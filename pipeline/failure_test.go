@@ -472,4 +472,3 @@ func TestLagShowsWhileWaiting(t *testing.T) {
 		alive(t, r)
 	})
 }
-
