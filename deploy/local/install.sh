@@ -2,6 +2,9 @@
 # Installs what the end-to-end tests need and a fresh machine lacks:
 #
 #   - redis-server and redis-cli (Debian package redis-server), only when missing;
+#   - kcat (Debian package kcat, a librdkafka client: the end-to-end tests
+#     feed and read the binary with it as an independent client), only when
+#     missing;
 #   - checks that Java 17+ and Maven are on PATH (they are not installed here:
 #     say what is missing and fail);
 #   - fetches the Apache Kafka jars into the cache (see common.sh), only when
@@ -40,6 +43,19 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
 	fi
 fi
 
+# kcat, the same way: an independent Kafka client (librdkafka) for the
+# end-to-end tests that drive the binary as a user would (e2e/hostile_test.go).
+if ! command -v kcat >/dev/null; then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing kcat from Debian packages"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends kcat >/dev/null
+	else
+		missing+=("kcat (as root: apt-get install -y kcat)")
+	fi
+fi
+
 if ((${#missing[@]} > 0)); then
 	log "missing:"
 	for m in "${missing[@]}"; do
@@ -50,7 +66,7 @@ fi
 
 fetch_kafka_jars
 
-log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
+log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), kcat $(kcat -V 2>&1 | sed -n 's/^kcat - .* version \([^ ]*\).*/\1/p' | head -n1), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
 
 # promtool and the Prometheus server (Debian package prometheus, 2.42 on
 # Debian 12) for the checks of deploy/prometheus (deploy/deploytest) and the
