@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			return false, "redis unreachable and no configuration cached"
 		}
 		return true, ""
-	}), log)
+	}, func() ([]pipeline.Wait, time.Time) { return p.Waiting(), p.InFlightSince() }), log)
 	if err != nil {
 		return err
 	}

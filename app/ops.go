@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,14 +12,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/idsync/idsync/pipeline"
 )
 
 // readiness says whether the instance can do its work, and if not, why.
 type readiness func() (bool, string)
 
+// waiting lists what the instance waits for: the input partitions stopped
+// at a record until a cause passes, and the batch held up by its
+// acknowledgements, if any.
+type waiting func() ([]pipeline.Wait, time.Time)
+
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz
-// (it is ready: partitions assigned, configuration readable).
-func opsHandler(g prometheus.Gatherer, ready readiness) http.Handler {
+// (it is ready: partitions assigned, configuration readable; followed by
+// the partitions that wait, with why and since when).
+func opsHandler(g prometheus.Gatherer, ready readiness, waits waiting) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -29,9 +38,12 @@ func opsHandler(g prometheus.Gatherer, ready readiness) http.Handler {
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:", why)
-			return
+		} else {
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
+		if waits != nil {
+			writeWaits(w, waits)
+		}
 	})
 	return mux
 }
@@ -81,5 +93,20 @@ func (s *server) shutdown(ctx context.Context) {
 	}
 	if err := <-s.done; err != nil {
 		s.log.Warn("listener stopped", "listener", s.name, "err", err)
+	}
+}
+
+// writeWaits writes the waiting partitions, oldest first, one a line:
+// "waiting: <topic>/<partition> at offset <n>: <reason> for <age> (since <RFC 3339>)".
+func writeWaits(w io.Writer, waits waiting) {
+	ws, batch := waits()
+	now := time.Now()
+	for _, x := range ws {
+		fmt.Fprintf(w, "waiting: %s/%d at offset %d: %s for %s (since %s)\n", x.Topic, x.Partition, x.Offset, x.Reason,
+			now.Sub(x.Since).Round(time.Second), x.Since.UTC().Format(time.RFC3339))
+	}
+	if !batch.IsZero() && now.Sub(batch) > 5*time.Second {
+		fmt.Fprintf(w, "waiting: a batch for its acknowledgements from the brokers for %s (since %s)\n",
+			now.Sub(batch).Round(time.Second), batch.UTC().Format(time.RFC3339))
 	}
 }
