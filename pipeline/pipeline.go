@@ -572,10 +572,11 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 	case failShutdown:
 		return nil
 	case failRefused:
-		if errors.Is(f.err, kerr.MessageTooLarge) {
+		if errors.Is(f.err, kerr.MessageTooLarge) && !f.alone {
+			// The topic may take records this size, but not a batch of
+			// them (every record of a refused batch fails with it): learn
+			// its limit and try again, one record at a time.
 			if _, known := p.topics.limit(f.topic); !known {
-				// The topic may take records this size, but not batches of
-				// them: learn its limit and try again, one record at a time.
 				if err := p.topics.learnLimit(ctx, f.topic); err != nil {
 					reason := WaitDestination
 					if f.dlq {
@@ -583,8 +584,8 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 					}
 					return &stop{rec: f.src, reason: reason, cause: err}
 				}
-				return &stop{rec: f.src, cause: f.err}
 			}
+			return &stop{rec: f.src, cause: f.err}
 		}
 		if f.dlq {
 			// Made smaller at each attempt; refused even as headers only,

@@ -407,6 +407,7 @@ type failure struct {
 	topic string
 	dest  string // its destination id ("" for a dead letter of the record as a whole)
 	dlq   bool   // a dead letter
+	alone bool   // produced in a batch of its own
 	err   error
 }
 
@@ -434,6 +435,9 @@ type recordMeta struct {
 	src     *kgo.Record
 	dest    string
 	dlq     bool
+	// alone: produced in a batch of its own (see produceAlone), so a
+	// refusal as too large is about this record, not its batch.
+	alone bool
 }
 
 // inputAck follows one input record's outputs, to observe the end-to-end
@@ -470,6 +474,7 @@ func (a *acks) produce(ctx context.Context, r *kgo.Record) {
 // max.message.bytes is below the producer's batch size: what was buffered
 // is flushed first, and r is flushed before anything else is produced.
 func (a *acks) produceAlone(ctx context.Context, r *kgo.Record) {
+	r.Context.(*recordMeta).alone = true
 	_ = a.p.cl.Flush(ctx)
 	a.produce(ctx, r)
 	_ = a.p.cl.Flush(ctx)
@@ -484,7 +489,7 @@ func (a *acks) onAck(r *kgo.Record, err error) {
 			a.p.m.produceErrors.Inc()
 		}
 		a.mu.Lock()
-		a.failed = append(a.failed, failure{src: m.src, topic: r.Topic, dest: m.dest, dlq: m.dlq, err: err})
+		a.failed = append(a.failed, failure{src: m.src, topic: r.Topic, dest: m.dest, dlq: m.dlq, alone: m.alone, err: err})
 		a.mu.Unlock()
 		return
 	}
