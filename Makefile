@@ -54,10 +54,14 @@ clean:
 	rm -rf bin
 
 # test-reliability: the full reliability suite on the real stack (long: about
-# 20 minutes), then FUZZTIME of fuzzing per fuzz target. Each test appends its
-# figures to RELIABILITY_REPORT (one JSON line per test); docs/reliability.md
-# is written from them.
+# 20 minutes), then the hostile-input property test with HOSTILE_SEEDS random
+# seeds, each in at_least_once and exactly_once, on kfake and on the real
+# broker (pipeline/hostile_test.go; a failure names its seed, replayed with
+# IDSYNC_TEST_HOSTILE_SEED=<seed>), then FUZZTIME of fuzzing per fuzz target.
+# Each test appends its figures to RELIABILITY_REPORT (one JSON line per test
+# or seed run); docs/reliability.md is written from them.
 RELIABILITY_REPORT ?= reliability-report.jsonl
+HOSTILE_SEEDS ?= 50
 FUZZTIME ?= 5m
 FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzProcess
 
@@ -66,6 +70,8 @@ test-reliability:
 	rm -f $(RELIABILITY_REPORT)
 	IDSYNC_TEST_RELIABILITY=full IDSYNC_TEST_RELIABILITY_REPORT=$(abspath $(RELIABILITY_REPORT)) \
 		bash deploy/local/test.sh -run 'TestReliability' -timeout 120m -v ./e2e/
+	IDSYNC_TEST_HOSTILE_SEEDS=$(HOSTILE_SEEDS) IDSYNC_TEST_RELIABILITY_REPORT=$(abspath $(RELIABILITY_REPORT)) \
+		bash deploy/local/test.sh -run '^TestHostileInput$$' -timeout 180m -v ./pipeline/
 	$(MAKE) fuzz
 
 fuzz:
