@@ -231,6 +231,11 @@ func TestPrometheusRedisDownAlert(t *testing.T) {
 	s.waitCommitted(60 * time.Second)
 
 	p := startPrometheus(t, in.ops)
+	rulesText, err := os.ReadFile(filepath.Join(deploytest.Root(), deploytest.RulesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRules := strings.Count(string(rulesText), "- alert:")
 	// Scraped, with Redis up and nothing firing.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -296,7 +301,7 @@ func TestPrometheusRedisDownAlert(t *testing.T) {
 		if len(bad) > 0 {
 			t.Fatalf("rules failing: %s", strings.Join(bad, "; "))
 		}
-		if n == 6 && len(unknown) == 0 {
+		if n == wantRules && len(unknown) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
