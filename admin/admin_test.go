@@ -340,6 +340,22 @@ func TestStoreErrors(t *testing.T) {
 	conflict.err = fmt.Errorf("store: putting: %w", ErrInvalidKey)
 	expectError(t, h.do("PUT", path, writeSecret, fbConfig), http.StatusBadRequest)
 
+	// Redis holds a record this binary cannot read: 409 with the reason
+	// and where to read how to repair it, never a bare 500.
+	for _, call := range []struct{ method, path, body string }{
+		{"GET", path, ""}, {"PUT", path, fbConfig}, {"DELETE", path, ""}, {"GET", base, ""},
+	} {
+		h.st.mu.Lock()
+		h.st.failNext = fmt.Errorf("store: reading: %w: connection record: invalid JSON at byte 3", idsync.ErrUnusableConfig)
+		h.st.mu.Unlock()
+		h.srv.st = h.st
+		e := expectError(t, h.do(call.method, call.path, writeSecret, call.body), http.StatusConflict)
+		if !strings.Contains(e.Error, "docs/store.md") || !hasField(e.Problems, "stored_record") {
+			t.Errorf("%s %s: %+v", call.method, call.path, e)
+		}
+	}
+	h.srv.st = conflict
+
 	// A store failure: 500 "internal error", the cause in the log only.
 	h.srv.st = h.st
 	for _, call := range []struct{ method, path, body string }{

@@ -32,6 +32,9 @@ type connectionView struct {
 	DestinationID string       `json:"destination_id"`
 	Active        *versionView `json:"active"`
 	Pending       *versionView `json:"pending"`
+	// Invalid says why the stored record cannot be used at all (its events
+	// are dead-lettered invalid_config); see docs/store.md.
+	Invalid string `json:"invalid,omitempty"`
 }
 
 type versionView struct {
@@ -41,6 +44,9 @@ type versionView struct {
 	// Deleted marks a pending tombstone: the connection goes at EffectiveAt.
 	Deleted bool           `json:"deleted"`
 	Config  *idsync.Config `json:"config"`
+	// Invalid says why this stored version cannot be used by this binary
+	// (its events are dead-lettered invalid_config); a new edit repairs it.
+	Invalid string `json:"invalid,omitempty"`
 }
 
 type listView struct {
@@ -184,10 +190,13 @@ func (s *Server) types(w http.ResponseWriter, _ *http.Request, _ *call) {
 // view returns the connection's active and pending versions now, or nil
 // when it has neither (never created, or its deletion is effective).
 func (s *Server) view(conn idsync.Connection) *connectionView {
+	if conn.Invalid != "" {
+		return &connectionView{DestinationID: conn.DestinationID, Invalid: conn.Invalid}
+	}
 	now := s.opt.Now()
 	versions := s.opt.Activation.Prune(conn.Versions, now)
 	active, pending := idsync.ActiveAndPending(versions, now)
-	if active != nil && (active.Deleted || active.Config == nil) {
+	if active != nil && (active.Deleted || (active.Config == nil && active.Invalid == "")) {
 		active = nil
 	}
 	if active == nil && pending == nil {
@@ -200,7 +209,8 @@ func newVersionView(v *idsync.Version) *versionView {
 	if v == nil {
 		return nil
 	}
-	return &versionView{Version: v.Version, UpdatedAt: v.UpdatedAt.UTC(), EffectiveAt: v.EffectiveAt.UTC(), Deleted: v.Deleted, Config: v.Config}
+	return &versionView{Version: v.Version, UpdatedAt: v.UpdatedAt.UTC(), EffectiveAt: v.EffectiveAt.UTC(), Deleted: v.Deleted,
+		Config: v.Config, Invalid: v.Invalid}
 }
 
 func (s *Server) editView(k Key, v idsync.Version) editView {

@@ -231,6 +231,11 @@ func (s *Server) storeError(w http.ResponseWriter, c *call, op string, err error
 		writeError(w, http.StatusConflict, "the connection was edited concurrently; read it again and retry", nil)
 	case errors.Is(err, ErrInvalidKey):
 		writeError(w, http.StatusBadRequest, "the store refused the connection key", nil)
+	case errors.Is(err, idsync.ErrUnusableConfig):
+		// Redis holds a record this binary cannot read: not the request's
+		// fault, and not a failure to hide behind "internal error".
+		writeError(w, http.StatusConflict, "the stored record cannot be used and is left unchanged; repair it as docs/store.md says (Repairing a stored record)",
+			[]idsync.Problem{{Field: "stored_record", Message: err.Error()}})
 	default:
 		s.log.Error("admin: store failure", "route", c.route, "op", op, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error", nil)
