@@ -40,7 +40,8 @@ func getScratch() *scratch {
 
 // release returns s to the pool, unless a huge event made it large.
 func (s *scratch) release() {
-	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 {
+	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 &&
+		cap(s.plan.envelope) <= 64<<10 {
 		s.sel.clear()
 		scratches.Put(s)
 	}

@@ -33,7 +33,6 @@ import (
 const (
 	lenMessageIDKey    = len(`{"message_id":`)
 	lenRecordClose     = len(`}`)
-	lenEnvelopeConst   = len(`,"source_message_id":`) + len(`,"destination_id":`) + len(`,"destination_type":`) + len(`,"space_id":`) + len(`,"audience_id":`) + len(`,"audience_key":`) + len(`,"segment_id":`) + len(`,"action":`) + len(`,"timestamp":`) + len(`,"idsync":{"config_version":`) + len(`,"setup":`) + len(`},"payload":`)
 	lenFacebookHead    = len(`{"external_audience_id":`) + len(`,"method":`) + len(`,"schema":[`) + len(`],"data":[`)
 	lenFacebookTail    = len(`]}`)
 	lenGoogleHead      = len(`{"user_list_id":`) + len(`,"upload_key_type":`) + len(`,"operation":`) + len(`,"user_identifiers":[`)
@@ -116,6 +115,10 @@ func escapedLen(s string) int {
 	return n
 }
 
+// plainLen is quotedLen of a string known to need no escaping: a word of
+// a fixed set (a destination type, a setup, a Facebook or Google key).
+func plainLen(s string) int { return len(s) + 2 }
+
 // intLen is len(strconv.AppendInt(nil, v, 10)).
 func intLen(v int64) int {
 	if v == math.MinInt64 {
@@ -142,32 +145,25 @@ func digitsSum(count int) int {
 	return total
 }
 
-// eventSizes are the lengths of the event's text that every destination's
-// records repeat, computed once per Process call (when a destination is
-// first planned).
+// eventSizes are the quoted lengths of the event's values that the Segment
+// payloads repeat, computed once per Process call, when first needed.
 type eventSizes struct {
-	done bool
-	// msgID is the escaped source message_id without quotes (it is also
-	// the start of every record's message id).
-	msgID int
-	// envelope is the event's part of the envelope: its quoted values
-	// (source_message_id, space_id, audience_id, audience_key, segment_id,
-	// action, timestamp) and the envelope's constant text.
-	envelope int
-	// Quoted values the Segment payloads repeat.
+	// The quoted values the Segment payloads repeat, set with haveSegment.
 	timestamp, class, audienceID, audienceKey, spaceID int
+	haveSegment                                        bool
 }
 
-func (z *eventSizes) compute(ev *Event) {
-	z.msgID = quotedLen(ev.MessageID) - 2
+// segment computes the quoted values of the Segment payloads, once.
+func (z *eventSizes) segment(ev *Event) {
+	if z.haveSegment {
+		return
+	}
 	z.timestamp = quotedLen(ev.TimestampRaw)
 	z.class = quotedLen(ev.ComputationClass)
 	z.audienceID = quotedLen(ev.AudienceID)
 	z.audienceKey = quotedLen(ev.AudienceKey)
 	z.spaceID = quotedLen(ev.SpaceID)
-	z.envelope = lenEnvelopeConst + z.msgID + 2 + z.spaceID + z.audienceID + z.audienceKey +
-		quotedLen(ev.SegmentID) + quotedLen(string(ev.Action)) + z.timestamp
-	z.done = true
+	z.haveSegment = true
 }
 
 // recordPlan is what planRecords decided for one destination.
@@ -183,11 +179,13 @@ type recordPlan struct {
 	ends []int
 }
 
-// planScratch is planRecords' reused storage: the quoted lengths of the selected
-// values and the Facebook record ends.
+// planScratch is planRecords' reused storage: the quoted lengths of the
+// selected values, the Facebook record ends and the destination's
+// envelope.
 type planScratch struct {
-	lens []int
-	ends []int
+	lens     []int
+	ends     []int
+	envelope jsonBuf
 }
 
 // planRecords computes the destination's records without writing them and
@@ -196,14 +194,15 @@ type planScratch struct {
 // records' count and sizes. It is called once per destination, after
 // selection and before messageIDs.
 func (s *shaper) planRecords(ps *planScratch) (DeadLetter, bool) {
-	if !s.sizes.done {
-		s.sizes.compute(s.ev)
-	}
-	// The lengths every record of the destination shares: the quoted
-	// message id without its n, and the envelope.
-	s.idLen = s.sizes.msgID + 2 + quotedLen(s.dest) - 2 + 2 // quotes, two colons
-	s.envLen = s.sizes.envelope + quotedLen(s.dest) + quotedLen(string(s.cfg.DestinationType)) +
-		intLen(s.version) + quotedLen(string(s.cfg.Setup))
+	// The text every record of the destination shares: the envelope
+	// after message_id, written now and copied into each record (its
+	// length is then known exactly), and the quoted message id without
+	// its n.
+	var msgID, dest int
+	ps.envelope, msgID, dest = s.writeEnvelope(ps.envelope[:0])
+	s.envelope = ps.envelope
+	// "<message id>:<destination id>:" quoted: two colons and two quotes.
+	s.idLen = msgID + dest
 	// The quoted length of every selected value, key by key.
 	lens := ps.lens[:0]
 	for _, vs := range s.sel.values {
@@ -224,7 +223,7 @@ func (s *shaper) planRecords(ps *planScratch) (DeadLetter, bool) {
 // recordFixed is the length of a record's text outside its payload, for
 // record n: the message_id member, the envelope and the closing brace.
 func (s *shaper) recordFixed(n int) int {
-	return lenMessageIDKey + s.idLen + decimalLen(n) + s.envLen + lenRecordClose
+	return lenMessageIDKey + s.idLen + decimalLen(n) + len(s.envelope) + lenRecordClose
 }
 
 // deadLetter returns a dead letter for the destination.
@@ -252,10 +251,10 @@ func (s *shaper) planGoogle(lens []int) (DeadLetter, bool) {
 		return s.deadLetter(CodeFanoutLimit, "the event would produce 1 records, above max_combinations %d", s.opt.MaxCombinations)
 	}
 	size := s.recordFixed(0) + lenGoogleHead + quotedLen(s.cfg.ExternalAudienceID) +
-		quotedLen(s.cfg.Settings.UploadKeyType) + quotedLen(s.googleOperation()) + lenGoogleTail
+		plainLen(s.cfg.Settings.UploadKeyType) + plainLen(s.googleOperation()) + lenGoogleTail
 	at, entries := 0, 0
 	for i, k := range s.sel.keys {
-		kl := quotedLen(k) + lenGoogleEntry
+		kl := plainLen(k) + lenGoogleEntry // a key of the upload key type's list
 		for range s.sel.values[i] {
 			size = addSat(size, kl+lens[at])
 			at++
@@ -285,6 +284,7 @@ func (s *shaper) planSegment(lens []int) (DeadLetter, bool) {
 	}
 	combos := records / per
 	z := s.sizes
+	z.segment(s.ev)
 	// Text of every message whatever its type: the record around the
 	// payload, the message id again, the timestamp, the personas.
 	common := s.recordFixed(0) - decimalLen(0) + lenSegmentMsgID + s.idLen + lenSegmentTS + z.timestamp +
@@ -442,11 +442,11 @@ func (s *shaper) planFacebook(ps *planScratch) (DeadLetter, bool) {
 	}
 	schema := 0
 	for _, key := range s.schema[:k] {
-		schema += quotedLen(key) + 1
+		schema += plainLen(key) + 1
 	}
 	// The record's text but its rows, n and the commas between rows.
 	fixed := s.recordFixed(0) - decimalLen(0) + lenFacebookHead + quotedLen(s.cfg.ExternalAudienceID) +
-		quotedLen(s.facebookMethod()) + schema - 1 + lenFacebookTail
+		plainLen(s.facebookMethod()) + schema - 1 + lenFacebookTail
 	// At least one record: refuse now what cannot fit in bytes, before
 	// walking the rows.
 	if least := addSat(addSat(fixed+1, data), rows-1); least > s.opt.MaxOutputBytes {

@@ -20,9 +20,8 @@ type shaper struct {
 	// plan is what planRecords decided: the records' count and sizes.
 	plan recordPlan
 	// idLen is the quoted length of the destination's message ids without
-	// their n; envLen the length of the envelope after message_id, up to
-	// the payload's value.
-	idLen, envLen int
+	// their n.
+	idLen int
 	// Facebook: the schema keys sent and their values, ncols of them.
 	schema [len(facebookSchemaOrder)]string
 	cols   [len(facebookSchemaOrder)][]string
@@ -31,8 +30,8 @@ type shaper struct {
 	// types), worked out once for all the destination's messages.
 	name string
 	// envelope is the envelope after message_id, up to the payload's
-	// value: the same for every record of the destination, so it is
-	// written once, in the first record, and copied (see open).
+	// value: the same for every record of the destination, so
+	// planRecords writes it once and open copies it into each record.
 	envelope jsonBuf
 	// mem receives the records of the whole Process call; recStart is
 	// where the open record starts in mem.b.
@@ -141,23 +140,21 @@ func (s *shaper) open(n int) (jsonBuf, string) {
 	id := s.messageID(n)
 	s.recStart = len(s.mem.b)
 	b := s.mem.b.litStr(`{"message_id":`, id)
-	if s.envelope != nil {
-		return append(b, s.envelope...), id
-	}
-	start := len(b)
-	b = s.writeEnvelope(b)
-	// Later records of the destination copy these bytes instead of writing
-	// them again; the first record's bytes are never changed after this.
-	s.envelope = b[start:len(b):len(b)]
-	return b, id
+	return append(b, s.envelope...), id
 }
 
 // writeEnvelope appends the envelope's members after message_id, up to the
 // payload's key.
-func (s *shaper) writeEnvelope(b jsonBuf) jsonBuf {
+// It also returns the quoted lengths of the source message id and of the
+// destination id, which the message ids repeat.
+func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
 	ev := s.ev
+	start := len(b)
 	b = b.litStr(`,"source_message_id":`, ev.MessageID)
+	msgID = len(b) - start - len(`,"source_message_id":`)
+	start = len(b)
 	b = b.litStr(`,"destination_id":`, s.dest)
+	dest = len(b) - start - len(`,"destination_id":`)
 	b = b.litStr(`,"destination_type":`, string(s.cfg.DestinationType))
 	b = b.litStr(`,"space_id":`, ev.SpaceID)
 	b = b.litStr(`,"audience_id":`, ev.AudienceID)
@@ -167,7 +164,7 @@ func (s *shaper) writeEnvelope(b jsonBuf) jsonBuf {
 	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
 	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
 	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
-	return b.lit(`},"payload":`)
+	return b.lit(`},"payload":`), msgID, dest
 }
 
 // close ends the envelope and appends the record.
