@@ -7,8 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// refreshLag sets idsync_consumer_lag_records every LagInterval until ctx
-// ends: for each input partition assigned to this member, the end offset
+// refreshLag sets idsync_consumer_lag_records every LagInterval, and at
+// once when partitions are assigned, until ctx ends: for each input partition assigned to this member, the end offset
 // less the group's committed offset (less the start offset when nothing is
 // committed). It reads committed offsets rather than what was fetched, so a
 // partition that waits or is stuck shows its lag growing.
@@ -21,6 +21,8 @@ func (p *Pipeline) refreshLag(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.lagNow:
+			// Partitions were assigned: their series exist from now on.
 		}
 		if err := p.updateLag(ctx, adm); err != nil && ctx.Err() == nil {
 			p.log.Debug("refreshing the consumer lag", "err", err)

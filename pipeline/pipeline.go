@@ -190,6 +190,8 @@ type Pipeline struct {
 	// gauge.
 	ownedMu sync.Mutex
 	owned   map[int32]bool
+	// lagNow asks the lag refresher for a refresh now (after an assignment).
+	lagNow chan struct{}
 }
 
 type topicPartition struct {
@@ -214,6 +216,7 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		waits:    w,
 		refusals: newRefusals(),
 		owned:    map[int32]bool{},
+		lagNow:   make(chan struct{}, 1),
 	}
 	opts := append(ClientOptions(cfg),
 		kgo.OnPartitionsAssigned(p.onAssigned),
@@ -299,6 +302,10 @@ func (p *Pipeline) onAssigned(_ context.Context, cl *kgo.Client, assigned map[st
 	// earlier ownership would keep it stopped with nothing to resume it.
 	cl.ResumeFetchPartitions(assigned)
 	p.assigned.Add(int64(n))
+	select {
+	case p.lagNow <- struct{}{}:
+	default:
+	}
 	p.m.rebalances.WithLabelValues("assigned").Inc()
 	p.log.Info("partitions assigned", "count", n, "partitions", assigned)
 }
