@@ -32,8 +32,9 @@ import (
 // independent client (kcat, librdkafka) on one key, keeps delivering the good
 // events that follow them on that key. Every hostile event is dead-lettered
 // with the code the contract gives it, the DLQ metric agrees with the DLQ
-// topic, the input is committed past the last event, memory stays bounded
-// and the process keeps running.
+// topic, the input is committed past the last event, nothing waits
+// (/readyz, idsync_partitions_waiting), memory stays bounded and the
+// process keeps running.
 //
 // The embedded demo traffic (50 events/s, 2 % bad) flows beside the test's
 // events; everything is filtered by the test's own key and message ids.
@@ -88,13 +89,14 @@ func TestHostileEmbedded(t *testing.T) {
 	args := append([]string{"-P", "-b", e.broker, "-t", e.input, "-k", key, "-q",
 		"-X", "enable.idempotence=true", "-X", "message.max.bytes=16777216"}, files...)
 	if out, err := exec.Command(kcat, args...).CombinedOutput(); err != nil {
+		e.fatalIfExited(t)
 		t.Fatalf("kcat -P: %v\n%s", err, out)
 	}
 	t.Logf("produced %d records with kcat in %s", len(cases), time.Since(start).Round(time.Millisecond))
 
 	// Where they landed: the input records of the key, in order, with sizes.
 	var partition int32 = -1
-	out := hxConsume(t, kcat, e.broker, e.input, "-f", `%k\t%p\t%o\t%S\n`)
+	out := hxConsume(t, kcat, e, e.input, "-f", `%k\t%p\t%o\t%S\n`)
 	var offsets []int64
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(line, "\t")
@@ -288,6 +290,21 @@ func TestHostileEmbedded(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// Nothing waits (a hostile event is dead-lettered, never waited on).
+	if resp, err := http.Get("http://" + e.ops + "/readyz"); err != nil {
+		t.Errorf("/readyz: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || bytes.Contains(b, []byte("waiting:")) {
+			t.Errorf("/readyz %d after the hostile events:\n%s", resp.StatusCode, b)
+		}
+	}
+	if v, ok := after[`idsync_partitions_waiting{reason="config_unavailable"}`]; !ok {
+		t.Errorf(`idsync_partitions_waiting{reason="config_unavailable"} is not exported`)
+	} else if v != 0 {
+		t.Errorf(`idsync_partitions_waiting{reason="config_unavailable"} = %v after the hostile events, want 0`, v)
+	}
 	peak := e.watch.peak()
 	t.Logf("hostile: %d events (%d hostile, %d good) on one key; %d/%d good outputs delivered, %d/%d hostile dead-lettered, in %s; peak RSS %d MiB",
 		len(cases), len(hostile), len(good), delivered, len(good)*len(dests), len(seen.dlq)-hxCountGood(seen, cases), len(hostile), elapsed.Round(time.Millisecond), peak>>20)
@@ -480,7 +497,8 @@ func hxRead(t *testing.T, kcat string, e *hxEmbedded, key, segment string, dests
 		seen.outputs[d] = map[string][]int64{}
 		if strings.HasPrefix(d, "fbca_amp") {
 			// Possibly huge records: only keys and sizes.
-			for _, line := range strings.Split(string(hxConsumeOptional(t, kcat, e.broker, topic, "-f", `%k\t%S\n`)), "\n") {
+			out, _ := hxConsumeOptional(t, kcat, e, topic, "-f", `%k\t%S\n`)
+			for _, line := range strings.Split(string(out), "\n") {
 				if f := strings.Split(line, "\t"); len(f) == 2 && f[0] == segment {
 					seen.ampRecords++
 					n, _ := strconv.Atoi(f[1])
@@ -489,7 +507,8 @@ func hxRead(t *testing.T, kcat string, e *hxEmbedded, key, segment string, dests
 			}
 			continue
 		}
-		hxEachJSON(t, hxConsumeOptional(t, kcat, e.broker, topic, "-J"), func(r kcatJSON) {
+		out, _ := hxConsumeOptional(t, kcat, e, topic, "-J")
+		hxEachJSON(t, out, func(r kcatJSON) {
 			if r.str(r.Key) != segment {
 				return
 			}
@@ -503,7 +522,8 @@ func hxRead(t *testing.T, kcat string, e *hxEmbedded, key, segment string, dests
 			seen.outputs[d][env.MessageID] = append(seen.outputs[d][env.MessageID], r.Offset)
 		})
 	}
-	hxEachJSON(t, hxConsumeOptional(t, kcat, e.broker, e.dlq, "-J"), func(r kcatJSON) {
+	out, _ := hxConsumeOptional(t, kcat, e, e.dlq, "-J")
+	hxEachJSON(t, out, func(r kcatJSON) {
 		if r.str(r.Key) != key {
 			return
 		}
@@ -523,7 +543,7 @@ func hxRead(t *testing.T, kcat string, e *hxEmbedded, key, segment string, dests
 // hxDLQCodes counts every record of the dead-letter topic by code.
 func hxDLQCodes(t *testing.T, kcat string, e *hxEmbedded) map[string]int {
 	t.Helper()
-	out := hxConsumeOptional(t, kcat, e.broker, e.dlq, "-f", `%h\n`)
+	out, _ := hxConsumeOptional(t, kcat, e, e.dlq, "-f", `%h\n`)
 	codes := map[string]int{}
 	re := regexp.MustCompile(`(?:^|,)` + regexp.QuoteMeta(idsync.HeaderErrorCode) + `=([a-z_]+)`)
 	for _, line := range strings.Split(string(out), "\n") {
@@ -565,41 +585,130 @@ func hxKcat(t *testing.T) string {
 }
 
 // hxKcatConsume are the consumer settings: records up to 16 MiB.
-var hxKcatConsume = []string{"-C", "-o", "beginning", "-e", "-q", "-X", "fetch.message.max.bytes=16777216",
+var hxKcatConsume = []string{"-C", "-q", "-X", "fetch.message.max.bytes=16777216",
 	"-X", "receive.message.max.bytes=134217728", "-X", "fetch.max.bytes=67108864"}
 
-// hxConsume reads a topic from the beginning to its end with kcat.
-func hxConsume(t *testing.T, kcat, broker, topic string, format ...string) []byte {
+// hxConsume reads a topic from its start offsets to the end offsets it has
+// when called, with kcat, partition by partition.
+//
+// Not `kcat -e`: against the embedded broker with the demo traffic flowing,
+// librdkafka sometimes never sees the end of a busy partition (each fetch
+// returns a record or two more), so -e does not exit. The offsets are taken
+// with kcat too (-L for the partitions, -Q for the offsets) and each
+// partition is read with -o <start> -c <count>: the logs here have no gaps
+// (no transactions, no compaction).
+func hxConsume(t *testing.T, kcat string, e *hxEmbedded, topic string, format ...string) []byte {
 	t.Helper()
-	out, errOut, err := hxRunKcat(kcat, broker, topic, format)
-	if err != nil {
-		t.Fatalf("kcat -C -t %s: %v\n%s", topic, err, errOut)
+	out, ok := hxConsumeOptional(t, kcat, e, topic, format...)
+	if !ok {
+		t.Fatalf("topic %s does not exist", topic)
 	}
 	return out
 }
 
 // hxConsumeOptional is hxConsume for a topic that may not exist yet (no
-// record was produced to it): empty then.
-func hxConsumeOptional(t *testing.T, kcat, broker, topic string, format ...string) []byte {
+// record was produced to it): empty and false then.
+func hxConsumeOptional(t *testing.T, kcat string, e *hxEmbedded, topic string, format ...string) ([]byte, bool) {
 	t.Helper()
-	out, errOut, err := hxRunKcat(kcat, broker, topic, format)
-	if err != nil {
-		if bytes.Contains(errOut, []byte("Unknown topic")) || bytes.Contains(errOut, []byte("UNKNOWN_TOPIC")) {
-			return nil
-		}
-		t.Fatalf("kcat -C -t %s: %v\n%s", topic, err, errOut)
+	var meta struct {
+		Topics []struct {
+			Topic      string `json:"topic"`
+			Error      string `json:"error"`
+			Partitions []struct {
+				Partition int32 `json:"partition"`
+			} `json:"partitions"`
+		} `json:"topics"`
 	}
-	return out
+	out, errOut, err := hxRunKcat(kcat, "-b", e.broker, "-L", "-J", "-t", topic)
+	if err == nil {
+		err = json.Unmarshal(out, &meta)
+	}
+	if err != nil {
+		e.fatalIfExited(t)
+		t.Fatalf("kcat -L -t %s: %v\n%s", topic, err, errOut)
+	}
+	var parts []int32
+	for _, tm := range meta.Topics {
+		if tm.Topic != topic || tm.Error != "" {
+			continue
+		}
+		for _, p := range tm.Partitions {
+			parts = append(parts, p.Partition)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, false
+	}
+	start, end := hxOffsets(t, kcat, e, topic, parts, -2), hxOffsets(t, kcat, e, topic, parts, -1)
+	outs := make([][]byte, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		n := end[p] - start[p]
+		if n <= 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := append(append([]string{"-b", e.broker, "-t", topic, "-p", strconv.Itoa(int(p)),
+				"-o", strconv.FormatInt(start[p], 10), "-c", strconv.FormatInt(n, 10)}, hxKcatConsume...), format...)
+			o, eo, err := hxRunKcat(kcat, args...)
+			if err != nil {
+				err = fmt.Errorf("kcat -C -t %s -p %d -o %d -c %d: %w\n%s", topic, p, start[p], n, err, eo)
+			}
+			outs[i], errs[i] = o, err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			e.fatalIfExited(t)
+			t.Fatal(err)
+		}
+	}
+	return bytes.Join(outs, nil), true
 }
 
-func hxRunKcat(kcat, broker, topic string, format []string) (out, errOut []byte, err error) {
+// hxOffsets queries offsets of topic's partitions with kcat -Q at
+// timestamp ts (-2: the start of each log, -1: its end).
+func hxOffsets(t *testing.T, kcat string, e *hxEmbedded, topic string, parts []int32, ts int) map[int32]int64 {
+	t.Helper()
+	args := []string{"-b", e.broker, "-Q"}
+	for _, p := range parts {
+		args = append(args, "-t", fmt.Sprintf("%s:%d:%d", topic, p, ts))
+	}
+	out, errOut, err := hxRunKcat(kcat, args...)
+	if err != nil {
+		e.fatalIfExited(t)
+		t.Fatalf("kcat -Q -t %s: %v\n%s", topic, err, errOut)
+	}
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(topic) + ` \[(\d+)\] offset (-?\d+)$`)
+	offs := map[int32]int64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := re.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			o, _ := strconv.ParseInt(m[2], 10, 64)
+			offs[int32(p)] = o
+		}
+	}
+	if len(offs) != len(parts) {
+		t.Fatalf("kcat -Q -t %s: offsets of %d of %d partitions:\n%s%s", topic, len(offs), len(parts), out, errOut)
+	}
+	return offs
+}
+
+// hxRunKcat runs kcat, bounded by 30 s.
+func hxRunKcat(kcat string, args ...string) (out, errOut []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := append(append([]string{"-b", broker, "-t", topic}, hxKcatConsume...), format...)
 	cmd := exec.CommandContext(ctx, kcat, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (timed out after 30s)", err)
+	}
 	return o.Bytes(), e.Bytes(), err
 }
 
@@ -709,6 +818,19 @@ func hxStartEmbedded(t *testing.T) *hxEmbedded {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return e
+}
+
+// fatalIfExited fails the test when the process has ended (its embedded
+// broker with it), naming how it ended and what it logged last.
+func (e *hxEmbedded) fatalIfExited(t *testing.T) {
+	t.Helper()
+	select {
+	case <-e.exited:
+	case <-time.After(500 * time.Millisecond):
+		return
+	}
+	b, _ := os.ReadFile(e.logPath)
+	t.Fatalf("idsync run --embedded exited (%v) while the test ran; its last log lines:\n%s", e.exitErr, tail(b, 3))
 }
 
 func (e *hxEmbedded) running() bool {
