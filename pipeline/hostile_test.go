@@ -160,7 +160,7 @@ func runHostile(t *testing.T, e *env, seed uint64, delivery Delivery) {
 		}
 	}
 
-	phase := time.Now()
+	phase := began
 	var phases []string
 	lap := func(name string) {
 		phases = append(phases, fmt.Sprintf("%s %s", name, time.Since(phase).Round(time.Millisecond)))
@@ -370,7 +370,8 @@ func waitHostileCommitted(t *testing.T, e *env, proc *hostileProcess, inputs []h
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("offsets not committed to the end within %s: %s (last error %v)", within, strings.Join(stuck, "; "), err)
+			t.Fatalf("offsets not committed to the end within %s: %s (last error %v); the pipeline's log ends with:\n%s",
+				within, strings.Join(stuck, "; "), err, proc.stderr.tail(3000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -378,8 +379,9 @@ func waitHostileCommitted(t *testing.T, e *env, proc *hostileProcess, inputs []h
 
 // readHostile reads back every destination topic the run may have written
 // (the fixture's valid destinations and any other topic under the
-// template's prefix) and the DLQ, until it holds at least the records the
-// oracle requires and nothing new arrived for a second.
+// template's prefix) and the DLQ, once the pipeline has stopped: until it
+// holds at least the records the oracle requires and nothing new arrived
+// for a second, or nothing arrived for five.
 func readHostile(t *testing.T, e *env, tmpl idsync.TopicTemplate, fx *hostile.Fixture, exps []hostile.Expectation, readCommitted bool) []hostile.Got {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -409,8 +411,10 @@ func readHostile(t *testing.T, e *env, tmpl idsync.TopicTemplate, fx *hostile.Fi
 	// for by the client forever.
 	var names []string
 	if listed, err := e.adm.ListTopics(ctx, slices.Sorted(mapKeys(topics))...); err == nil {
-		for _, name := range listed.Names() {
-			names = append(names, name)
+		for name, d := range listed {
+			if d.Err == nil {
+				names = append(names, name)
+			}
 		}
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(names...),
@@ -426,7 +430,11 @@ func readHostile(t *testing.T, e *env, tmpl idsync.TopicTemplate, fx *hostile.Fi
 	var got []hostile.Got
 	quietSince := time.Now()
 	for ctx.Err() == nil {
-		if len(got) >= want && time.Since(quietSince) > time.Second {
+		// The pipeline has stopped: nothing more will come once the
+		// topics are read. Past the records required, a second of quiet
+		// ends the read; short of them (some are missing), five.
+		quiet := time.Since(quietSince)
+		if len(got) >= want && quiet > time.Second || quiet > 5*time.Second {
 			break
 		}
 		pollCtx, pcancel := context.WithTimeout(ctx, 250*time.Millisecond)

@@ -26,6 +26,7 @@ package hostile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -144,6 +145,9 @@ type Generator struct {
 	sz   Sizes
 	prev []Record
 	seq  int
+	// spliced are the placeholders of the record being made, with their
+	// characters (see big).
+	spliced [][2]string
 }
 
 // NewGenerator returns a generator for seed.
@@ -188,6 +192,7 @@ func (g *Generator) Generate(n int) []Record {
 // Make returns one record of class c.
 func (g *Generator) Make(c Class) Record {
 	g.seq++
+	g.spliced = g.spliced[:0]
 	rec := g.make(c)
 	rec.Class = c
 	if c != Duplicate {
@@ -234,7 +239,7 @@ func (g *Generator) make(c Class) Record {
 		return Record{Key: slices.Clone(p.Key), Value: slices.Clone(p.Value)}
 	case HugeString:
 		e := g.good(pick(r, AudMulti, AudFacebook, AudGoogle), "entered")
-		e["traits"] = ev{"name": "Pat", "bio": g.alnum(g.sz.MaxInput/3 + r.IntN(g.sz.MaxInput/2))}
+		e["traits"] = ev{"name": "Pat", "bio": g.big(g.sz.MaxInput/3 + r.IntN(g.sz.MaxInput/2))}
 		return g.event(e)
 	case DeepNesting:
 		return g.deep()
@@ -440,18 +445,46 @@ func (g *Generator) idValue(typ string) string {
 const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 
 // alnum returns n random id characters: incompressible text (6 bits of
-// entropy per byte), ten characters per random number.
+// entropy per byte), eight characters per random number, written eight at
+// a time (the race detector checks each write).
 func (g *Generator) alnum(n int) string {
-	b := make([]byte, n)
-	for i := 0; i < n; {
+	b := make([]byte, (n+7)&^7)
+	for i := 0; i < len(b); i += 8 {
 		x := g.r.Uint64()
-		for k := 0; k < 10 && i < n; k++ {
-			b[i] = idChars[x&63]
+		var w uint64
+		for k := range 8 {
+			w |= uint64(idChars[x&63]) << (8 * k)
 			x >>= 6
-			i++
+		}
+		binary.LittleEndian.PutUint64(b[i:], w)
+	}
+	return string(b[:n])
+}
+
+// bigThreshold is the length from which big returns a placeholder.
+const bigThreshold = 4 << 10
+
+// big returns n random id characters like alnum; from bigThreshold on it
+// returns a placeholder instead, which event replaces with the characters
+// after marshalling (so that they are not scanned for escaping: they need
+// none).
+func (g *Generator) big(n int) string {
+	if n < bigThreshold {
+		return g.alnum(n)
+	}
+	ph := fmt.Sprintf("@@big%d@@", len(g.spliced))
+	g.spliced = append(g.spliced, [2]string{ph, g.alnum(n)})
+	return ph
+}
+
+// resolve returns the characters a placeholder of big stands for, or s.
+func (g *Generator) resolve(s string) string {
+	for _, sp := range g.spliced {
+		if sp[0] == s {
+			return sp[1]
 		}
 	}
-	return string(b)
+	return s
 }
 
 // unicode returns n random runes: letters, emoji, quotes, backslashes,
@@ -474,6 +507,9 @@ func (g *Generator) event(e ev) Record {
 	if err != nil {
 		panic(fmt.Sprintf("hostile: marshalling an event: %v", err))
 	}
+	for _, sp := range g.spliced {
+		v = bytes.Replace(v, []byte(`"`+sp[0]+`"`), []byte(`"`+sp[1]+`"`), 1)
+	}
 	return Record{Key: eventKey(e, g), Value: v}
 }
 
@@ -486,7 +522,7 @@ func eventKey(e ev, g *Generator) []byte {
 	if space == "" || seg == "" {
 		return g.garbageKey()
 	}
-	return []byte(space + ":" + seg)
+	return []byte(space + ":" + g.resolve(seg))
 }
 
 func (g *Generator) garbageKey() []byte {
@@ -691,11 +727,11 @@ func (g *Generator) hugeOutput() Record {
 	e := g.good(pick(r, AudMulti, AudGoogle, AudFacebook, AudSmall), "entered")
 	max := g.sz.MaxInput - 4<<10
 	if r.IntN(3) == 0 {
-		seg := g.alnum(max/4 + r.IntN(max/5))
+		seg := g.big(max/4 + r.IntN(max/5))
 		e["profile"] = ev{"segment_id": seg}
-		e["message_id"] = g.alnum(max/6 + r.IntN(max/3))
+		e["message_id"] = g.big(max/6 + r.IntN(max/3))
 	} else {
-		e["message_id"] = g.alnum(max/3 + r.IntN(max*2/3))
+		e["message_id"] = g.big(max/3 + r.IntN(max*2/3))
 	}
 	return g.event(e)
 }
@@ -709,7 +745,7 @@ func (g *Generator) refused() Record {
 	var ids []ev
 	if r.IntN(3) == 0 {
 		// One huge user id.
-		ids = append(ids, ev{"type": "user_id", "id": g.alnum(2*SmallTopicLimit + r.IntN(SmallTopicLimit)), "created_at": g.createdAt()})
+		ids = append(ids, ev{"type": "user_id", "id": g.big(2*SmallTopicLimit + r.IntN(SmallTopicLimit)), "created_at": g.createdAt()})
 	} else {
 		n := 110 + r.IntN(70)
 		for range n {

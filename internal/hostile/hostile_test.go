@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,22 @@ import (
 	"github.com/idsync/idsync/idsync"
 	"github.com/idsync/idsync/store"
 )
+
+// generated memoizes Generate for the tests that share seeds.
+var generated = struct {
+	sync.Mutex
+	m map[[2]uint64][]Record
+}{m: map[[2]uint64][]Record{}}
+
+func generate(seed uint64, n int) []Record {
+	generated.Lock()
+	defer generated.Unlock()
+	k := [2]uint64{seed, uint64(n)}
+	if generated.m[k] == nil {
+		generated.m[k] = Generate(seed, n)
+	}
+	return generated.m[k]
+}
 
 // testOracle is the oracle with the property test's limits.
 func testOracle(t testing.TB) *Oracle {
@@ -55,7 +72,7 @@ func TestGenerateCoversEveryClass(t *testing.T) {
 		n    int
 	}{{1, 2000}, {2, 2000}, {3, 2000}, {99, len(Classes())}, {1 << 60, 400}} {
 		t.Run(fmt.Sprintf("seed=%d/n=%d", tc.seed, tc.n), func(t *testing.T) {
-			recs := Generate(tc.seed, tc.n)
+			recs := generate(tc.seed, tc.n)
 			count := map[Class]int{}
 			seen := map[string]bool{}
 			for i, r := range recs {
@@ -178,7 +195,7 @@ func TestClassVerdicts(t *testing.T) {
 	}
 	seen := map[Class]map[string]bool{}
 	for seed := uint64(1); seed <= 3; seed++ {
-		for i, r := range Generate(seed, 2000) {
+		for i, r := range generate(seed, 2000) {
 			in := Input{Class: r.Class, Key: r.Key, Value: r.Value}
 			x := o.Expect(&in)
 			if seen[r.Class] == nil {
@@ -437,6 +454,12 @@ func perfect(o *Oracle, inputs []Input, exps []Expectation) []Got {
 			got = append(got, g)
 		}
 	}
+	// Each topic's records at increasing offsets of partition 0.
+	next := map[string]int64{}
+	for i := range got {
+		got[i].Offset = next[got[i].Topic]
+		next[got[i].Topic]++
+	}
 	return got
 }
 
@@ -444,7 +467,9 @@ func TestCheck(t *testing.T) {
 	o := testOracle(t)
 	var inputs []Input
 	for i, r := range Generate(5, 300) {
-		inputs = append(inputs, Input{Class: r.Class, Partition: int32(i % 3), Offset: int64(i / 3), Key: r.Key, Value: r.Value})
+		// One input partition, as if every key hashed to it, so that
+		// duplicates keep their order.
+		inputs = append(inputs, Input{Class: r.Class, Partition: 0, Offset: int64(i), Key: r.Key, Value: r.Value})
 	}
 	exps := make([]Expectation, len(inputs))
 	for i := range inputs {
@@ -505,6 +530,23 @@ func TestCheck(t *testing.T) {
 		{"unknown source", func(g []Got) []Got {
 			return append(g, Got{Topic: "t.dest.wh_main", Headers: []Header{{idsync.HeaderSource, "t.input/9/999999"}}})
 		}, false, "names no input record"},
+		{"out of order", func(g []Got) []Got {
+			// Two records of one key and topic from different inputs,
+			// swapped in the topic.
+			for i := range g {
+				for j := i + 1; j < len(g); j++ {
+					a, b := &g[i], &g[j]
+					sa, _ := a.header(idsync.HeaderSource)
+					sb, _ := b.header(idsync.HeaderSource)
+					if a.Topic != "t.dlq" && a.Topic == b.Topic && string(a.Key) == string(b.Key) && sa != sb {
+						a.Offset, b.Offset = b.Offset, a.Offset
+						return g
+					}
+				}
+			}
+			t.Fatal("no two records of one key")
+			return nil
+		}, true, "order broken"},
 		{"unexpected output", func(g []Got) []Got {
 			x := g[find(output)]
 			x.Value = append(slices.Clone(x.Value), ' ')
