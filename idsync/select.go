@@ -57,16 +57,6 @@ func (s *selection) add(k, v string) {
 	s.values = append(s.values, []string{v})
 }
 
-// get returns the values of key k (nil when none).
-func (s *selection) get(k string) []string {
-	for i, key := range s.keys {
-		if key == k {
-			return s.values[i]
-		}
-	}
-	return nil
-}
-
 // selectIdentifiers applies cfg's plan to the event's external ids
 // (DESIGN.md §4) and returns what to send, with the number of values that
 // could not be normalized.

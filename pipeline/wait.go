@@ -94,9 +94,7 @@ func (w *waits) drop(parts map[string][]int32) map[string][]int32 {
 	for topic, ps := range parts {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
-			if _, ok := w.m[tp]; ok {
-				delete(w.m, tp)
-			}
+			delete(w.m, tp)
 			// Resume every revoked partition, held or not: resuming one
 			// that is not paused is a no-op.
 			paused[topic] = append(paused[topic], p)
@@ -134,14 +132,6 @@ func (w *waits) anyPaused() bool {
 		}
 	}
 	return false
-}
-
-// waiting reports whether tp is waiting.
-func (w *waits) waiting(tp topicPartition) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.m[tp]
-	return ok
 }
 
 // list returns the waiting partitions, oldest first.
