@@ -39,6 +39,9 @@ import (
 // The embedded demo traffic (50 events/s, 2 % bad) flows beside the test's
 // events; everything is filtered by the test's own key and message ids.
 func TestHostileEmbedded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs the binary and kcat (make test-unit skips it)")
+	}
 	kcat := hxKcat(t)
 	e := hxStartEmbedded(t)
 	run := fmt.Sprintf("%08x", rand.Uint32())
