@@ -201,6 +201,9 @@ func runHostile(t *testing.T, e *env, seed uint64, delivery Delivery) {
 		t.Errorf("Run returned %s", res.Err)
 	}
 
+	if log := proc.stderr.tail(4000); testing.Verbose() && log != "" {
+		t.Logf("the pipeline's warnings (the last 4000 bytes):\n%s", log)
+	}
 	lap("process+stop")
 	got := readHostile(t, e, tmpl, fx, exps, delivery == ExactlyOnce)
 	lap("read")
