@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -78,6 +79,9 @@ type refusalKey struct {
 type refusals struct {
 	mu sync.Mutex
 	m  map[refusalKey]refusal
+	// n is len(m), read without the lock: the per-record lookups cost
+	// nothing while nothing was refused (the usual case).
+	n atomic.Int64
 }
 
 // refusal is what was learnt: the error that refused a destination's
@@ -95,6 +99,9 @@ const maxRefusals = 100000
 func newRefusals() *refusals { return &refusals{m: map[refusalKey]refusal{}} }
 
 func (r *refusals) get(k refusalKey) (refusal, bool) {
+	if r.n.Load() == 0 {
+		return refusal{}, false
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v, ok := r.m[k]
@@ -108,12 +115,14 @@ func (r *refusals) refuse(k refusalKey, err error) {
 	if len(r.m) >= maxRefusals {
 		clear(r.m)
 	}
+	defer func() { r.n.Store(int64(len(r.m))) }()
 	v := r.m[k]
 	if k.dlq {
 		v.dlqRefused++
 	}
 	v.err = err
 	r.m[k] = v
+	r.n.Store(int64(len(r.m)))
 }
 
 // committed forgets the entries of partitions below the committed offsets.
@@ -128,6 +137,7 @@ func (r *refusals) committed(offsets map[string]map[int32]kgo.EpochOffset) {
 			delete(r.m, k)
 		}
 	}
+	r.n.Store(int64(len(r.m)))
 }
 
 // forget drops the entries of partitions this member no longer owns.
@@ -144,4 +154,5 @@ func (r *refusals) forget(parts map[string][]int32) {
 			}
 		}
 	}
+	r.n.Store(int64(len(r.m)))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -54,6 +55,9 @@ type topics struct {
 	// too large: below the producer's batch size, so their records are
 	// produced one at a time and those above it dead-lettered.
 	limits map[string]int
+	// anyLimit is set once a limit is learnt: until then the per-record
+	// check costs no lock.
+	anyLimit atomic.Bool
 	// purge are the forgotten topics whose producer state (their old
 	// topic id) is dropped once the batch has ended.
 	purge []string
@@ -195,6 +199,9 @@ func (t *topics) exists(ctx context.Context, topic string) error {
 // limit returns the learnt max.message.bytes of topic, if it refused a
 // record as too large before.
 func (t *topics) limit(topic string) (int, bool) {
+	if !t.anyLimit.Load() {
+		return 0, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, ok := t.limits[topic]
@@ -231,6 +238,7 @@ func (t *topics) learnLimit(ctx context.Context, topic string) error {
 		t.mu.Lock()
 		_, had := t.limits[topic]
 		t.limits[topic] = n
+		t.anyLimit.Store(true)
 		t.mu.Unlock()
 		if !had {
 			t.log.Warn("topic takes smaller records than kafka.producer_batch_max_bytes; its records are produced one at a time and those above its limit dead-lettered (raise its max.message.bytes)",
