@@ -224,7 +224,12 @@ func (g *Generator) make(c Class) Record {
 	case NoConnections:
 		return g.event(g.good(AudNone, pick(r, "entered", "exited")))
 	case Deleted:
-		return g.event(g.good(AudDeleted, "entered"))
+		// After the deletion took effect (an older reference time would
+		// still find the version before it).
+		e := g.good(AudDeleted, "entered")
+		e["timestamp"] = g.pastTime().Format(time.RFC3339)
+		delete(e, "sync")
+		return g.event(e)
 	case RandomIDs:
 		aud := pick(r, AudMulti, AudFacebook, "aud_r"+g.alnum(1+r.IntN(40)), "r."+g.alnum(8))
 		e := g.good(aud, "entered")
@@ -352,8 +357,16 @@ func (g *Generator) good(aud, action string) ev {
 	if r.IntN(3) == 0 {
 		e["computation_class"] = pick(r, "audience", "journey_step")
 	}
-	if r.IntN(4) == 0 {
+	switch r.IntN(12) {
+	case 0, 1, 2:
 		e["sync"] = ev{"id": "run_" + g.alnum(4), "started_at": g.pastTime().Format(time.RFC3339)}
+	case 3:
+		// A sync that started before every version: the oldest retained
+		// version applies (webhook wh_main's version 1).
+		e["sync"] = ev{"id": "run_old", "started_at": "2019-06-01T00:00:00Z"}
+	case 4:
+		// A timestamp long past: the same.
+		e["timestamp"] = "1999-12-31T23:59:59.999Z"
 	}
 	if r.IntN(2) == 0 {
 		e["traits"] = ev{"name": "Pat " + g.alnum(3), "first_name": "Pat", "last_name": "Doe", "plan": "gold"}

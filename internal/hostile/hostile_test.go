@@ -594,3 +594,32 @@ func TestCheck(t *testing.T) {
 		t.Errorf("summary lacks the codes:\n%s", s)
 	}
 }
+
+// TestOracleVersionByReferenceTime: an event whose sync started before
+// every version gets the oldest retained one (wh_main's version 1, the
+// default setup), a recent one the newest (version 2).
+func TestOracleVersionByReferenceTime(t *testing.T) {
+	o := testOracle(t)
+	user := [3]string{"user_id", "u1", "2024-01-01T00:00:00Z"}
+	recent := event(AudMulti, "entered", user)
+	old := bytes.Replace(recent, []byte(`"space_id"`), []byte(`"sync":{"id":"r","started_at":"2019-06-01T00:00:00Z"},"space_id"`), 1)
+	for _, tc := range []struct {
+		name    string
+		value   []byte
+		version string
+	}{{"recent", recent, "2"}, {"old sync", old, "1"}} {
+		x := o.Expect(&Input{Value: tc.value})
+		found := false
+		for _, out := range x.Outputs {
+			if out.DestinationID == DestWebhook {
+				found = true
+				if out.ConfigVersion != tc.version {
+					t.Errorf("%s: %s version %s, want %s", tc.name, DestWebhook, out.ConfigVersion, tc.version)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no output for %s (%s %v)", tc.name, DestWebhook, x.Outcome, codes(x))
+		}
+	}
+}
