@@ -259,6 +259,9 @@ func (g *Generator) make(c Class) Record {
 		return g.event(g.good(AudWrongType, "entered"))
 
 	case RandomBytes:
+		if r.IntN(20) == 0 {
+			return Record{Key: g.garbageKey()} // a tombstone: no value at all
+		}
 		b := make([]byte, r.IntN(2048))
 		for i := range b {
 			b[i] = byte(r.Uint32())
