@@ -276,22 +276,13 @@ func TestPausedPartitionHandedBackResumes(t *testing.T) {
 		// A second member takes some partitions, then leaves: they come
 		// back to the first one, which had them paused.
 		b := start(t, e, src, func(c *Config) { c.TransactionalID += ".b" })
-		deadline := time.Now().Add(60 * time.Second)
-		for b.p.assigned.Load() == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("second member got no partition")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(t, 60*time.Second, func() bool { return b.p.assigned.Load() > 0 },
+			func() string { return "second member got no partition" })
 		if err := b.stop(t); err != nil {
 			t.Fatalf("second member: %v", err)
 		}
-		for a.p.assigned.Load() != 4 {
-			if time.Now().After(deadline) {
-				t.Fatalf("first member has %d partitions, want 4", a.p.assigned.Load())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(t, 60*time.Second, func() bool { return a.p.assigned.Load() == 4 },
+			func() string { return fmt.Sprintf("first member has %d partitions, want 4", a.p.assigned.Load()) })
 		src.fail.Store(nil)
 		waitCommitted(t, e, 60*time.Second)
 		alive(t, a)
@@ -321,13 +312,8 @@ func TestExactlyOnceNeverCommitsPartOfAnEvent(t *testing.T) {
 		src := fixture(t)
 		in := produceInputs(t, e, sameKey(0, 10, "aud_multi"))
 		r := start(t, e, src, func(c *Config) { c.Delivery = ExactlyOnce; c.CreateTopics = false })
-		deadline := time.Now().Add(30 * time.Second)
-		for r.p.waits.count(WaitTopic) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("no partition waiting for the missing topic")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		eventually(t, 30*time.Second, func() bool { return r.p.waits.count(WaitTopic) > 0 },
+			func() string { return "no partition waiting for the missing topic" })
 		time.Sleep(500 * time.Millisecond) // a few attempts while it is missing
 		if _, err := e.adm.CreateTopic(ctx, 1, 1, nil, tmpl.Topic("wh_01")); err != nil {
 			t.Fatal(err)
@@ -366,13 +352,11 @@ func TestDeletedTopicIsMadeAgainOrWaitedFor(t *testing.T) {
 				waitGone(t, e, topic)
 				second := produceInputs(t, e, sameKey(38, 5, "aud_gg"))
 				if !create {
-					deadline := time.Now().Add(60 * time.Second)
-					for testutil.ToFloat64(r.p.m.missingTopics) != 1 || r.p.waits.count(WaitTopic) != 1 {
-						if time.Now().After(deadline) {
-							t.Fatalf("deleted topic not visible: missing=%v waiting=%+v", testutil.ToFloat64(r.p.m.missingTopics), r.p.Waiting())
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
+					eventually(t, 60*time.Second, func() bool {
+						return testutil.ToFloat64(r.p.m.missingTopics) == 1 && r.p.waits.count(WaitTopic) == 1
+					}, func() string {
+						return fmt.Sprintf("deleted topic not visible: missing=%v waiting=%+v", testutil.ToFloat64(r.p.m.missingTopics), r.p.Waiting())
+					})
 					if _, err := e.adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
 						t.Fatal(err)
 					}
@@ -390,20 +374,26 @@ func TestDeletedTopicIsMadeAgainOrWaitedFor(t *testing.T) {
 	}
 }
 
+// eventually polls cond every 20 ms and fails the test with what() when it
+// has not held within d.
+func eventually(t *testing.T, d time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitGone waits until topic is no longer listed.
 func waitGone(t *testing.T, e *env, topic string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, func() bool {
 		ts, err := e.adm.ListTopics(context.Background(), topic)
-		if err == nil && !ts.Has(topic) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topic %s still listed", topic)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && !ts.Has(topic)
+	}, func() string { return "topic " + topic + " still listed" })
 }
 
 // Case 7: a stored connection whose destination_type this binary does not
@@ -451,24 +441,15 @@ func TestLagShowsWhileWaiting(t *testing.T) {
 		produceInputs(t, e, sameKey(1, 20, "aud_gg"))
 		r := start(t, e, src, func(c *Config) { c.LagInterval = 100 * time.Millisecond })
 		lag := func() float64 { return testutil.ToFloat64(r.p.m.lag.WithLabelValues("0")) }
-		deadline := time.Now().Add(30 * time.Second)
-		for lag() != 20 {
-			if time.Now().After(deadline) {
-				t.Fatalf("lag of the waiting partition is %v, want 20", lag())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(t, 30*time.Second, func() bool { return lag() == 20 },
+			func() string { return fmt.Sprintf("lag of the waiting partition is %v, want 20", lag()) })
 		if r.p.waits.oldest(time.Now()) <= 0 {
 			t.Error("idsync_oldest_wait_seconds is 0 while a partition waits")
 		}
 		src.fail.Store(nil)
 		waitCommitted(t, e, 60*time.Second)
-		for lag() != 0 {
-			if time.Now().After(deadline.Add(30 * time.Second)) {
-				t.Fatalf("lag is %v after every record was committed", lag())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(t, 30*time.Second, func() bool { return lag() == 0 },
+			func() string { return fmt.Sprintf("lag is %v after every record was committed", lag()) })
 		alive(t, r)
 	})
 }
