@@ -365,12 +365,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	})
 	defer stopTimer()
 
+	lagCtx, lagCancel := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
 	go func() {
 		defer close(lagDone)
-		p.refreshLag(ctx)
+		p.refreshLag(lagCtx)
 	}()
 	err := p.loop(ctx, hard)
+	lagCancel() // the loop ended, by shutdown or by an error: so does the refresher
 	if err == nil && deadline.Load() {
 		err = fmt.Errorf("shutdown timeout %s exceeded", p.cfg.ShutdownTimeout)
 	}
@@ -472,6 +474,19 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	if len(parts) == 0 {
 		return nil
 	}
+	// A partition that waits after a failed produce is probed: only its
+	// stopped record is tried, until it passes. Otherwise every retry would
+	// produce again, to the healthy destinations, every record polled
+	// after it.
+	probed := map[int]int64{} // part index → offset to go on from
+	for i := range parts {
+		pt := &parts[i]
+		if p.waits.probing(topicPartition{pt.Topic, pt.Partition}, pt.Records[0].Offset) && len(pt.Records) > 1 {
+			probed[i] = pt.Records[1].Offset
+			pt.Records = pt.Records[:1]
+		}
+	}
+	p.topics.beginBatch()
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
 			return fmt.Errorf("beginning a transaction: %w", err)
@@ -532,6 +547,14 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		tp := topicPartition{parts[i].Topic, parts[i].Partition}
 		if s == nil {
 			p.waits.passed(tp)
+			if next, ok := probed[i]; ok {
+				// The probe passed: go on from the record after it.
+				r := parts[i].Records[0]
+				if rewind[r.Topic] == nil {
+					rewind[r.Topic] = map[int32]kgo.EpochOffset{}
+				}
+				rewind[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: next}
+			}
 			continue
 		}
 		r := s.rec
@@ -544,7 +567,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 			continue
 		}
 		pause[r.Topic] = append(pause[r.Topic], r.Partition)
-		if p.waits.set(tp, r.Offset, s.reason, now, now.Add(p.cfg.RetryBackoff)) {
+		if p.waits.set(tp, r.Offset, s.reason, s.probe, now, now.Add(p.cfg.RetryBackoff)) {
 			p.log.Warn("input partition waits", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 				"reason", s.reason, "err", s.cause)
 		}
@@ -579,19 +602,14 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 	case failShutdown:
 		return nil
 	case failRefused:
-		if errors.Is(f.err, kerr.MessageTooLarge) && !f.alone {
-			// The topic may take records this size, but not a batch of
-			// them (every record of a refused batch fails with it): learn
-			// its limit and try again, one record at a time.
-			if _, known := p.topics.limit(f.topic); !known {
-				if err := p.topics.learnLimit(ctx, f.topic); err != nil {
-					reason := WaitDestination
-					if f.dlq {
-						reason = WaitDLQ
-					}
-					return &stop{rec: f.src, reason: reason, cause: err}
-				}
-			}
+		if !f.alone {
+			// The broker refuses a produce batch whole, and the client then
+			// fails every record buffered for that partition: this record
+			// may be innocent. The topic's records are produced one at a
+			// time from now on (for MESSAGE_TOO_LARGE its limit is read, so
+			// that a record above it is dead-lettered without a try), and
+			// only a record refused on its own is refused for good.
+			p.topics.alone(ctx, f.topic, errors.Is(f.err, kerr.MessageTooLarge))
 			return &stop{rec: f.src, cause: f.err}
 		}
 		if f.dlq {
@@ -600,7 +618,7 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 			prev, _ := p.refusals.get(key)
 			p.refusals.refuse(key, f.err)
 			if prev.dlqRefused >= dlqShrinkSteps {
-				return &stop{rec: f.src, reason: WaitDLQ, cause: f.err}
+				return &stop{rec: f.src, reason: WaitDLQ, cause: f.err, probe: true}
 			}
 			return &stop{rec: f.src, cause: f.err}
 		}
@@ -608,12 +626,12 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 		return &stop{rec: f.src, cause: f.err}
 	case failMissingTopic:
 		p.topics.forget(f.topic)
-		return &stop{rec: f.src, reason: WaitTopic, cause: f.err}
+		return &stop{rec: f.src, reason: WaitTopic, cause: f.err, probe: true}
 	}
 	if f.dlq {
-		return &stop{rec: f.src, reason: WaitDLQ, cause: f.err}
+		return &stop{rec: f.src, reason: WaitDLQ, cause: f.err, probe: true}
 	}
-	return &stop{rec: f.src, reason: WaitDestination, cause: f.err}
+	return &stop{rec: f.src, reason: WaitDestination, cause: f.err, probe: true}
 }
 
 // logFailures logs a batch's produce failures, one line per topic and

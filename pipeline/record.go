@@ -52,6 +52,9 @@ type stop struct {
 	reason   string
 	cause    error
 	shutdown bool
+	// probe: the wait follows a failed produce, so the partition's next
+	// attempts try its stopped record alone (see waits.probing).
+	probe bool
 }
 
 // records processes one poll's records and produces what they give, each
@@ -265,7 +268,7 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 		for k := i; k < j && dl == nil; k++ {
 			size := p.recordSize(rec, &outs[k])
 			switch {
-			case limited && size-recordOverhead+aloneOverhead > lim:
+			case limited && lim > 0 && size-recordOverhead+aloneOverhead > lim:
 				dl = &idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeDestinationRefused,
 					Message: fmt.Sprintf("destination %s: a record of %d bytes is above the max.message.bytes %d of topic %s", dest, size-recordOverhead, lim, topic)}
 			case size > int(p.cfg.MaxRecordBytes):
@@ -555,7 +558,7 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 	}
 	room := int(a.p.cfg.MaxRecordBytes) - recordOverhead - fixed
 	lim, limited := a.p.topics.limit(a.p.cfg.DLQTopic)
-	if limited {
+	if limited && lim > 0 {
 		room = min(room, lim-aloneOverhead-fixed)
 	}
 	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})

@@ -15,6 +15,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// aloneState is a topic produced to one record at a time, since when, and
+// its max.message.bytes when it could be read (0 when not).
+type aloneState struct {
+	n     int
+	since time.Time
+}
+
+// aloneTTL is how long a topic stays produced to one record at a time.
+const aloneTTL = 5 * time.Minute
+
+// checkBudget bounds the time one batch spends checking and creating
+// topics (and reading their limits): past it, a topic not yet known is
+// taken as not ready and its partitions wait, so that a batch needing many
+// missing topics cannot hold the others (nor a transaction) for long.
+const checkBudget = 10 * time.Second
+
+// checkTimeout bounds one admin request about a topic.
+const checkTimeout = 5 * time.Second
+
 // unknownTopicRetries is how many times the producer tries a record whose
 // topic is unknown (each try after a metadata refresh) before failing it;
 // the pipeline then checks the topic itself (see topics).
@@ -51,10 +70,15 @@ type topics struct {
 	// missing are the topics found missing, with when they were last
 	// checked (checks are at most one per retry backoff).
 	missing map[string]time.Time
-	// limits are the max.message.bytes of topics that refused a record as
-	// too large: below the producer's batch size, so their records are
-	// produced one at a time and those above it dead-lettered.
-	limits map[string]int
+	// limits are the topics whose records are produced one at a time,
+	// because the broker refused a batch of theirs: n is the topic's
+	// max.message.bytes when it could be read (records above it are
+	// dead-lettered without a try), 0 when not. The state expires after
+	// aloneTTL, so a topic an operator fixed gets batches again.
+	limits map[string]aloneState
+	// checked is the time spent checking topics in the current batch,
+	// bounded by checkBudget.
+	checked time.Duration
 	// anyLimit is set once a limit is learnt: until then the per-record
 	// check costs no lock.
 	anyLimit atomic.Bool
@@ -65,7 +89,7 @@ type topics struct {
 
 func newTopics(cl *kgo.Client, cfg Config, m *metrics, log *slog.Logger) *topics {
 	return &topics{cl: cl, adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log,
-		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}, limits: map[string]int{}}
+		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}, limits: map[string]aloneState{}}
 }
 
 // forDestination returns the topic of destination id if it exists (see
@@ -101,12 +125,24 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 	if last, ok := t.missing[topic]; ok && time.Since(last) < t.cfg.RetryBackoff {
 		return fmt.Errorf("topic %s: %w", topic, errTopicNotReady)
 	}
+	if t.checked >= checkBudget {
+		return fmt.Errorf("topic %s: %w: this batch spent %s checking topics already", topic, errTopicNotReady, checkBudget)
+	}
+	began := time.Now()
 	var err error
 	if t.cfg.CreateTopics {
-		err = t.create(ctx, topic)
+		if err = t.create(ctx, topic); err != nil {
+			// Not allowed to create (no CREATE permission answers
+			// TOPIC_AUTHORIZATION_FAILED even for an existing topic), or
+			// the broker refused: it may exist all the same.
+			if t.exists(ctx, topic) == nil {
+				err = nil
+			}
+		}
 	} else {
 		err = t.exists(ctx, topic)
 	}
+	t.checked += time.Since(began)
 	if err != nil {
 		if _, was := t.missing[topic]; !was {
 			if t.cfg.CreateTopics {
@@ -116,12 +152,12 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 			}
 		}
 		t.missing[topic] = time.Now()
-		t.m.missingTopics.Set(float64(len(t.missing)))
+		t.pruneMissing()
 		return fmt.Errorf("topic %s: %w: %w", topic, errTopicNotReady, err)
 	}
 	if _, was := t.missing[topic]; was {
 		delete(t.missing, topic)
-		t.m.missingTopics.Set(float64(len(t.missing)))
+		t.pruneMissing()
 		t.log.Info("topic is there again; its records flow", "topic", topic)
 	}
 	t.known[topic] = true
@@ -137,6 +173,7 @@ func (t *topics) forget(topic string) {
 		return
 	}
 	t.purge = append(t.purge, topic)
+	delete(t.limits, topic) // made again, it has a limit of its own
 	delete(t.known, topic)
 	for id, tp := range t.ready {
 		if tp == topic {
@@ -160,9 +197,32 @@ func (t *topics) purgeForgotten() {
 	}
 }
 
+// beginBatch starts a batch's topic-check budget and forgets missing topics
+// nothing asked about for a while.
+func (t *topics) beginBatch() {
+	t.mu.Lock()
+	t.checked = 0
+	t.pruneMissing()
+	t.mu.Unlock()
+}
+
+// pruneMissing forgets the missing topics not checked for a minute (or ten
+// retry backoffs): a record waiting for one checks it every backoff, so
+// nothing waits for them any more (the connection was deleted, the
+// partition moved). It sets the missing-topics gauge. t.mu is held.
+func (t *topics) pruneMissing() {
+	stale := max(time.Minute, 10*t.cfg.RetryBackoff)
+	for topic, last := range t.missing {
+		if time.Since(last) > stale {
+			delete(t.missing, topic)
+		}
+	}
+	t.m.missingTopics.Set(float64(len(t.missing)))
+}
+
 func (t *topics) create(ctx context.Context, topic string) error {
 	maxBytes := strconv.Itoa(int(t.cfg.MaxRecordBytes))
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	resp, err := t.adm.CreateTopic(ctx, t.cfg.TopicPartitions, t.cfg.TopicReplicationFactor,
 		map[string]*string{"max.message.bytes": &maxBytes}, topic)
@@ -180,7 +240,7 @@ func (t *topics) create(ctx context.Context, topic string) error {
 
 // exists asks the cluster's metadata whether topic exists.
 func (t *topics) exists(ctx context.Context, topic string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	details, err := t.adm.ListTopics(ctx, topic)
 	if err != nil {
@@ -196,36 +256,74 @@ func (t *topics) exists(ctx context.Context, topic string) error {
 	return nil
 }
 
-// limit returns the learnt max.message.bytes of topic, if it refused a
-// record as too large before.
+// limit reports whether topic's records are produced one at a time, and
+// its max.message.bytes when known (0 when not).
 func (t *topics) limit(topic string) (int, bool) {
 	if !t.anyLimit.Load() {
 		return 0, false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n, ok := t.limits[topic]
-	return n, ok
+	st, ok := t.limits[topic]
+	if ok && time.Since(st.since) > aloneTTL {
+		delete(t.limits, topic)
+		t.log.Info("topic produced to in batches again; a refused batch will make it one record at a time again", "topic", topic)
+		return 0, false
+	}
+	return st.n, ok
 }
 
-// learnLimit reads topic's max.message.bytes after it refused a batch as too
-// large. The producer batches records up to kafka.producer_batch_max_bytes,
-// which an operator-made topic may not take: from now on its records are
-// produced alone, and only those that cannot fit on their own are
-// dead-lettered.
-func (t *topics) learnLimit(ctx context.Context, topic string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+// alone makes topic's records produced one at a time, after the broker
+// refused a batch of them. The producer batches records up to
+// kafka.producer_batch_max_bytes, which an operator-made topic may not take;
+// and a refused batch fails every record buffered with it. With readLimit
+// (the batch was refused as too large) the topic's max.message.bytes is
+// read, once, so that a record above it is dead-lettered without a try;
+// when it cannot be read (no DescribeConfigs permission), records are
+// tried alone and one refused alone is dead-lettered.
+func (t *topics) alone(ctx context.Context, topic string, readLimit bool) {
+	t.mu.Lock()
+	if _, ok := t.limits[topic]; ok {
+		t.mu.Unlock()
+		return
+	}
+	t.limits[topic] = aloneState{since: time.Now()}
+	t.anyLimit.Store(true)
+	budget := t.checked < checkBudget
+	t.mu.Unlock()
+	n := 0
+	if readLimit && budget {
+		began := time.Now()
+		var err error
+		n, err = t.readLimit(ctx, topic)
+		t.mu.Lock()
+		t.checked += time.Since(began)
+		if err == nil {
+			t.limits[topic] = aloneState{n: n, since: time.Now()}
+		}
+		t.mu.Unlock()
+		if err != nil {
+			t.log.Warn("reading a topic's max.message.bytes", "topic", topic, "err", err)
+		}
+	}
+	t.log.Warn("the broker refused a batch of records for this topic; its records are produced one at a time for a while, and a record refused on its own is dead-lettered (raise its max.message.bytes if records are too large)",
+		"topic", topic, "max_message_bytes", n, "producer_batch_max_bytes", t.cfg.MaxRecordBytes, "for", aloneTTL)
+}
+
+// readLimit reads topic's max.message.bytes.
+func (t *topics) readLimit(ctx context.Context, topic string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rcs, err := t.adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("describing topic %s: %w", topic, err)
+		return 0, fmt.Errorf("describing topic %s: %w", topic, err)
 	}
 	rc, err := rcs.On(topic, nil)
 	if err != nil {
-		return fmt.Errorf("describing topic %s: %w", topic, err)
+		return 0, fmt.Errorf("describing topic %s: %w", topic, err)
 	}
 	if rc.Err != nil {
-		return fmt.Errorf("describing topic %s: %w", topic, rc.Err)
+		return 0, fmt.Errorf("describing topic %s: %w", topic, rc.Err)
 	}
 	for _, c := range rc.Configs {
 		if c.Key != "max.message.bytes" || c.Value == nil {
@@ -233,18 +331,9 @@ func (t *topics) learnLimit(ctx context.Context, topic string) error {
 		}
 		n, err := strconv.Atoi(*c.Value)
 		if err != nil {
-			return fmt.Errorf("topic %s: max.message.bytes %q: %w", topic, *c.Value, err)
+			return 0, fmt.Errorf("topic %s: max.message.bytes %q: %w", topic, *c.Value, err)
 		}
-		t.mu.Lock()
-		_, had := t.limits[topic]
-		t.limits[topic] = n
-		t.anyLimit.Store(true)
-		t.mu.Unlock()
-		if !had {
-			t.log.Warn("topic takes smaller records than kafka.producer_batch_max_bytes; its records are produced one at a time and those above its limit dead-lettered (raise its max.message.bytes)",
-				"topic", topic, "max_message_bytes", n, "producer_batch_max_bytes", t.cfg.MaxRecordBytes)
-		}
-		return nil
+		return n, nil
 	}
-	return fmt.Errorf("topic %s: no max.message.bytes in its configuration", topic)
+	return 0, fmt.Errorf("topic %s: no max.message.bytes in its configuration", topic)
 }

@@ -43,6 +43,8 @@ type hold struct {
 	// until is when the paused partition is resumed to try the record
 	// again; zero once it was resumed and the record not yet passed.
 	until time.Time
+	// probe: only the stopped record is tried until it passes.
+	probe bool
 }
 
 // waits are the partitions waiting for a cause to pass. The poll loop and
@@ -62,7 +64,7 @@ func newWaits() *waits { return &waits{m: map[topicPartition]*hold{}} }
 // reports whether the wait is new (or its reason changed). A partition that
 // already waited at the same offset keeps its Since, so the age of a wait
 // spans its retries.
-func (w *waits) set(tp topicPartition, offset int64, reason string, now, until time.Time) bool {
+func (w *waits) set(tp topicPartition, offset int64, reason string, probe bool, now, until time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := w.m[tp]
@@ -73,7 +75,17 @@ func (w *waits) set(tp topicPartition, offset int64, reason string, now, until t
 	}
 	h.Reason = reason
 	h.until = until
+	h.probe = probe
 	return changed
+}
+
+// probing reports whether tp waits after a failed produce at offset: its
+// next attempt tries that record alone.
+func (w *waits) probing(tp topicPartition, offset int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.m[tp]
+	return h != nil && h.probe && h.Offset == offset
 }
 
 // passed records that tp's records went through: it no longer waits.
