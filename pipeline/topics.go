@@ -63,8 +63,8 @@ type topics struct {
 
 	mu sync.Mutex
 	// ready maps a destination id to its topic once that topic is known to
-	// exist, so the per-record path costs one lookup.
-	ready map[string]string
+	// exist, so the per-record path costs one lock-free lookup.
+	ready sync.Map // destination id → topic name
 	// known are the topics known to exist.
 	known map[string]bool
 	// missing are the topics found missing, with when they were last
@@ -89,25 +89,20 @@ type topics struct {
 
 func newTopics(cl *kgo.Client, cfg Config, m *metrics, log *slog.Logger) *topics {
 	return &topics{cl: cl, adm: kadm.NewClient(cl), cfg: cfg, m: m, log: log,
-		ready: map[string]string{}, known: map[string]bool{}, missing: map[string]time.Time{}, limits: map[string]aloneState{}}
+		known: map[string]bool{}, missing: map[string]time.Time{}, limits: map[string]aloneState{}}
 }
 
 // forDestination returns the topic of destination id if it exists (see
 // ensure), else an error wrapping errTopicNotReady.
 func (t *topics) forDestination(ctx context.Context, id string) (string, error) {
-	t.mu.Lock()
-	topic, ok := t.ready[id]
-	t.mu.Unlock()
-	if ok {
-		return topic, nil
+	if topic, ok := t.ready.Load(id); ok {
+		return topic.(string), nil
 	}
-	topic = t.cfg.Topics.Topic(id)
+	topic := t.cfg.Topics.Topic(id)
 	if err := t.ensure(ctx, topic); err != nil {
 		return "", err
 	}
-	t.mu.Lock()
-	t.ready[id] = topic
-	t.mu.Unlock()
+	t.ready.Store(id, topic)
 	return topic, nil
 }
 
@@ -175,11 +170,12 @@ func (t *topics) forget(topic string) {
 	t.purge = append(t.purge, topic)
 	delete(t.limits, topic) // made again, it has a limit of its own
 	delete(t.known, topic)
-	for id, tp := range t.ready {
-		if tp == topic {
-			delete(t.ready, id)
+	t.ready.Range(func(id, tp any) bool {
+		if tp.(string) == topic {
+			t.ready.Delete(id)
 		}
-	}
+		return true
+	})
 	t.log.Warn("topic disappeared after records were produced to it; checking it again", "topic", topic)
 }
 
