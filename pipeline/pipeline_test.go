@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idsync/idsync/idsync"
@@ -41,17 +40,8 @@ type env struct {
 // fails the test when IDSYNC_TEST_KAFKA is unset, unless -short).
 func backends(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Run("kfake", func(t *testing.T) {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		fn(t, &env{brokers: c.ListenAddrs(), adm: kadm.NewClient(cl), prefix: "t"})
+		e, _ := kfakeEnv(t, 1)
+		fn(t, e)
 	})
 	t.Run("kafka", func(t *testing.T) {
 		k := stacktest.Kafka(t)

@@ -19,10 +19,10 @@ import (
 // Tests for what a review of the failure model found; on kfake, whose
 // request control makes a broker answer what a test needs.
 
-// kfakeEnv is a kfake cluster for one test, with its control.
-func kfakeEnv(t *testing.T) (*env, *kfake.Cluster) {
+// kfakeEnv is a kfake cluster of brokers for one test, with its control.
+func kfakeEnv(t *testing.T, brokers int) (*env, *kfake.Cluster) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func failProduce(c *kfake.Cluster, n int, code int16) *atomic.Int32 {
 func TestRefusedBatchDeadLettersNoInnocentRecord(t *testing.T) {
 	for _, delivery := range []Delivery{AtLeastOnce, ExactlyOnce} {
 		t.Run(string(delivery), func(t *testing.T) {
-			e, c := kfakeEnv(t)
+			e, c := kfakeEnv(t, 1)
 			e.createInput(t, 1)
 			src := fixture(t)
 			in := produceInputs(t, e, sameKey(0, 40, "aud_multi"))
@@ -93,7 +93,7 @@ func TestRefusedBatchDeadLettersNoInnocentRecord(t *testing.T) {
 // those refused alone dead-lettered, the others delivered; the partition
 // never waits for good.
 func TestUnreadableTopicLimitDoesNotStopThePartition(t *testing.T) {
-	e, c := kfakeEnv(t)
+	e, c := kfakeEnv(t, 1)
 	e.createInput(t, 1)
 	tmpl, _ := idsync.ParseTopicTemplate(e.template())
 	small := "300"
@@ -129,17 +129,7 @@ func TestUnreadableTopicLimitDoesNotStopThePartition(t *testing.T) {
 // the records after it again at every retry. Two brokers: zd_01 on the
 // one that fails, the other destinations on the one that works.
 func TestWaitAfterProduceFailureProbesOneRecord(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	e := &env{brokers: c.ListenAddrs(), adm: kadm.NewClient(cl), prefix: "t"}
+	e, c := kfakeEnv(t, 2)
 	e.createInput(t, 1)
 	tmpl, _ := idsync.ParseTopicTemplate(e.template())
 	ctx := context.Background()
@@ -204,7 +194,7 @@ func TestWaitAfterProduceFailureProbesOneRecord(t *testing.T) {
 // Run returns when its loop fails (here: the transactional producer cannot
 // begin), instead of hanging on its lag refresher.
 func TestRunReturnsWhenItsLoopFails(t *testing.T) {
-	e, c := kfakeEnv(t)
+	e, c := kfakeEnv(t, 1)
 	e.createInput(t, 1)
 	produceInputs(t, e, sameKey(0, 5, "aud_gg"))
 	c.ControlKey(int16(kmsg.InitProducerID), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
