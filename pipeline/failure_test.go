@@ -441,6 +441,9 @@ func TestLagShowsWhileWaiting(t *testing.T) {
 		produceInputs(t, e, sameKey(1, 20, "aud_gg"))
 		r := start(t, e, src, func(c *Config) { c.LagInterval = 100 * time.Millisecond })
 		lag := func() float64 { return testutil.ToFloat64(r.p.m.lag.WithLabelValues("0")) }
+		waitHeld(t, r)
+		// Refreshed after the partition started waiting: still 20.
+		time.Sleep(300 * time.Millisecond)
 		eventually(t, 30*time.Second, func() bool { return lag() == 20 },
 			func() string { return fmt.Sprintf("lag of the waiting partition is %v, want 20", lag()) })
 		if r.p.waits.oldest(time.Now()) <= 0 {
