@@ -468,7 +468,8 @@ func TestReliabilityPoison(t *testing.T) {
 }
 
 // stallWatch samples committed offsets and measures the longest time a
-// partition with lag made no progress.
+// partition with lag made no progress, once it had committed something
+// (start-up, the group join and topic creation, is not counted).
 type stallWatch struct {
 	stopc chan struct{}
 	done  chan time.Duration
@@ -497,7 +498,12 @@ func (s *stack) watchStalls() *stallWatch {
 			}
 			now := time.Now()
 			ends.Each(func(o kadm.ListedOffset) {
-				c, _ := committed.Lookup(o.Topic, o.Partition)
+				c, ok := committed.Lookup(o.Topic, o.Partition)
+				if !ok || c.At < 0 {
+					// Nothing committed yet: the instance is starting (group
+					// join, topic creation), which is not what this measures.
+					return
+				}
 				if c.At >= o.Offset || c.At != last[o.Partition] {
 					last[o.Partition] = c.At
 					since[o.Partition] = now
