@@ -49,16 +49,11 @@ func classify(err error) failureClass {
 		errors.Is(err, kerr.TopicAuthorizationFailed),
 		errors.Is(err, kerr.InvalidTimestamp),
 		errors.Is(err, kerr.UnsupportedForMessageFormat),
-		errors.Is(err, kerr.UnsupportedCompressionType),
-		errors.Is(err, errTooLargeLocally):
+		errors.Is(err, kerr.UnsupportedCompressionType):
 		return failRefused
 	}
 	return failRetry
 }
-
-// errTooLargeLocally is a record the pipeline itself found above the record
-// size limit before producing it.
-var errTooLargeLocally = errors.New("record above the producer record size limit")
 
 // refusalKey names one destination (or the dead-letter topic, dlq set) of
 // one input record.

@@ -314,7 +314,10 @@ func TestExactlyOnceNeverCommitsPartOfAnEvent(t *testing.T) {
 		r := start(t, e, src, func(c *Config) { c.Delivery = ExactlyOnce; c.CreateTopics = false })
 		eventually(t, 30*time.Second, func() bool { return r.p.waits.count(WaitTopic) > 0 },
 			func() string { return "no partition waiting for the missing topic" })
-		time.Sleep(500 * time.Millisecond) // a few attempts while it is missing
+		// A few attempts while it is missing (each looks the audience up).
+		calls := src.calls.Load()
+		eventually(t, 30*time.Second, func() bool { return src.calls.Load() >= calls+3 },
+			func() string { return "the waiting record was not tried again" })
 		if _, err := e.adm.CreateTopic(ctx, 1, 1, nil, tmpl.Topic("wh_01")); err != nil {
 			t.Fatal(err)
 		}
@@ -442,8 +445,6 @@ func TestLagShowsWhileWaiting(t *testing.T) {
 		r := start(t, e, src, func(c *Config) { c.LagInterval = 100 * time.Millisecond })
 		lag := func() float64 { return testutil.ToFloat64(r.p.m.lag.WithLabelValues("0")) }
 		waitHeld(t, r)
-		// Refreshed after the partition started waiting: still 20.
-		time.Sleep(300 * time.Millisecond)
 		eventually(t, 30*time.Second, func() bool { return lag() == 20 },
 			func() string { return fmt.Sprintf("lag of the waiting partition is %v, want 20", lag()) })
 		if r.p.waits.oldest(time.Now()) <= 0 {

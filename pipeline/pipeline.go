@@ -550,18 +550,12 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 			if next, ok := probed[i]; ok {
 				// The probe passed: go on from the record after it.
 				r := parts[i].Records[0]
-				if rewind[r.Topic] == nil {
-					rewind[r.Topic] = map[int32]kgo.EpochOffset{}
-				}
-				rewind[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: next}
+				setOffset(rewind, r, next)
 			}
 			continue
 		}
 		r := s.rec
-		if rewind[r.Topic] == nil {
-			rewind[r.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		rewind[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		setOffset(rewind, r, r.Offset)
 		if s.reason == "" {
 			p.waits.passed(tp) // refused for good: goes on at once, the refusal learnt
 			continue
@@ -589,6 +583,15 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	p.refusals.committed(p.cl.CommittedOffsets())
 	acks.done()
 	return nil
+}
+
+// setOffset sets, in offsets, r's partition to offset (with r's leader
+// epoch).
+func setOffset(offsets map[string]map[int32]kgo.EpochOffset, r *kgo.Record, offset int64) {
+	if offsets[r.Topic] == nil {
+		offsets[r.Topic] = map[int32]kgo.EpochOffset{}
+	}
+	offsets[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: offset}
 }
 
 // failureStop says what a failed produce means for its input record's

@@ -181,11 +181,6 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 		return
 	}
 	w.res = idsync.Process(ev, conns, now, p.cfg.Options)
-	if w.res.Bytes == 0 {
-		for i := range w.res.Outputs {
-			w.res.Bytes += len(w.res.Outputs[i].Value)
-		}
-	}
 	p.m.processTime.Observe(time.Since(start).Seconds())
 }
 
