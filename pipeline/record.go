@@ -538,7 +538,10 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		kgo.RecordHeader{Key: idsync.HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
 	)
 	if destination != "" {
-		headers = append(headers, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination)})
+		// A destination id is at most 64 bytes; one read from a hostile
+		// stored record (a hash field that is no destination id) is cut
+		// like the message, so that the dead letter always fits.
+		headers = append(headers, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination[:min(len(destination), maxErrorHeader)])})
 	}
 	key, value := rec.Key, rec.Value
 	if len(key) > maxDeadLetterKey {
