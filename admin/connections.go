@@ -64,6 +64,13 @@ type historyView struct {
 
 type typesView struct {
 	DestinationTypes []idsync.TypeInfo `json:"destination_types"`
+	// IdentifierTypes are the default Segment identifier types (any other
+	// lower-case type is a custom identifier, sent in customized setup only).
+	IdentifierTypes []string `json:"identifier_types"`
+	// MobileAdIDTypes are sent only with settings.send_mobile_ids.
+	MobileAdIDTypes []string `json:"mobile_ad_id_types"`
+	// MaxMappings is the most identifiers a customized setup may map.
+	MaxMappings int `json:"max_mappings"`
 }
 
 func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, c *call) {
@@ -184,7 +191,12 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 func (s *Server) types(w http.ResponseWriter, _ *http.Request, _ *call) {
-	writeJSON(w, http.StatusOK, typesView{DestinationTypes: idsync.Catalog()})
+	writeJSON(w, http.StatusOK, typesView{
+		DestinationTypes: idsync.Catalog(),
+		IdentifierTypes:  idsync.DefaultIdentifierTypes,
+		MobileAdIDTypes:  []string{"ios.idfa", "android.idfa"},
+		MaxMappings:      idsync.MaxMappings,
+	})
 }
 
 // view returns the connection's active and pending versions now, or nil

@@ -31,7 +31,14 @@ type previewView struct {
 	// normalized (not sent).
 	InvalidIdentifiers int         `json:"invalid_identifiers"`
 	DLQ                *previewDLQ `json:"dlq"`
+	// Explain says, mapping by mapping, which identifiers were picked and
+	// why (null when the event could not be decoded).
+	Explain *idsync.Explanation `json:"explain"`
 }
+
+// PreviewExplainBounds bound the explanation preview returns beside its
+// records (at most this many candidates and bytes of their values).
+var PreviewExplainBounds = idsync.ExplainBounds{Candidates: 1000, Bytes: 256 << 10}
 
 type previewRecord struct {
 	Topic   string            `json:"topic"`
@@ -107,6 +114,8 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request, _ *call) {
 		Versions:      []idsync.Version{{Version: 1, Config: cfg}},
 	}}
 	res := idsync.Process(ev, conns, now, s.previewOpt)
+	ex := idsync.Explain(ev, cfg, s.previewOpt.PhoneRegion, PreviewExplainBounds)
+	out.Explain = &ex
 	for _, o := range res.Outputs {
 		out.Records = append(out.Records, previewRecord{
 			Topic: s.opt.Topics.Topic(o.DestinationID),

@@ -23,6 +23,7 @@ const (
 	patternHistory     = "/v1/spaces/{space}/audiences/{audience}/connections/{destination}/history"
 	patternTypes       = "/v1/destination-types"
 	patternPreview     = "/v1/preview"
+	patternWhoami      = "/v1/whoami"
 )
 
 // endpoint is one method of a route.
@@ -51,6 +52,18 @@ func (s *Server) routes() {
 	s.handle(patternHistory, endpoint{http.MethodGet, ScopeRead, s.history})
 	s.handle(patternTypes, endpoint{http.MethodGet, ScopeRead, s.types})
 	s.handle(patternPreview, endpoint{http.MethodPost, ScopeRead, s.preview})
+	s.handle(patternWhoami, endpoint{http.MethodGet, ScopeRead, s.whoami})
+}
+
+// whoamiView answers GET /v1/whoami: the calling token's name and scope, so
+// that a client (the web console) can sign in and show what it may do.
+type whoamiView struct {
+	Name  string `json:"name"`
+	Scope Scope  `json:"scope"`
+}
+
+func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, c *call) {
+	writeJSON(w, http.StatusOK, whoamiView{Name: c.token, Scope: c.scope})
 }
 
 // handle registers pattern for any method and dispatches on the method:

@@ -1,0 +1,80 @@
+package admin
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// The calls the web console makes besides the connection endpoints: who
+// am I, the catalog's identifier types, and preview's explanation.
+
+func TestWhoami(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		secret, name string
+		scope        Scope
+	}{{writeSecret, "ops", ScopeWrite}, {readSecret, "dashboard", ScopeRead}} {
+		var got whoamiView
+		expect(t, h.do("GET", "/v1/whoami", tc.secret, ""), http.StatusOK, &got)
+		if got.Name != tc.name || got.Scope != tc.scope {
+			t.Errorf("whoami with %s's token: %+v", tc.name, got)
+		}
+	}
+	expectError(t, h.do("GET", "/v1/whoami", "nope", ""), http.StatusUnauthorized)
+	expectError(t, h.do("POST", "/v1/whoami", writeSecret, "{}"), http.StatusMethodNotAllowed)
+}
+
+func TestCatalogIdentifierTypes(t *testing.T) {
+	h := newHarness(t)
+	var tv typesView
+	expect(t, h.do("GET", "/v1/destination-types", readSecret, ""), http.StatusOK, &tv)
+	if !slices.Equal(tv.IdentifierTypes, idsync.DefaultIdentifierTypes) || tv.MaxMappings != idsync.MaxMappings {
+		t.Errorf("identifier types %v, max mappings %d", tv.IdentifierTypes, tv.MaxMappings)
+	}
+	for _, m := range tv.MobileAdIDTypes {
+		if !idsync.IsMobileAdID(m) {
+			t.Errorf("%s listed as a mobile ad id type", m)
+		}
+	}
+}
+
+func TestPreviewExplains(t *testing.T) {
+	h := newHarness(t)
+	body := `{"destination_id":"fb","connection":{"destination_type":"facebook_custom_audiences","external_audience_id":"1",
+	  "setup":"customized","identifiers":[{"segment":"email","destination":"EMAIL","strategy":"last_added"},
+	  {"segment":"phone","destination":"PHONE","strategy":"all"}]},
+	 "event":{"message_id":"m1","timestamp":"2026-06-01T11:00:00Z","space_id":"spa_1","audience_id":"aud_1","action":"entered",
+	  "profile":{"segment_id":"use_1"},"external_ids":[
+	   {"type":"email","id":"new@example.com","created_at":"2025-02-01T00:00:00Z"},
+	   {"type":"email","id":"old@example.com","created_at":"2025-01-01T00:00:00Z"},
+	   {"type":"phone","id":"not a phone","created_at":"2025-01-01T00:00:00Z"}]}}`
+	var pv previewView
+	expect(t, h.do("POST", "/v1/preview", readSecret, body), http.StatusOK, &pv)
+	if pv.Explain == nil || len(pv.Explain.Mappings) != 2 {
+		t.Fatalf("explain: %+v", pv.Explain)
+	}
+	email := pv.Explain.Mappings[0]
+	if email.Status != idsync.MappingUsed || len(email.Candidates) != 2 ||
+		email.Candidates[0].Index != 1 || email.Candidates[0].Outcome != idsync.CandidateNotPicked ||
+		email.Candidates[1].Index != 0 || email.Candidates[1].Outcome != idsync.CandidatePicked {
+		t.Errorf("email mapping: %+v", email)
+	}
+	phone := pv.Explain.Mappings[1]
+	if phone.Status != idsync.MappingNoIdentifiers || len(phone.Candidates) != 1 || phone.Candidates[0].Outcome != idsync.CandidateInvalid {
+		t.Errorf("phone mapping: %+v", phone)
+	}
+	if pv.InvalidIdentifiers != 1 {
+		t.Errorf("invalid identifiers %d", pv.InvalidIdentifiers)
+	}
+
+	// An event that cannot be decoded has no explanation.
+	bad := `{"connection":{"destination_type":"facebook_custom_audiences","external_audience_id":"1"},"event":{"message_id":1}}`
+	pv = previewView{}
+	expect(t, h.do("POST", "/v1/preview", readSecret, bad), http.StatusOK, &pv)
+	if pv.DLQ == nil || pv.Explain != nil {
+		t.Errorf("undecodable event: dlq %+v, explain %+v", pv.DLQ, pv.Explain)
+	}
+}
