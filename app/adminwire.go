@@ -11,6 +11,7 @@ import (
 	"github.com/idsync/idsync/config"
 	"github.com/idsync/idsync/internal/adminstore"
 	"github.com/idsync/idsync/store"
+	"github.com/idsync/idsync/webui"
 )
 
 // DemoToken is the admin token of embedded mode when none is configured
@@ -50,6 +51,9 @@ func adminHandler(st *store.Store, cfg *config.Config, tokens []admin.Token, now
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	if cfg.Admin.Console {
+		return webui.Mount(srv), nil
 	}
 	return srv, nil
 }

@@ -242,7 +242,7 @@ func TestEmbedded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	out := r.out.String()
-	for _, want := range []string{"embedded", "IDSYNC_ADMIN_TOKEN=demo-token", "idsync tail idsync.dest.fbca_demo", "curl -s http://"} {
+	for _, want := range []string{"embedded", "IDSYNC_ADMIN_TOKEN=demo-token", "idsync tail idsync.dest.fbca_demo", "curl -s http://", "/ui/ and sign in with the token demo-token"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}

@@ -244,6 +244,8 @@ type Admin struct {
 	Tokens []Token `mapstructure:"tokens"`
 	// MaxBodyBytes bounds a request body (larger gets 413).
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+	// Console serves the web console under /ui/ on the admin listener.
+	Console bool `mapstructure:"console"`
 }
 
 // Token is one admin bearer token.
@@ -347,6 +349,7 @@ func Default() Config {
 		Admin: Admin{
 			Listen:       "127.0.0.1:8088",
 			MaxBodyBytes: 1 << 20,
+			Console:      true,
 		},
 		Ops:             Ops{Listen: "127.0.0.1:9464"},
 		Log:             Log{Level: "info", Format: "json"},

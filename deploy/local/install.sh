@@ -5,6 +5,8 @@
 #   - kcat (Debian package kcat, a librdkafka client: the end-to-end tests
 #     feed and read the binary with it as an independent client), only when
 #     missing;
+#   - chromium (Debian package chromium): the web console's browser tests
+#     (webui/browser_test.go) drive it headless, only when missing;
 #   - checks that Java 17+ and Maven are on PATH (they are not installed here:
 #     say what is missing and fail);
 #   - fetches the Apache Kafka jars into the cache (see common.sh), only when
@@ -56,6 +58,18 @@ if ! command -v kcat >/dev/null; then
 	fi
 fi
 
+# chromium, the same way: a real browser for the web console's tests.
+if ! command -v chromium >/dev/null; then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing chromium from Debian packages"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+	else
+		missing+=("chromium (as root: apt-get install -y chromium)")
+	fi
+fi
+
 if ((${#missing[@]} > 0)); then
 	log "missing:"
 	for m in "${missing[@]}"; do
@@ -66,7 +80,7 @@ fi
 
 fetch_kafka_jars
 
-log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), kcat $(kcat -V 2>&1 | sed -n 's/^kcat - .* version \([^ ]*\).*/\1/p' | head -n1), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
+log "ready: $(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'), $(redis-server --version | cut -d' ' -f1-3), kcat $(kcat -V 2>&1 | sed -n 's/^kcat - .* version \([^ ]*\).*/\1/p' | head -n1), $(chromium --version 2>/dev/null | head -n1), Kafka $KAFKA_VERSION jars in $KAFKA_LIB_DIR"
 
 # promtool and the Prometheus server (Debian package prometheus, 2.42 on
 # Debian 12) for the checks of deploy/prometheus (deploy/deploytest) and the

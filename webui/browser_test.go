@@ -1,0 +1,556 @@
+package webui_test
+
+// The console in a real browser: Debian's chromium, headless, driven with
+// chromedp against the real idsync binary on its embedded default. The steps
+// are what a person setting up an audience would do and check. Each screen
+// is saved as a PNG in $IDSYNC_TEST_SCREENSHOTS (docs/img with
+// `make screenshots`), else in a temporary directory named in the log.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const (
+	writeToken = "console-write-token-0123456789"
+	readToken  = "console-read-token-0123456789"
+	space      = "spa_console"
+	audience   = "aud_console"
+	dest       = "fb_console"
+)
+
+// binary is the idsync binary built once for the package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "idsync-webui")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "idsync")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/idsync").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building idsync: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startIdsync runs `idsync run --embedded` with a write and a read token and
+// returns the admin listener's base URL.
+func startIdsync(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "idsync.yaml")
+	yaml := fmt.Sprintf(`embedded:
+  enabled: true
+  demo_rate: 1
+  kafka_port: 0
+admin:
+  listen: 127.0.0.1:0
+  tokens:
+    - {name: alice, token: %s, scope: write}
+    - {name: viewer, token: %s, scope: read}
+ops:
+  listen: 127.0.0.1:0
+`, writeToken, readToken)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, binary, "run", "--config", cfg)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 20 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("idsync log (last 4 KiB):\n%s", tail(logs.Bytes(), 4096))
+		}
+	})
+	addr := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`console +(http://\S+)/ui/`)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case a := <-addr:
+		return a
+	case <-time.After(60 * time.Second):
+		t.Fatalf("idsync printed no console address within 60 s; log:\n%s", tail(logs.Bytes(), 4096))
+	}
+	return ""
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// browser starts headless chromium and returns a chromedp context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: run deploy/local/install.sh (it installs Debian's chromium)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.WindowSize(1440, 1000),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// ui is one browser session on the console.
+type ui struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+	shot string // screenshot directory
+}
+
+func (u *ui) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	u.t.Helper()
+	if err := chromedp.Do(u.ctx, actions...); err != nil {
+		u.t.Fatalf("%s: %v\npage text: %s", what, err, u.pageText())
+	}
+}
+
+// pageText is the main element's text, for failure messages.
+func (u *ui) pageText() string {
+	ctx, cancel := context.WithTimeout(u.ctx, 5*time.Second)
+	defer cancel()
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main')?.innerText ?? ''`))
+	return s
+}
+
+// eval runs JavaScript and decodes its result into out (nil to ignore).
+func (u *ui) eval(js string, out any) {
+	u.t.Helper()
+	raw, err := chromedp.Run(u.ctx, chromedp.Evaluate[json.RawMessage](js))
+	if err != nil {
+		u.t.Fatalf("evaluating %s: %v\npage text: %s", js, err, u.pageText())
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			u.t.Fatalf("evaluating %s: result %s: %v", js, raw, err)
+		}
+	}
+}
+
+// waitFor polls a JavaScript condition until it holds.
+func (u *ui) waitFor(what, cond string) {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		u.t.Fatalf("waiting for %s: %v\npage text: %s", what, err, u.pageText())
+	}
+}
+
+// waitText waits until the element's text contains s.
+func (u *ui) waitText(sel, s string) {
+	u.t.Helper()
+	u.waitFor(fmt.Sprintf("%s to show %q", sel, s),
+		fmt.Sprintf(`(document.querySelector(%q)?.textContent ?? '').includes(%q)`, sel, s))
+}
+
+// text returns an element's text.
+func (u *ui) text(sel string) string {
+	u.t.Helper()
+	var s string
+	u.eval(fmt.Sprintf(`document.querySelector(%q)?.textContent ?? ''`, sel), &s)
+	return s
+}
+
+// setValue sets a control's value and fires the events a person's edit
+// fires (input and change).
+func (u *ui) setValue(sel, v string) {
+	u.t.Helper()
+	var ok bool
+	u.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false;
+		e.value = %q; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true })()`, sel, v), &ok)
+	if !ok {
+		u.t.Fatalf("no element %s", sel)
+	}
+}
+
+func (u *ui) click(sel string) {
+	u.t.Helper()
+	u.run("clicking "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+// screenshot saves the page as name.png.
+func (u *ui) screenshot(name string) {
+	u.t.Helper()
+	png, err := chromedp.Run(u.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		u.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(u.shot, "console-"+name+".png"), png, 0o644); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// labelled checks that every visible control of the page has a label: the
+// console must work with a screen reader and from the keyboard.
+func (u *ui) labelled(screen string) {
+	u.t.Helper()
+	var unlabelled []string
+	u.eval(`[...document.querySelectorAll('input, select, textarea, button')].filter(e => e.offsetParent !== null).filter(e => {
+		if (e.labels && e.labels.length) return false;
+		if (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')) return false;
+		if (e.tagName === 'BUTTON' && e.textContent.trim()) return false;
+		return true }).map(e => e.outerHTML.slice(0, 120))`, &unlabelled)
+	if len(unlabelled) > 0 {
+		u.t.Errorf("%s: controls without a label: %v", screen, unlabelled)
+	}
+}
+
+// api calls the admin API directly, as the test's independent view.
+func api(t *testing.T, base, method, path, token, body string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+const connPath = "/v1/spaces/" + space + "/audiences/" + audience + "/connections/" + dest
+
+func TestConsole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: runs in make test (needs chromium from deploy/local/install.sh)")
+	}
+	base := startIdsync(t)
+	shots := os.Getenv("IDSYNC_TEST_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+	u := &ui{t: t, ctx: browser(t), base: base, shot: shots}
+
+	t.Run("headers", func(t *testing.T) {
+		resp, err := http.Get(base + "/ui/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"script-src 'self'", "frame-ancestors 'none'", "default-src 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("Content-Security-Policy %q allows inline or eval", csp)
+		}
+	})
+
+	// Sign in from the keyboard: type the token, press Enter.
+	u.run("opening the console", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-token")))
+	u.labelled("sign-in")
+	u.screenshot("signin")
+	u.run("typing a wrong token", chromedp.SendKeys(chromedp.CSS("#signin-token"), "not-a-token\r"))
+	u.waitText("#signin .error", "not accepted")
+	u.setValue("#signin-token", "")
+	u.run("typing the token", chromedp.SendKeys(chromedp.CSS("#signin-token"), writeToken+"\r"))
+	u.waitText("#who", "Signed in as alice (write scope)")
+	var stored bool
+	u.eval(`location.href.includes('`+writeToken+`') || document.cookie.includes('`+writeToken+`') || Object.values(localStorage).some(v => v.includes('`+writeToken+`'))`, &stored)
+	if stored {
+		t.Error("the token is in the URL, a cookie or localStorage")
+	}
+
+	// Create a Customized Facebook connection with three mappings.
+	u.setValue("#audience-form input[name=space]", space)
+	u.setValue("#audience-form input[name=audience]", audience)
+	u.click("#audience-form button[type=submit]")
+	u.waitText("#connections-results", "no connections yet")
+	u.setValue("#new-connection input[name=destination]", dest)
+	u.click("#new-connection button[type=submit]")
+	u.waitText("main h1", "New connection")
+	u.setValue("#editor select[name=destination_type]", "facebook_custom_audiences")
+	u.setValue("#editor input[name=external_audience_id]", "23851234567890123")
+	u.click("#editor input[name=setup][value=customized]")
+	u.waitFor("identifier rows", `document.querySelectorAll('#mappings tbody tr').length > 0`)
+	// Start from three rows of our own: remove the prefilled ones.
+	u.eval(`(() => { let n = 0; while (document.querySelector('#mappings tbody tr button.link') && n++ < 20) document.querySelector('#mappings tbody tr button.link').click() })()`, nil)
+	rows := []struct{ segment, key, strategy string }{
+		{"email", "EMAIL", "all"},
+		{"phone", "PHONE", "all"},
+		{"user_id", "EXTERN_ID", "all"},
+	}
+	for i, r := range rows {
+		u.click("#add-identifier")
+		u.waitFor("a new row", fmt.Sprintf(`document.querySelectorAll('#mappings tbody tr').length === %d`, i+1))
+		u.setValue(fmt.Sprintf("#mappings input[name=segment-%d]", i), r.segment)
+		u.setValue(fmt.Sprintf("#mappings select[name=destination-%d]", i), r.key)
+		u.setValue(fmt.Sprintf("#mappings select[name=strategy-%d]", i), r.strategy)
+	}
+	// The proposed key follows the identifier chosen.
+	u.click("#add-identifier")
+	u.waitFor("a fourth row", `document.querySelectorAll('#mappings tbody tr').length === 4`)
+	u.setValue("#mappings input[name=segment-3]", "anonymous_id")
+	u.setValue("#mappings input[name=segment-3]", "ios.idfa")
+	var proposed string
+	u.eval(`document.querySelector('#mappings select[name=destination-3]').value`, &proposed)
+	if proposed != "MADID" {
+		t.Errorf("destination key proposed for ios.idfa: %q, want MADID", proposed)
+	}
+	// An idfa without mobile ids: the API's message, at the row.
+	u.waitText("#mappings tr[data-row='3']", "needs settings.send_mobile_ids=true")
+	u.click("#editor input[name=send_mobile_ids]")
+	// A fourth "all": the API's message, where it bites.
+	u.setValue("#mappings select[name=strategy-3]", "all")
+	u.waitText("#mappings tr[data-row='3']", "at most 3 identifiers may use strategy all (found 4)")
+	u.labelled("editor")
+	u.screenshot("editor-fourth-all")
+	u.click("#mappings tr[data-row='3'] button.link")
+	u.waitFor("three rows", `document.querySelectorAll('#mappings tbody tr').length === 3`)
+	u.waitFor("the problem to clear", `!document.querySelector('#mappings').textContent.includes('at most 3')`)
+
+	// Save: the first version is effective at once.
+	u.click("#save")
+	u.waitText("#confirm", "takes effect as soon as it is saved")
+	u.run("confirming from the keyboard", chromedp.KeyEvent("\r"))
+	u.waitText("#save-result", "Saved version 1: it is in effect now")
+	if code, body := api(t, base, "GET", connPath, readToken, ""); code != 200 || body["active"] == nil {
+		t.Fatalf("after saving: GET %d %v", code, body)
+	}
+
+	// Edit: email last added. The preview shows the last-added email's
+	// SHA-256 in the Facebook row.
+	u.setValue("#mappings select[name=strategy-0]", "last_added")
+	var sample string
+	u.eval(`document.querySelector('#sample').value`, &sample)
+	wantHash := lastAddedEmailHash(t, sample)
+	u.waitText("#preview-records table.rows", wantHash)
+	u.waitText("#preview-explain", "picked: the newest valid one (last added)")
+	u.waitText("#preview-explain", "dropped as invalid")
+	u.screenshot("editor-preview")
+
+	// Save the edit: it is pending, with its effective time and a countdown.
+	u.click("#save")
+	u.waitText("#confirm", "activation delay of 5 minutes")
+	u.click("#confirm-ok")
+	u.waitText("#save-result", "Saved version 2: it takes effect at")
+	u.waitText("#versions .pending", "version 2")
+	u.waitFor("the countdown", `/in [0-9]:[0-9][0-9]/.test(document.querySelector('#versions .pending .countdown')?.textContent ?? '')`)
+	_, got := api(t, base, "GET", connPath, readToken, "")
+	pending, _ := got["pending"].(map[string]any)
+	if pending == nil || pending["version"] != float64(2) {
+		t.Fatalf("after the edit: %v", got)
+	}
+	eff, _ := time.Parse(time.RFC3339, pending["effective_at"].(string))
+	if !strings.Contains(u.text("#versions .pending"), eff.UTC().Format("2006-01-02 15:04:05")) {
+		t.Errorf("pending line %q does not show the effective time %s", u.text("#versions .pending"), eff)
+	}
+	u.screenshot("editor-pending")
+
+	// Connections list: active and pending with the countdown.
+	u.run("connections", chromedp.Navigate(base+"/ui/#/connections?space="+space+"&audience="+audience))
+	u.waitText("#connections", dest)
+	u.waitFor("the list countdown", `/in [0-9]:[0-9][0-9]/.test(document.querySelector('#connections .countdown')?.textContent ?? '')`)
+	u.labelled("connections")
+	u.screenshot("connections")
+
+	// A conflicting edit by someone else is shown, not overwritten.
+	u.run("editor", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination="+dest))
+	u.waitText("#versions", "Pending")
+	theirs := `{"destination_type":"facebook_custom_audiences","external_audience_id":"999","setup":"default"}`
+	if code, body := api(t, base, "PUT", connPath, writeToken, theirs, "If-Match", "2"); code != 200 {
+		t.Fatalf("someone else's edit: %d %v", code, body)
+	}
+	u.setValue("#editor input[name=external_audience_id]", "111")
+	u.click("#save")
+	u.click("#confirm-ok")
+	u.waitText("#conflict", "alice saved version 3")
+	u.waitText("#conflict", "external_audience_id")
+	u.screenshot("editor-conflict")
+	if _, got := api(t, base, "GET", connPath, readToken, ""); got["pending"].(map[string]any)["config"].(map[string]any)["external_audience_id"] != "999" {
+		t.Fatalf("the other edit was overwritten: %v", got)
+	}
+	u.click("#load-theirs")
+	u.waitFor("their version loaded", `document.querySelector('#editor input[name=external_audience_id]').value === '999'`)
+
+	// History: who and when, a diff, and restore version 1.
+	u.run("history", chromedp.Navigate(base+"/ui/#/history?space="+space+"&audience="+audience+"&destination="+dest))
+	u.waitText("#history", "alice")
+	u.setValue("select[name=from]", "1")
+	u.setValue("select[name=to]", "2")
+	u.waitText("#diff", "removed")
+	u.waitText("#diff", "identifier email → EMAIL, last added")
+	u.labelled("history")
+	u.screenshot("history")
+	u.click("button[aria-label='Restore version 1']")
+	u.waitText("#confirm", "activation delay")
+	u.click("#confirm-ok")
+	u.waitText("#versions .pending", "version 4")
+	_, got = api(t, base, "GET", connPath, readToken, "")
+	_, hist := api(t, base, "GET", connPath+"/history", readToken, "")
+	entries := hist["entries"].([]any)
+	v1 := entries[len(entries)-1].(map[string]any)["new"]
+	restored := got["pending"].(map[string]any)["config"]
+	if fmt.Sprint(v1) != fmt.Sprint(restored) {
+		t.Errorf("restored configuration %v, want version 1's %v", restored, v1)
+	}
+
+	// Catalog.
+	u.run("catalog", chromedp.Navigate(base+"/ui/#/catalog"))
+	u.waitText("main", "google_ads_remarketing_lists")
+	u.waitText("main", "hashed_phone_number")
+	u.screenshot("catalog")
+
+	// Hostile text renders as text: an audience id, a destination key, an
+	// identifier value.
+	const evil = `<img src=x onerror="window.__xss=1">`
+	u.run("connections", chromedp.Navigate(base+"/ui/#/connections"))
+	u.waitFor("the audience form", `!!document.querySelector('#audience-form')`)
+	u.setValue("#audience-form input[name=audience]", evil)
+	u.setValue("#audience-form input[name=space]", space)
+	u.click("#audience-form button[type=submit]")
+	u.waitText("#connections-results", "audience_id")
+	u.waitText("#connections-results h2", evil)
+	u.run("webhook editor", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=hook_evil&new=1"))
+	u.waitFor("the editor", `!!document.querySelector('#editor select[name=destination_type]')`)
+	u.setValue("#editor select[name=destination_type]", "webhook")
+	u.click("#editor input[name=setup][value=customized]")
+	u.waitFor("rows", `document.querySelectorAll('#mappings tbody tr').length > 0`)
+	u.setValue("#mappings input[name=destination-0]", evil)
+	u.waitText("#mappings tr[data-row='0']", "must match")
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(sample), &ev); err != nil {
+		t.Fatal(err)
+	}
+	ids := ev["external_ids"].([]any)
+	ids[0].(map[string]any)["id"] = evil
+	evBytes, _ := json.Marshal(ev)
+	u.setValue("#mappings input[name=destination-0]", "userId")
+	u.setValue("#sample", string(evBytes))
+	u.waitText("#preview-explain", evil)
+	var imgs int
+	var xss bool
+	u.eval(`document.querySelectorAll('img').length`, &imgs)
+	u.eval(`window.__xss === 1`, &xss)
+	if imgs != 0 || xss {
+		t.Errorf("hostile text became markup: %d img elements, handler ran: %v", imgs, xss)
+	}
+
+	// A read-scope token sees everything and can save nothing: the controls
+	// are disabled, and a forced click is refused by the API anyway.
+	u.click("#who button")
+	u.waitFor("the sign-in form", `!!document.querySelector('#signin-token')`)
+	u.run("signing in read-only", chromedp.SendKeys(chromedp.CSS("#signin-token"), readToken+"\r"))
+	u.waitText("#who", "viewer (read scope)")
+	u.run("editor as viewer", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination="+dest))
+	u.waitText("#versions", "Pending")
+	var disabled bool
+	u.eval(`document.querySelector('#save').disabled && document.querySelector('#editor fieldset').disabled`, &disabled)
+	if !disabled {
+		t.Error("a read-scope token can use the save button or the form")
+	}
+	u.waitText("#read-only-note", "read scope")
+	u.waitText("#preview-records", "topic")
+	u.screenshot("read-only")
+	u.eval(`(() => { const b = document.querySelector('#save'); b.disabled = false; b.click() })()`, nil)
+	u.click("#confirm-ok")
+	u.waitText("#save-result", "HTTP 403")
+	if _, got := api(t, base, "GET", connPath, readToken, ""); got["pending"].(map[string]any)["version"] != float64(4) {
+		t.Errorf("a read-scope save changed the connection: %v", got)
+	}
+}
+
+// lastAddedEmailHash is the SHA-256 Facebook receives for the sample's
+// newest email: trimmed, lower-cased, hashed.
+func lastAddedEmailHash(t *testing.T, sample string) string {
+	t.Helper()
+	var ev struct {
+		ExternalIDs []struct {
+			Type      string    `json:"type"`
+			ID        string    `json:"id"`
+			CreatedAt time.Time `json:"created_at"`
+		} `json:"external_ids"`
+	}
+	if err := json.Unmarshal([]byte(sample), &ev); err != nil {
+		t.Fatalf("the sample is not JSON: %v", err)
+	}
+	newest, at := "", time.Time{}
+	for _, x := range ev.ExternalIDs {
+		if x.Type == "email" && !x.CreatedAt.Before(at) {
+			newest, at = x.ID, x.CreatedAt
+		}
+	}
+	if newest == "" {
+		t.Fatal("the sample has no email")
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(newest))))
+	return hex.EncodeToString(sum[:])
+}
