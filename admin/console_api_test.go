@@ -19,7 +19,7 @@ func TestWhoami(t *testing.T) {
 	}{{writeSecret, "ops", ScopeWrite}, {readSecret, "dashboard", ScopeRead}} {
 		var got whoamiView
 		expect(t, h.do("GET", "/v1/whoami", tc.secret, ""), http.StatusOK, &got)
-		if got.Name != tc.name || got.Scope != tc.scope {
+		if got.Name != tc.name || got.Scope != tc.scope || got.ActivationDelaySeconds != 300 || !got.ServerTime.Equal(h.clock.Now()) {
 			t.Errorf("whoami with %s's token: %+v", tc.name, got)
 		}
 	}

@@ -60,10 +60,18 @@ func (s *Server) routes() {
 type whoamiView struct {
 	Name  string `json:"name"`
 	Scope Scope  `json:"scope"`
+	// ActivationDelaySeconds is how long after an edit of an existing
+	// connection the new version takes effect (the first version of a
+	// connection is effective at once).
+	ActivationDelaySeconds float64 `json:"activation_delay_seconds"`
+	// ServerTime is the server's clock, so that a client can count down to
+	// effective_at times without trusting its own clock.
+	ServerTime time.Time `json:"server_time"`
 }
 
 func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, c *call) {
-	writeJSON(w, http.StatusOK, whoamiView{Name: c.token, Scope: c.scope})
+	writeJSON(w, http.StatusOK, whoamiView{Name: c.token, Scope: c.scope,
+		ActivationDelaySeconds: s.opt.Activation.Delay.Seconds(), ServerTime: s.opt.Now().UTC()})
 }
 
 // handle registers pattern for any method and dispatches on the method:
