@@ -8,7 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: build run test test-unit bench profile lint stack-up stack-down clean
+.PHONY: build run test test-unit bench profile lint stack-up stack-down clean screenshots
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/idsync
@@ -38,6 +38,11 @@ BENCH_FLAGS ?= -n 50000
 profile: build
 	./$(BIN) bench $(BENCH_FLAGS) --cpuprofile cpu.prof --memprofile mem.prof
 	$(GO) tool pprof -top -nodecount 25 $(BIN) cpu.prof
+
+# screenshots: the web console's browser test, saving each screen into
+# docs/img (docs/console.md and the README show them).
+screenshots:
+	IDSYNC_TEST_SCREENSHOTS=$(abspath docs/img) $(GO) test -count=1 -run '^TestConsole$$' ./webui/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

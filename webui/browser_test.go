@@ -3,8 +3,9 @@ package webui_test
 // The console in a real browser: Debian's chromium, headless, driven with
 // chromedp against the real idsync binary on its embedded default. The steps
 // are what a person setting up an audience would do and check. Each screen
-// is saved as a PNG in $IDSYNC_TEST_SCREENSHOTS (docs/img with
+// is saved in $IDSYNC_TEST_SCREENSHOTS (docs/img with
 // `make screenshots`), else in a temporary directory named in the log.
+// They are JPEG (quality 75), to keep the repository small.
 
 import (
 	"bufio"
@@ -225,14 +226,14 @@ func (u *ui) click(sel string) {
 	u.run("clicking "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
-// screenshot saves the page as name.png.
+// screenshot saves the whole page as console-<name>.jpg.
 func (u *ui) screenshot(name string) {
 	u.t.Helper()
-	png, err := chromedp.Run(u.ctx, chromedp.FullScreenshot(100))
+	img, err := chromedp.Run(u.ctx, chromedp.FullScreenshot(75))
 	if err != nil {
 		u.t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(filepath.Join(u.shot, "console-"+name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(u.shot, "console-"+name+".jpg"), img, 0o644); err != nil {
 		u.t.Fatal(err)
 	}
 }
