@@ -470,6 +470,22 @@ func TestConsole(t *testing.T) {
 	u.waitText("main", "hashed_phone_number")
 	u.screenshot("catalog")
 
+	// Google: the keys offered follow the upload key type, and a key that no
+	// longer fits is named at its row in the API's words.
+	u.run("google editor", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=gads_console&new=1"))
+	u.waitFor("the editor", `!!document.querySelector('#editor select[name=destination_type]')`)
+	u.setValue("#editor select[name=destination_type]", "google_ads_remarketing_lists")
+	u.waitFor("the upload key type", `!!document.querySelector('#editor select[name=upload_key_type]')`)
+	u.click("#editor input[name=setup][value=customized]")
+	u.waitFor("rows", `document.querySelectorAll('#mappings tbody tr').length > 0`)
+	var offered []string
+	u.eval(`[...document.querySelectorAll('#mappings select[name=destination-0] option')].map(o => o.value)`, &offered)
+	if strings.Join(offered, ",") != "hashed_email,hashed_phone_number" {
+		t.Errorf("keys offered for CONTACT_INFO: %v", offered)
+	}
+	u.setValue("#editor select[name=upload_key_type]", "CRM_ID")
+	u.waitText("#mappings tr[data-row='0']", "must be one of third_party_user_id for upload_key_type CRM_ID")
+
 	// Hostile text renders as text: an audience id, a destination key, an
 	// identifier value.
 	const evil = `<img src=x onerror="window.__xss=1">`
