@@ -206,30 +206,39 @@ func newPhoneNormalizer(region string, plus bool) NormalizeFunc {
 }
 
 // parsePhone returns the E.164 form of the trimmed phone s (region is the
-// upper-case default region), through the bounded memo of recent parses
+// upper-case default region): from the fast path when s is a plain
+// well-formed spelling (phonefast.go), else through the bounded memo of recent parses
 // (values longer than a phone number can be are parsed, and refused, without
 // it).
 func parsePhone(s, region string) (string, error) {
+	if e164, ok := phoneFast(s, region); ok {
+		return e164, nil
+	}
 	k := phoneKey{region: region, raw: s}
 	if p, ok := phones.get(k); ok {
 		return p.e164, p.err
 	}
 	var p phoneParse
-	num := &phonenumbers.PhoneNumber{}
-	switch {
-	case phonenumbers.ParseToNumber(s, region, num) != nil:
-		p.err = errPhoneParse
-	case phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE:
-		p.err = errPhoneNotPossible
-	default:
-		p.e164 = phonenumbers.Format(num, phonenumbers.E164)
-	}
+	p.e164, p.err = parsePhoneSlow(s, region)
 	if len(s) <= phoneMemoMaxRaw {
 		// The key must not pin the event's buffer: s may be a substring of it.
 		k.raw = strings.Clone(s)
 		phones.put(k, p)
 	}
 	return p.e164, p.err
+}
+
+// parsePhoneSlow is the rule itself: libphonenumber's parse, then its
+// possible-number check (see NormalizerFor).
+func parsePhoneSlow(s, region string) (string, error) {
+	num := &phonenumbers.PhoneNumber{}
+	switch {
+	case phonenumbers.ParseToNumber(s, region, num) != nil:
+		return "", errPhoneParse
+	case phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE:
+		return "", errPhoneNotPossible
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
 }
 
 // hashHex returns the lower-hex SHA-256 of b. Its one allocation is the
