@@ -68,7 +68,7 @@ clean:
 RELIABILITY_REPORT ?= reliability-report.jsonl
 HOSTILE_SEEDS ?= 50
 FUZZTIME ?= 5m
-FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzProcess
+FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzProcess FuzzPhoneFast
 
 .PHONY: test-reliability fuzz
 test-reliability:
