@@ -490,8 +490,14 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 	if e.kfake == nil {
 		rep.Broker = "kafka " + e.brokers[0]
 	}
+	kinds := []string{"baseline", "idsync"}
+	if rawAvailable(e.cfg.Delivery) {
+		// The raw loop is the baseline; the cycle loop (idsync's own
+		// batch cycle without the processing) is the second reference.
+		kinds = []string{"baseline", "cycle", "idsync"}
+	}
 	for r := range e.cfg.WarmupRounds {
-		for _, kind := range []string{"baseline", "idsync"} {
+		for _, kind := range kinds {
 			ph, err := e.phase(ctx, kind, fmt.Sprintf("%s-warmup-%d", kind, r), in, 0)
 			if err != nil {
 				return nil, err
@@ -499,28 +505,41 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 			e.logf("warm-up %-8s %s (not counted)", kind, ph.line())
 		}
 	}
-	var ids, bases []Phase
+	var ids, bases, cycles []Phase
+	var cycleRatios, cpuRatios []float64
 	for r := range e.cfg.Rounds {
-		order := []string{"baseline", "idsync"}
-		if r%2 == 1 {
-			order = []string{"idsync", "baseline"}
-		}
+		// Each round rotates the order, so no loop always runs first
+		// (on a warmer or colder broker).
+		order := append(kinds[r%len(kinds):len(kinds):len(kinds)], kinds[:r%len(kinds)]...)
 		for _, kind := range order {
 			ph, err := e.phase(ctx, kind, fmt.Sprintf("%s-%d", kind, r), in, 0)
 			if err != nil {
 				return nil, err
 			}
 			e.logf("round %d %-8s %s", r+1, kind, ph.line())
-			if kind == "idsync" {
+			switch kind {
+			case "idsync":
 				ids = append(ids, ph)
-			} else {
+			case "cycle":
+				cycles = append(cycles, ph)
+			default:
 				bases = append(bases, ph)
 			}
 		}
 		rep.RoundRatios = append(rep.RoundRatios, round3(ids[r].EventsPerSec/bases[r].EventsPerSec))
+		cpuRatios = append(cpuRatios, ids[r].CPUSecPerMEvents/bases[r].CPUSecPerMEvents)
+		if len(cycles) > r {
+			cycleRatios = append(cycleRatios, ids[r].EventsPerSec/cycles[r].EventsPerSec)
+		}
 	}
 	rep.Idsync, rep.Baseline = median(ids), median(bases)
 	rep.Ratio = round3(medianOf(rep.RoundRatios))
+	rep.CPURatio = round3(medianOf(cpuRatios))
+	if len(cycles) > 0 {
+		c := median(cycles)
+		rep.Cycle = &c
+		rep.RatioCycle = round3(medianOf(cycleRatios))
+	}
 
 	if e.cfg.LatencyEvents > 0 {
 		rate := e.cfg.LatencyRate
@@ -531,15 +550,18 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 		}
 		n := min(e.cfg.LatencyEvents, e.cfg.Events)
 		rep.LatencyRate = rate
-		for _, kind := range []string{"baseline", "idsync"} {
+		for _, kind := range kinds {
 			ph, err := e.phase(ctx, kind, kind+"-latency", nil, rate)
 			if err != nil {
 				return nil, err
 			}
 			e.logf("latency  %-8s %d events at %.0f/s: p50 %.1f ms, p99 %.1f ms", kind, n, rate, ph.P50Ms, ph.P99Ms)
 			target := &rep.Baseline
-			if kind == "idsync" {
+			switch kind {
+			case "idsync":
 				target = &rep.Idsync
+			case "cycle":
+				target = rep.Cycle
 			}
 			target.P50Ms, target.P99Ms = ph.P50Ms, ph.P99Ms
 		}
@@ -589,7 +611,13 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		switch kind {
 		case "idsync":
 			run, err = e.idsyncLoop(in, group, tr, prometheus.NewRegistry())
-		default:
+		case "baseline":
+			if rawAvailable(e.cfg.Delivery) {
+				run, err = e.rawLoop(in, group, tr)
+			} else {
+				run, err = e.baselineLoop(in, group, tr)
+			}
+		default: // "cycle"
 			run, err = e.baselineLoop(in, group, tr)
 		}
 		if err == nil {

@@ -17,13 +17,26 @@ type Report struct {
 	Rounds        int   `json:"rounds"`
 	WarmupRounds  int   `json:"warmup_rounds"`
 	// Idsync and Baseline are the rounds' medians (by events/s); their
-	// latencies come from the paced phase, at LatencyRate events/s.
+	// latencies come from the paced phase, at LatencyRate events/s. In
+	// at_least_once the baseline is the raw loop (the next poll overlaps
+	// the previous batches' acknowledgements, offsets committed in order
+	// as batches complete); in exactly_once, where transactions cannot
+	// overlap, it is the cycle loop.
 	Idsync   Phase `json:"idsync"`
 	Baseline Phase `json:"baseline"`
-	// Ratio is the median of the rounds' idsync/baseline events/s.
+	// Cycle is the cycle loop in at_least_once: idsync's own batch cycle
+	// (poll, produce, wait for every acknowledgement, commit) without the
+	// processing, the second reference.
+	Cycle *Phase `json:"cycle,omitempty"`
+	// Ratio is the median of the rounds' idsync/baseline events/s;
+	// RatioCycle the same against the cycle loop.
 	Ratio       float64   `json:"ratio"`
+	RatioCycle  float64   `json:"ratio_cycle,omitempty"`
 	RoundRatios []float64 `json:"round_ratios"`
-	LatencyRate float64   `json:"latency_rate,omitempty"`
+	// CPURatio is the median of the rounds' idsync/baseline CPU seconds
+	// per event (this process's CPU: the loop and its client).
+	CPURatio    float64 `json:"cpu_ratio"`
+	LatencyRate float64 `json:"latency_rate,omitempty"`
 	// Stall is set by the stalled-destination test instead of the above.
 	Stall *StallResult `json:"stall,omitempty"`
 }
@@ -64,14 +77,24 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "idsync bench: %s on %s, %d events → %d records, %d round(s)\n", r.Mode, r.Broker, r.Events, r.OutputRecords, r.Rounds)
 	fmt.Fprintf(w, "%-9s %12s %12s %9s %9s %9s %14s %12s\n", "", "events/s", "records/s", "MB/s", "p50 ms", "p99 ms", "cpu s/M ev", "peak rss MB")
-	for _, x := range []struct {
+	rows := []struct {
 		name string
 		p    Phase
-	}{{"idsync", r.Idsync}, {"baseline", r.Baseline}} {
+	}{{"idsync", r.Idsync}, {"baseline", r.Baseline}}
+	if r.Cycle != nil {
+		rows = append(rows, struct {
+			name string
+			p    Phase
+		}{"cycle", *r.Cycle})
+	}
+	for _, x := range rows {
 		fmt.Fprintf(w, "%-9s %12.0f %12.0f %9.1f %9.1f %9.1f %14.1f %12.1f\n", x.name, x.p.EventsPerSec, x.p.RecordsPerSec,
 			x.p.MBPerSec, x.p.P50Ms, x.p.P99Ms, x.p.CPUSecPerMEvents, x.p.PeakRSSMB)
 	}
-	fmt.Fprintf(w, "ratio idsync/baseline (events/s): %.3f (rounds %v)", r.Ratio, r.RoundRatios)
+	fmt.Fprintf(w, "ratio idsync/baseline (events/s): %.3f (rounds %v); cpu per event idsync/baseline: %.3f", r.Ratio, r.RoundRatios, r.CPURatio)
+	if r.Cycle != nil {
+		fmt.Fprintf(w, "; idsync/cycle: %.3f", r.RatioCycle)
+	}
 	if r.LatencyRate > 0 {
 		fmt.Fprintf(w, "; latencies at %.0f events/s", r.LatencyRate)
 	}
