@@ -301,6 +301,16 @@ func isJSON(contentType string) bool {
 // precondition (0).
 func parseIfMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if none, ok := r.Header["If-None-Match"]; ok {
+		// Only "*": create the connection, on condition that it does not
+		// exist (no version in effect or pending).
+		if len(none) != 1 || strings.TrimSpace(none[0]) != "*" || v != "" {
+			writeError(w, http.StatusBadRequest, "invalid If-None-Match header", []idsync.Problem{{Field: "If-None-Match",
+				Message: "only * is supported (create if the connection does not exist), and not together with If-Match"}})
+			return 0, false
+		}
+		return IfAbsent, true
+	}
 	if v == "" || v == "*" {
 		return 0, true
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/idsync/idsync/idsync"
 )
@@ -76,5 +77,28 @@ func TestPreviewExplains(t *testing.T) {
 	expect(t, h.do("POST", "/v1/preview", readSecret, bad), http.StatusOK, &pv)
 	if pv.DLQ == nil || pv.Explain != nil {
 		t.Errorf("undecodable event: dlq %+v, explain %+v", pv.DLQ, pv.Explain)
+	}
+}
+
+// TestIfNoneMatch: the console creates a connection with If-None-Match: *,
+// so that it never overwrites one someone else created meanwhile.
+func TestIfNoneMatch(t *testing.T) {
+	h := newHarness(t)
+	path := "/v1/spaces/spa_1/audiences/aud_1/connections/hook"
+	body := `{"destination_type":"webhook"}`
+	expect(t, h.do("PUT", path, writeSecret, body, "If-None-Match", "*"), http.StatusCreated, nil)
+	expectError(t, h.do("PUT", path, writeSecret, body, "If-None-Match", "*"), http.StatusPreconditionFailed)
+	for _, hdr := range [][]string{{"If-None-Match", `"1"`}, {"If-None-Match", "*", "If-Match", "1"}} {
+		e := expectError(t, h.do("PUT", path, writeSecret, body, hdr...), http.StatusBadRequest)
+		if !hasField(e.Problems, "If-None-Match") {
+			t.Errorf("%v: problems %+v", hdr, e.Problems)
+		}
+	}
+	expect(t, h.do("DELETE", path, writeSecret, "", "If-Match", "1"), http.StatusOK, nil)
+	expectError(t, h.do("PUT", path, writeSecret, body, "If-None-Match", "*"), http.StatusPreconditionFailed)
+	h.clock.Advance(idsync.DefaultActivation().Delay + time.Second)
+	expect(t, h.do("PUT", path, writeSecret, body, "If-None-Match", "*"), http.StatusCreated, nil)
+	if n := h.st.editCount(); n != 3 {
+		t.Errorf("%d edits stored, want 3 (create, delete, create)", n)
 	}
 }

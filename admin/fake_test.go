@@ -38,10 +38,13 @@ func (f *fakeStore) edit(k Key, cfg *idsync.Config, actor string, ifMatch int64)
 		return idsync.Version{}, err
 	}
 	old := f.conns[k]
-	if ifMatch != 0 && (len(old) == 0 || old[len(old)-1].Version != ifMatch) {
+	now := f.now()
+	if ifMatch > 0 && (len(old) == 0 || old[len(old)-1].Version != ifMatch) {
 		return idsync.Version{}, fmt.Errorf("fake: %w", ErrPreconditionFailed)
 	}
-	now := f.now()
+	if ifMatch == IfAbsent && idsync.Current(f.act.Prune(old, now), now) {
+		return idsync.Version{}, fmt.Errorf("fake: %w", ErrPreconditionFailed)
+	}
 	versions, v, err := f.act.Edit(old, cfg, now)
 	if err != nil {
 		return idsync.Version{}, err

@@ -13,8 +13,9 @@ import (
 //
 // Errors: Get, Delete and History return an error wrapping
 // idsync.ErrNotFound for a connection that does not exist; Put and Delete
-// return an error wrapping ErrPreconditionFailed when ifMatch is not 0 and
-// differs from the connection's newest version, and ErrConflict when a
+// return an error wrapping ErrPreconditionFailed when ifMatch is positive and
+// differs from the connection's newest version, or is IfAbsent and the
+// connection has a version in effect or pending, and ErrConflict when a
 // concurrent edit won the race. An error wrapping ErrInvalidKey means the
 // store refused the key. Any other error is a store failure (500).
 type Store interface {
@@ -32,6 +33,10 @@ type Store interface {
 	// History returns the audit log of the connection k, newest first.
 	History(ctx context.Context, k Key) ([]AuditEntry, error)
 }
+
+// IfAbsent is the ifMatch of an edit made with If-None-Match: * (create
+// only): the connection must have no version in effect or pending.
+const IfAbsent int64 = -1
 
 // Key names one connection. Its fields mirror the store's key, so a store
 // adapter converts one into the other with a type conversion.

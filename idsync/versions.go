@@ -153,3 +153,11 @@ func ActiveAndPending(versions []Version, now time.Time) (active, pending *Versi
 	}
 	return active, pending
 }
+
+// Current reports whether a connection with these versions has, at now, a
+// version in effect or one waiting to take effect: whether it exists, for
+// an edit made on condition that it does not (If-None-Match: *).
+func Current(versions []Version, now time.Time) bool {
+	active, pending := ActiveAndPending(versions, now)
+	return pending != nil || (active != nil && !active.Deleted)
+}

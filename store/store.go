@@ -275,13 +275,20 @@ type record struct {
 	Versions []idsync.Version `json:"versions"`
 }
 
+// IfAbsent is the ifMatch of an edit that must create the connection: it
+// fails with ErrPreconditionFailed when the connection has a version in
+// effect or pending (HTTP's If-None-Match: *).
+const IfAbsent int64 = -1
+
 // Put stores cfg as a new version of the connection k, creating the
 // connection if needed, and returns that version. The first version of a
 // connection (or the first after its deletion took effect) is effective at
 // once; a later one after the activation delay, replacing a pending one.
 //
 // ifMatch > 0 requires the connection's newest version, pending or active,
-// to be exactly ifMatch, else ErrPreconditionFailed; 0 means no condition.
+// to be exactly ifMatch, else ErrPreconditionFailed; IfAbsent requires that
+// the connection have no version in effect or pending (it was never
+// created, or its deletion took effect); 0 means no condition.
 // Edits of the same audience race optimistically; an edit that loses
 // several times in a row fails with ErrConflict. Both leave Redis
 // untouched. Any other error is Redis's or ctx's: the edit may or may not
@@ -348,10 +355,13 @@ func (s *Store) edit(ctx context.Context, k Key, cfg *idsync.Config, actor strin
 			if n := len(versions); n > 0 {
 				newest, old = versions[n-1].Version, versions[n-1].Config
 			}
+			now := s.now().UTC().Round(0)
 			if ifMatch > 0 && newest != ifMatch {
 				return fmt.Errorf("%w: newest version is %d, not %d", ErrPreconditionFailed, newest, ifMatch)
 			}
-			now := s.now().UTC().Round(0)
+			if ifMatch == IfAbsent && idsync.Current(versions, now) {
+				return fmt.Errorf("%w: the connection exists (newest version %d)", ErrPreconditionFailed, newest)
+			}
 			next, v, err := s.act.Edit(versions, cfg, now)
 			if err != nil {
 				return err

@@ -117,6 +117,36 @@ func TestStoreIfMatch(t *testing.T) {
 	})
 }
 
+// TestStoreIfAbsent: an edit made on condition that the connection does
+// not exist (If-None-Match: *) creates it, and fails while it has a version
+// in effect or pending — also while its deletion is pending — and succeeds
+// again once the deletion took effect.
+func TestStoreIfAbsent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		clk := newClock()
+		s := e.store(t, clk, Options{Activation: testActivation()})
+		k := Key{e.space, "aud_1", "hook_1"}
+
+		if v, err := s.Put(ctx, k, webhook("v1"), "alice", IfAbsent); err != nil || v.Version != 1 {
+			t.Fatalf("creating with IfAbsent: %+v, %v", v, err)
+		}
+		if _, err := s.Put(ctx, k, webhook("again"), "bob", IfAbsent); !errors.Is(err, ErrPreconditionFailed) {
+			t.Errorf("IfAbsent on an existing connection: err = %v, want ErrPreconditionFailed", err)
+		}
+		if _, err := s.Delete(ctx, k, "alice", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, k, webhook("early"), "bob", IfAbsent); !errors.Is(err, ErrPreconditionFailed) {
+			t.Errorf("IfAbsent while the deletion is pending: err = %v, want ErrPreconditionFailed", err)
+		}
+		clk.Advance(delay + time.Second)
+		if v, err := s.Put(ctx, k, webhook("recreated"), "bob", IfAbsent); err != nil || v.Version != 3 || v.EffectiveAt.After(clk.Now()) {
+			t.Errorf("IfAbsent after the deletion took effect: %+v, %v", v, err)
+		}
+	})
+}
+
 func TestStoreDeleteAndRecreate(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := t.Context()
