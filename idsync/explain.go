@@ -23,6 +23,9 @@ const (
 	MappingMobileIDsOff = "skipped_send_mobile_ids_off"
 	// MappingCustomInDefault: a custom identifier type in default setup.
 	MappingCustomInDefault = "skipped_custom_in_default_setup"
+	// MappingAlreadySent: what the strategy picked is already sent under
+	// the same destination key by an earlier mapping.
+	MappingAlreadySent = "already_sent"
 )
 
 // The outcomes of a candidate.
@@ -31,7 +34,9 @@ const (
 	CandidatePicked = "picked"
 	// CandidateNotPicked: valid, but the strategy took another.
 	CandidateNotPicked = "not_picked"
-	// CandidateDuplicate: equal, once normalized, to an earlier candidate.
+	// CandidateDuplicate: equal, once normalized, to an earlier candidate,
+	// or to a value an earlier mapping sends under the same destination key
+	// (sent once).
 	CandidateDuplicate = "duplicate"
 	// CandidateInvalid: the value could not be normalized (not sent).
 	CandidateInvalid = "invalid"
@@ -86,6 +91,7 @@ type CandidateExplanation struct {
 func Explain(ev *Event, cfg *Config, phoneRegion string, b ExplainBounds) Explanation {
 	out := Explanation{Mappings: []MappingExplanation{}}
 	listed, bytes := 0, 0
+	sent := map[string]map[string]bool{} // destination key → values sent under it
 	for _, m := range Plan(cfg) {
 		me := MappingExplanation{Mapping: m, AppliedStrategy: m.Strategy, Candidates: []CandidateExplanation{}}
 		if ev.Action == ActionExited {
@@ -127,18 +133,33 @@ func Explain(ev *Event, cfg *Config, phoneRegion string, b ExplainBounds) Explan
 			}
 			me.Candidates = append(me.Candidates, c)
 		}
-		me.Status = MappingUsed
+		var picks []int
 		switch {
 		case len(valid) == 0:
-			me.Status = MappingNoIdentifiers
 		case me.AppliedStrategy == FirstAdded:
-			me.Candidates[valid[0]].Outcome = CandidatePicked
+			picks = valid[:1]
 		case me.AppliedStrategy == LastAdded:
-			me.Candidates[valid[len(valid)-1]].Outcome = CandidatePicked
+			picks = valid[len(valid)-1:]
 		default:
-			for _, j := range valid {
-				me.Candidates[j].Outcome = CandidatePicked
+			picks = valid
+		}
+		me.Status = MappingNoIdentifiers
+		if len(picks) > 0 {
+			me.Status = MappingAlreadySent
+		}
+		if sent[m.Destination] == nil {
+			sent[m.Destination] = map[string]bool{}
+		}
+		for _, j := range picks {
+			c := &me.Candidates[j]
+			if sent[m.Destination][c.Normalized] {
+				c.Outcome = CandidateDuplicate
+				c.Reason = "already sent under " + m.Destination + " by an earlier mapping"
+				continue
 			}
+			sent[m.Destination][c.Normalized] = true
+			c.Outcome = CandidatePicked
+			me.Status = MappingUsed
 		}
 		// Keep what fits the bounds, in order; count the rest.
 		keep := 0
