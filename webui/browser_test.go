@@ -22,10 +22,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -56,9 +60,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startIdsync runs `idsync run --embedded` with a write and a read token and
-// returns the admin listener's base URL.
-func startIdsync(t *testing.T) string {
+// startIdsync runs `idsync run --embedded` with a write and a read token
+// (plus extra settings) and returns the admin listener's base URL and the
+// embedded Redis address.
+func startIdsync(t *testing.T, extra string) (base, redisAddr string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "idsync.yaml")
@@ -73,7 +78,7 @@ admin:
     - {name: viewer, token: %s, scope: read}
 ops:
   listen: 127.0.0.1:0
-`, writeToken, readToken)
+%s`, writeToken, readToken, extra)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -97,24 +102,29 @@ ops:
 			t.Logf("idsync log (last 4 KiB):\n%s", tail(logs.Bytes(), 4096))
 		}
 	})
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
-		re := regexp.MustCompile(`console +(http://\S+)/ui/`)
+		consoleRE := regexp.MustCompile(`console +(http://\S+)/ui/`)
+		redisRE := regexp.MustCompile(`redis +(\S+)`)
+		var r string
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+			if m := redisRE.FindStringSubmatch(sc.Text()); m != nil && r == "" {
+				r = m[1]
+			}
+			if m := consoleRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- [2]string{m[1], r}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	select {
 	case a := <-addr:
-		return a
+		return a[0], a[1]
 	case <-time.After(60 * time.Second):
 		t.Fatalf("idsync printed no console address within 60 s; log:\n%s", tail(logs.Bytes(), 4096))
 	}
-	return ""
+	return "", ""
 }
 
 func tail(b []byte, n int) []byte {
@@ -153,6 +163,25 @@ type ui struct {
 	ctx  context.Context
 	base string
 	shot string // screenshot directory
+	// refuse makes the next confirm() dialogs answer Cancel (else OK);
+	// dialogs counts them.
+	refuse  atomic.Bool
+	dialogs atomic.Int32
+}
+
+// answerDialogs answers the page's confirm() dialogs (leaving a screen
+// with unsaved edits) as u.refuse says.
+func (u *ui) answerDialogs() {
+	dialogs := chromedp.Events(u.ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			u.dialogs.Add(1)
+			_, _ = chromedp.Call(u.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: !u.refuse.Load()})
+		}
+	}()
 }
 
 func (u *ui) run(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -287,7 +316,7 @@ func TestConsole(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: runs in make test (needs chromium from deploy/local/install.sh)")
 	}
-	base := startIdsync(t)
+	base, redisAddr := startIdsync(t, "")
 	shots := os.Getenv("IDSYNC_TEST_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
@@ -297,6 +326,7 @@ func TestConsole(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", shots)
 	u := &ui{t: t, ctx: browser(t), base: base, shot: shots}
+	u.answerDialogs()
 
 	t.Run("headers", func(t *testing.T) {
 		resp, err := http.Get(base + "/ui/")
@@ -392,8 +422,14 @@ func TestConsole(t *testing.T) {
 	u.setValue("#mappings select[name=strategy-0]", "last_added")
 	var sample string
 	u.eval(`document.querySelector('#sample').value`, &sample)
-	wantHash := lastAddedEmailHash(t, sample)
+	wantHash, otherHashes := lastAddedEmailHash(t, sample)
+	u.waitText("#preview-explain", "picked: the newest valid one (last added)")
 	u.waitText("#preview-records table.rows", wantHash)
+	for _, other := range otherHashes {
+		if strings.Contains(u.text("#preview-records"), other) {
+			t.Errorf("last added sends an older email too (%s)", other)
+		}
+	}
 	u.waitText("#preview-explain", "picked: the newest valid one (last added)")
 	u.waitText("#preview-explain", "dropped as invalid")
 	u.screenshot("editor-preview")
@@ -451,7 +487,7 @@ func TestConsole(t *testing.T) {
 	u.waitText("#diff", "identifier email → EMAIL, last added")
 	u.labelled("history")
 	u.screenshot("history")
-	u.click("button[aria-label='Restore version 1']")
+	u.click("button.restore[data-version='1']")
 	u.waitText("#confirm", "activation delay")
 	u.click("#confirm-ok")
 	u.waitText("#versions .pending", "version 4")
@@ -483,8 +519,41 @@ func TestConsole(t *testing.T) {
 	if strings.Join(offered, ",") != "hashed_email,hashed_phone_number" {
 		t.Errorf("keys offered for CONTACT_INFO: %v", offered)
 	}
+	// From the keyboard: the arrow keys change the upload key type, the form
+	// is redrawn, and the focus stays on the control.
+	u.run("focusing the upload key type", chromedp.Focus(chromedp.CSS("#editor select[name=upload_key_type]")))
+	u.run("arrow down", chromedp.KeyEvent(kb.ArrowDown))
+	u.waitFor("the next upload key type", `document.querySelector('#editor select[name=upload_key_type]').value !== 'CONTACT_INFO'`)
+	var focused string
+	u.eval(`document.activeElement?.name ?? ''`, &focused)
+	if focused != "upload_key_type" {
+		t.Errorf("after changing the upload key type from the keyboard, focus is on %q", focused)
+	}
 	u.setValue("#editor select[name=upload_key_type]", "CRM_ID")
 	u.waitText("#mappings tr[data-row='0']", "must be one of third_party_user_id for upload_key_type CRM_ID")
+	// Removing a row moves the focus to the row that took its place.
+	u.click("#add-identifier")
+	u.waitFor("two rows", `document.querySelectorAll('#mappings tbody tr').length === 2`)
+	u.run("focusing remove", chromedp.Focus(chromedp.CSS("#mappings tr[data-row='0'] button.link")))
+	u.run("pressing enter", chromedp.KeyEvent(kb.Enter))
+	u.waitFor("one row", `document.querySelectorAll('#mappings tbody tr').length === 1`)
+	u.eval(`document.activeElement?.name ?? ''`, &focused)
+	if focused != "segment-0" {
+		t.Errorf("after removing a row, focus is on %q, want the next row's identifier", focused)
+	}
+
+	// Leaving unsaved edits asks first; Cancel keeps them.
+	u.setValue("#editor input[name=external_audience_id]", "unsaved-123")
+	u.refuse.Store(true)
+	before := u.dialogs.Load()
+	u.run("leaving", chromedp.Navigate(base+"/ui/#/catalog"))
+	for deadline := time.Now().Add(10 * time.Second); u.dialogs.Load() == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("leaving unsaved edits did not ask")
+		}
+	}
+	u.waitFor("the editor to stay", `location.hash.startsWith('#/edit') && document.querySelector('#editor input[name=external_audience_id]')?.value === 'unsaved-123'`)
+	u.refuse.Store(false)
 
 	// Hostile text renders as text: an audience id, a destination key, an
 	// identifier value.
@@ -496,6 +565,11 @@ func TestConsole(t *testing.T) {
 	u.click("#audience-form button[type=submit]")
 	u.waitText("#connections-results", "audience_id")
 	u.waitText("#connections-results h2", evil)
+	var imgs int
+	u.eval(`document.querySelectorAll('img').length`, &imgs)
+	if imgs != 0 {
+		t.Errorf("a hostile audience id became markup: %d img elements", imgs)
+	}
 	u.run("webhook editor", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=hook_evil&new=1"))
 	u.waitFor("the editor", `!!document.querySelector('#editor select[name=destination_type]')`)
 	u.setValue("#editor select[name=destination_type]", "webhook")
@@ -513,12 +587,27 @@ func TestConsole(t *testing.T) {
 	u.setValue("#mappings input[name=destination-0]", "userId")
 	u.setValue("#sample", string(evBytes))
 	u.waitText("#preview-explain", evil)
-	var imgs int
-	var xss bool
 	u.eval(`document.querySelectorAll('img').length`, &imgs)
-	u.eval(`window.__xss === 1`, &xss)
-	if imgs != 0 || xss {
-		t.Errorf("hostile text became markup: %d img elements, handler ran: %v", imgs, xss)
+	if imgs != 0 {
+		t.Errorf("a hostile identifier became markup: %d img elements", imgs)
+	}
+
+	// A hostile store: an audit entry whose actor and destination key are
+	// markup, written into Redis behind the API's back, shows as text.
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	entry, _ := json.Marshal(map[string]any{"version": 99, "action": "put", "actor": evil, "at": time.Now().UTC(), "effective_at": time.Now().UTC(),
+		"old": nil, "new": map[string]any{"destination_type": "webhook", "setup": "customized", "settings": map[string]any{"send_track": true},
+			"identifiers": []any{map[string]any{"segment": "email", "destination": evil, "strategy": "all"}}}})
+	if err := rdb.LPush(context.Background(), "idsync:{"+space+"/"+audience+"}:audit:"+dest, entry).Err(); err != nil {
+		t.Fatal(err)
+	}
+	u.run("history", chromedp.Navigate(base+"/ui/#/history?space="+space+"&audience="+audience+"&destination="+dest))
+	u.waitText("#history", evil)
+	u.waitText("#diff", "identifier email → "+evil+", all")
+	u.eval(`document.querySelectorAll('img').length`, &imgs)
+	if imgs != 0 {
+		t.Errorf("a hostile stored audit entry became markup: %d img elements", imgs)
 	}
 
 	// A read-scope token sees everything and can save nothing: the controls
@@ -547,7 +636,7 @@ func TestConsole(t *testing.T) {
 
 // lastAddedEmailHash is the SHA-256 Facebook receives for the sample's
 // newest email: trimmed, lower-cased, hashed.
-func lastAddedEmailHash(t *testing.T, sample string) string {
+func lastAddedEmailHash(t *testing.T, sample string) (string, []string) {
 	t.Helper()
 	var ev struct {
 		ExternalIDs []struct {
@@ -559,15 +648,116 @@ func lastAddedEmailHash(t *testing.T, sample string) string {
 	if err := json.Unmarshal([]byte(sample), &ev); err != nil {
 		t.Fatalf("the sample is not JSON: %v", err)
 	}
+	hash := func(email string) string {
+		sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+		return hex.EncodeToString(sum[:])
+	}
 	newest, at := "", time.Time{}
+	var all []string
 	for _, x := range ev.ExternalIDs {
-		if x.Type == "email" && !x.CreatedAt.Before(at) {
+		if x.Type != "email" {
+			continue
+		}
+		all = append(all, hash(x.ID))
+		if !x.CreatedAt.Before(at) {
 			newest, at = x.ID, x.CreatedAt
 		}
 	}
-	if newest == "" {
-		t.Fatal("the sample has no email")
+	if newest == "" || len(all) < 2 {
+		t.Fatal("the sample needs several emails")
 	}
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(newest))))
-	return hex.EncodeToString(sum[:])
+	var others []string
+	for _, h := range all {
+		if h != hash(newest) {
+			others = append(others, h)
+		}
+	}
+	return hash(newest), others
+}
+
+// TestConsoleActivation runs with an activation delay of a few seconds, to
+// see what happens when a pending version takes effect while the console
+// is open, and around deletions: the versions box follows and unsaved edits
+// stay; a screen left behind does not come back; a create never replaces a
+// connection made meanwhile; a deleted connection is restored on condition
+// that nothing changed since the history was read.
+func TestConsoleActivation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: runs in make test (needs chromium from deploy/local/install.sh)")
+	}
+	const delay = 4 * time.Second
+	base, _ := startIdsync(t, "connections:\n  activation_delay: 4s\n  retain_superseded: 4s\n")
+	u := &ui{t: t, ctx: browser(t), base: base, shot: t.TempDir()}
+	u.answerDialogs()
+	u.run("opening the console", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#signin-token")))
+	u.run("signing in", chromedp.SendKeys(chromedp.CSS("#signin-token"), writeToken+"\r"))
+	u.waitText("#who", "alice")
+
+	hook := func(event string) string {
+		return `{"destination_type":"webhook","settings":{"enter_event":"` + event + `"}}`
+	}
+	path := "/v1/spaces/" + space + "/audiences/" + audience + "/connections/"
+	if code, body := api(t, base, "PUT", path+"timer", writeToken, hook("v1")); code != 201 {
+		t.Fatalf("creating: %d %v", code, body)
+	}
+	if code, body := api(t, base, "PUT", path+"timer", writeToken, hook("v2"), "If-Match", "1"); code != 200 {
+		t.Fatalf("editing: %d %v", code, body)
+	}
+
+	// A pending version takes effect while a person edits: the versions box
+	// says so, the form keeps the unsaved edit.
+	u.run("editor", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=timer"))
+	u.waitText("#versions", "Pending: version 2")
+	u.setValue("#editor input[name=enter_event]", "unsaved edit")
+	u.waitFor("version 2 in effect", `(document.querySelector('#versions')?.textContent ?? '').includes('Active: version 2') && !document.querySelector('#versions .pending')`)
+	var v string
+	u.eval(`document.querySelector('#editor input[name=enter_event]').value`, &v)
+	if v != "unsaved edit" {
+		t.Errorf("when version 2 took effect the form lost its edit: %q", v)
+	}
+
+	// A screen left behind does not come back when its countdown ends.
+	if code, _ := api(t, base, "PUT", path+"timer", writeToken, hook("v3"), "If-Match", "2"); code != 200 {
+		t.Fatal("editing again")
+	}
+	u.run("editor again", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=timer&again=1"))
+	u.waitText("#versions", "Pending: version 3")
+	u.run("catalog", chromedp.Navigate(base+"/ui/#/catalog"))
+	u.waitText("main h1", "Destination types")
+	time.Sleep(delay + 2*time.Second)
+	if h1 := u.text("main h1"); h1 != "Destination types" {
+		t.Errorf("after the countdown of a screen left behind, the page shows %q", h1)
+	}
+
+	// A create never replaces a connection someone made meanwhile.
+	u.run("new", chromedp.Navigate(base+"/ui/#/edit?space="+space+"&audience="+audience+"&destination=race&new=1"))
+	u.waitText("main h1", "New connection")
+	u.setValue("#editor select[name=destination_type]", "webhook")
+	if code, _ := api(t, base, "PUT", path+"race", writeToken, hook("theirs")); code != 201 {
+		t.Fatal("their create")
+	}
+	u.click("#save")
+	u.click("#confirm-ok")
+	u.waitText("#conflict", "alice saved version 1")
+	if _, got := api(t, base, "GET", path+"race", readToken, ""); got["active"].(map[string]any)["config"].(map[string]any)["settings"].(map[string]any)["enter_event"] != "theirs" {
+		t.Errorf("the console's create replaced theirs: %v", got)
+	}
+
+	// Restore a deleted connection.
+	if code, _ := api(t, base, "DELETE", path+"race", writeToken, "", "If-Match", "1"); code != 200 {
+		t.Fatal("deleting")
+	}
+	time.Sleep(delay + time.Second) // the deletion takes effect
+	if code, _ := api(t, base, "GET", path+"race", readToken, ""); code != 404 {
+		t.Fatalf("the deletion did not take effect: GET %d", code)
+	}
+	u.run("history", chromedp.Navigate(base+"/ui/#/history?space="+space+"&audience="+audience+"&destination=race"))
+	u.waitText("#history", "deleted")
+	u.click("button.restore[data-version='1']")
+	u.waitText("#confirm", "first version")
+	u.click("#confirm-ok")
+	u.waitText("#versions", "Active: version 3")
+	if _, got := api(t, base, "GET", path+"race", readToken, ""); got["active"].(map[string]any)["config"].(map[string]any)["settings"].(map[string]any)["enter_event"] != "theirs" {
+		t.Errorf("the restored configuration is not version 1's: %v", got)
+	}
 }

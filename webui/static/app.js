@@ -7,7 +7,7 @@ import { call, catalog, errorText, setToken, signOut, token, setServerTime } fro
 import { connectionsScreen } from './connections.js';
 import { editScreen } from './edit.js';
 import { historyScreen } from './history.js';
-import { session, go, leaving } from './state.js';
+import { session, go, newScreen, isDirty } from './state.js';
 
 
 function parseRoute() {
@@ -19,21 +19,37 @@ function parseRoute() {
 const main = () => document.getElementById('main');
 
 async function render() {
-  leaving();
+  const alive = newScreen();
+  lastHash = location.hash;
   const { route, params } = parseRoute();
   renderNav(route);
   if (!token() || !session.scope) {
-    if (token() && await whoami(token())) return render();
+    if (token() && await whoami(token())) return alive() && render();
     return signInScreen(main());
   }
   const el = main();
   switch (route) {
-    case 'edit': await editScreen(el, params); break;
-    case 'history': await historyScreen(el, params); break;
-    case 'catalog': await catalogScreen(el); break;
-    default: await connectionsScreen(el, params);
+    case 'edit': await editScreen(el, params, alive); break;
+    case 'history': await historyScreen(el, params, alive); break;
+    case 'catalog': await catalogScreen(el, alive); break;
+    default: await connectionsScreen(el, params, alive);
   }
-  el.focus({ preventScroll: true });
+  if (alive()) el.focus({ preventScroll: true });
+}
+
+// Leaving a screen with unsaved edits asks first; a cancelled navigation
+// puts the address back without drawing the screen again.
+let lastHash = '';
+let restoring = false;
+function onHashChange() {
+  if (restoring) { restoring = false; return; }
+  if (!location.hash.startsWith('#/') && location.hash !== '') return; // not a route
+  if (isDirty() && !window.confirm('Leave this screen? Your unsaved changes will be lost.')) {
+    restoring = true;
+    location.hash = lastHash;
+    return;
+  }
+  render();
 }
 
 function renderNav(route) {
@@ -84,10 +100,14 @@ function signInScreen(el) {
   input.focus();
 }
 
-async function catalogScreen(el) {
+async function catalogScreen(el, alive) {
   show(el, h('h1', { text: 'Destination types' }), h('p', { text: 'Loading…' }));
   let cat;
-  try { cat = await catalog(); } catch (e) { show(el, h('h1', { text: 'Destination types' }), h('p', { class: 'error', role: 'alert', text: e.message })); return; }
+  try { cat = await catalog(); } catch (e) {
+    if (alive()) show(el, h('h1', { text: 'Destination types' }), h('p', { class: 'error', role: 'alert', text: e.message }));
+    return;
+  }
+  if (!alive()) return;
   const plan = (ms) => h('ol', {}, (ms || []).map(m => h('li', { text: `${m.segment} → ${m.destination} (${m.strategy.replace('_', ' ')})` })));
   const cards = cat.destination_types.map(t => h('section', { class: 'card', 'aria-labelledby': 'cat-' + t.type },
     h('h2', { id: 'cat-' + t.type, text: t.type }),
@@ -106,6 +126,11 @@ async function catalogScreen(el) {
     cards);
 }
 
-window.addEventListener('hashchange', render);
+window.addEventListener('hashchange', onHashChange);
 window.addEventListener('idsync:unauthorized', () => { signOut(); session.scope = ''; status('Your token is no longer accepted: sign in again.'); render(); });
-window.addEventListener('DOMContentLoaded', render);
+window.addEventListener('beforeunload', (e) => { if (isDirty()) e.preventDefault(); });
+window.addEventListener('DOMContentLoaded', () => {
+  // The skip link moves focus to the content without touching the route.
+  document.querySelector('.skip').addEventListener('click', (e) => { e.preventDefault(); main().focus(); });
+  render();
+});

@@ -12,7 +12,7 @@ export function lastAudience() {
   try { return JSON.parse(sessionStorage.getItem(LAST)) || {}; } catch { return {}; }
 }
 
-export async function connectionsScreen(el, params) {
+export async function connectionsScreen(el, params, alive) {
   const last = lastAudience();
   const space = params.space ?? last.space ?? '';
   const audience = params.audience ?? last.audience ?? '';
@@ -30,13 +30,14 @@ export async function connectionsScreen(el, params) {
     show(results, h('p', { text: 'Enter a space id and an audience id to see the destinations the audience is connected to.' }));
     return;
   }
-  await listConnections(results, space, audience);
+  await listConnections(results, space, audience, alive);
 }
 
-async function listConnections(el, space, audience) {
+async function listConnections(el, space, audience, alive) {
   const heading = h('h2', {}, 'Audience ', h('code', { text: audience }), ' in space ', h('code', { text: space }));
   show(el, heading, h('p', { text: 'Loading…' }));
   const r = await call('GET', connPath(space, audience));
+  if (!alive()) return;
   if (r.status !== 200) {
     show(el, heading, h('p', { class: 'error', role: 'alert', text: problemText(r) }));
     return;
@@ -78,24 +79,31 @@ async function listConnections(el, space, audience) {
     h('thead', {}, h('tr', {}, ['Destination', 'Type', 'Setup', 'Active', 'Pending', 'Actions'].map(t => h('th', { scope: 'col', text: t })))),
     h('tbody', {}, rows));
   show(el, heading, table, newBtn);
-  tick(countdowns, () => listConnections(el, space, audience));
+  const stop = tick(countdowns, () => { if (alive()) listConnections(el, space, audience, alive); });
+  onLeave(stop);
 }
 
-// tick updates countdowns every second; when one reaches its time, then()
-// runs once (the list is read again and shows the version as active).
+// tick updates countdowns every second; when one has passed its time,
+// then() runs once (the caller reads what changed). It returns the function
+// that stops it; a stopped tick never calls then().
 export function tick(els, then) {
-  if (els.length === 0) return;
-  let fired = false;
+  if (els.length === 0) return () => {};
+  let stopped = false;
+  let later = 0;
   const update = () => {
     for (const e of els) {
       const ms = Date.parse(e.dataset.effectiveAt) - serverNow();
       e.textContent = `(${fmtCountdown(ms)})`;
-      if (ms <= -1000 && !fired && then) { fired = true; clearInterval(id); setTimeout(then, 500); }
+      if (ms <= -1000 && !stopped && then) {
+        stopped = true;
+        clearInterval(id);
+        later = setTimeout(then, 500);
+      }
     }
   };
   const id = setInterval(update, 1000);
   update();
-  onLeave(() => clearInterval(id));
+  return () => { stopped = true; clearInterval(id); clearTimeout(later); };
 }
 
 function newConnectionForm(space, audience) {

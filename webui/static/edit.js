@@ -7,21 +7,40 @@
 
 import { h, show, field, fmtTime, status, uid } from './dom.js';
 import { call, catalog, connPath, errorText, serverNow } from './api.js';
-import { canWrite, go, session } from './state.js';
+import { canWrite, onLeave, session, setDirty } from './state.js';
 import { tick } from './connections.js';
 import { renderPreview, sampleEvent } from './preview.js';
 import { diffConfigs, renderDiff } from './history.js';
 
 const STRATEGIES = [['last_added', 'Last added'], ['first_added', 'First added'], ['all', 'All']];
 
-export async function editScreen(el, params) {
+export async function editScreen(el, params, alive) {
   const { space, audience, destination } = params;
-  const isNew = params.new === '1';
   show(el, h('h1', { text: 'Connection' }), h('p', { text: 'Loading…' }));
   let cat;
-  try { cat = await catalog(); } catch (e) { show(el, h('p', { class: 'error', role: 'alert', text: e.message })); return; }
-  const ed = new Editor(el, cat, space, audience, destination);
-  await ed.load(isNew);
+  try { cat = await catalog(); } catch (e) {
+    if (alive()) show(el, h('p', { class: 'error', role: 'alert', text: e.message }));
+    return;
+  }
+  if (!alive()) return;
+  const ed = new Editor(el, cat, space, audience, destination, alive);
+  onLeave(() => ed.stop());
+  await ed.load();
+}
+
+// effectText says when an edit saved now takes effect, given the
+// connection as GET shows it (null when it has no version in effect or
+// pending): the text of every confirmation, Save's and Restore's.
+export function effectText(conn) {
+  if (!conn || (!conn.active && !conn.pending)) {
+    return 'This is the first version of the connection: it takes effect as soon as it is saved.';
+  }
+  const minutes = Math.round(session.delay / 6) / 10;
+  const when = new Date(serverNow() + session.delay * 1000).toISOString();
+  let text = `This edit takes effect after the activation delay of ${minutes} minutes, at about ${fmtTime(when)}.`;
+  if (conn.active) text += ` Until then version ${conn.active.version} keeps serving.`;
+  if (conn.pending) text += ` It replaces the pending ${conn.pending.deleted ? 'deletion' : 'version'} ${conn.pending.version}.`;
+  return text;
 }
 
 // blankConfig is a new connection's starting point: the first type, default
@@ -52,48 +71,82 @@ function withDefaults(cfg, t) {
 }
 
 class Editor {
-  constructor(el, cat, space, audience, destination) {
-    Object.assign(this, { el, cat, space, audience, destination });
+  constructor(el, cat, space, audience, destination, alive) {
+    Object.assign(this, { el, cat, space, audience, destination, alive });
     this.types = Object.fromEntries(cat.destination_types.map(t => [t.type, t]));
-    this.fields = new Map(); // config path -> {box, control}
+    this.fields = new Map(); // config path -> {control, p}
     this.seq = 0;
     this.timer = 0;
+    this.stopTick = () => {};
+    this.stash = null; // customized rows kept while default setup is shown
+  }
+
+  // stop ends the editor's timers (the screen is left).
+  stop() {
+    this.stopTick();
+    clearTimeout(this.timer);
+    this.seq++;
   }
 
   type() { return this.types[this.cfg.destination_type] || this.cat.destination_types[0]; }
 
-  async load(isNew) {
-    const r = await call('GET', connPath(this.space, this.audience, this.destination));
-    this.etag = '';
+  // load reads the connection and shows it in the form (unsaved edits are
+  // replaced: called at start, after a save and on "load theirs").
+  async load() {
+    const path = connPath(this.space, this.audience, this.destination);
+    const r = await call('GET', path);
+    if (!this.alive()) return;
     this.conn = null;
+    // The precondition of the next save: the newest version this editor
+    // has seen, or, for a connection that does not exist, "create only"
+    // (If-None-Match: *), or the newest version of its history when it was
+    // deleted, so that a create never replaces one made meanwhile.
+    this.precondition = {};
     if (r.status === 200) {
       this.conn = r.body;
-      this.etag = r.etag;
+      this.precondition = { 'If-Match': `"${r.etag}"` };
       const v = (r.body.pending && !r.body.pending.deleted && r.body.pending.config) ? r.body.pending : r.body.active;
       this.cfg = v && v.config ? structuredClone(v.config) : blankConfig(this.cat);
-      this.base = v && v.config ? structuredClone(v.config) : null;
       this.cfg = withDefaults(this.cfg, this.type());
     } else if (r.status === 404) {
       this.cfg = blankConfig(this.cat);
-      this.base = null;
+      const hist = await call('GET', path + '/history');
+      if (!this.alive()) return;
+      this.precondition = hist.status === 200 && hist.body.entries.length
+        ? { 'If-Match': `"${hist.body.entries[0].version}"` }
+        : { 'If-None-Match': '*' };
     } else {
       show(this.el, h('h1', { text: 'Connection' }), h('p', { class: 'error', role: 'alert', text: errorText(r) }));
       return;
     }
     this.isNew = r.status === 404;
-    if (this.isNew && !isNew && this.conn === null && r.status === 404) {
-      status('This connection does not exist (or its deletion is effective): saving creates it.');
-    }
+    this.stash = null;
+    setDirty(false);
     this.sample ??= JSON.stringify(sampleEvent(this.space, this.audience, serverNow()), null, 2);
     this.render();
   }
 
+  // refreshVersions reads the connection again for its versions box only
+  // (a pending version took effect): the form, and its unsaved edits, stay.
+  async refreshVersions() {
+    const r = await call('GET', connPath(this.space, this.audience, this.destination));
+    if (!this.alive() || r.status !== 200) return;
+    this.conn = r.body;
+    const box = document.getElementById('versions');
+    if (box) box.replaceWith(this.versionsBox());
+  }
+
+  // render draws the whole screen from the editor's state, keeping the
+  // keyboard focus on the control that had it.
   render() {
+    const focus = focusKey(document.activeElement);
+    this.seq++; // answers to earlier previews describe another form
     const heading = h('h1', {}, this.isNew ? 'New connection ' : 'Connection ', h('code', { text: this.destination }));
     const crumbs = h('p', { class: 'muted' }, 'Audience ', h('code', { text: this.audience }), ' in space ', h('code', { text: this.space }), ' · ',
       h('a', { href: '#/connections?' + new URLSearchParams({ space: this.space, audience: this.audience }), text: 'all connections' }), ' · ',
       h('a', { href: '#/history?' + new URLSearchParams({ space: this.space, audience: this.audience, destination: this.destination }), text: 'history' }));
     this.summary = h('div', { class: 'problems', id: 'problems', role: 'alert' });
+    this.summaryText = '';
     this.result = h('div', { id: 'save-result', role: 'status' });
     this.fields.clear();
     const form = h('form', { id: 'editor', class: 'card', onsubmit: (e) => { e.preventDefault(); this.confirmSave(); } },
@@ -106,6 +159,7 @@ class Editor {
     this.previewEl = h('section', { class: 'card preview', id: 'preview', 'aria-labelledby': 'preview-h' });
     show(this.el, heading, crumbs, this.versionsBox(), h('div', { class: 'split' }, form, this.previewEl));
     this.renderPreviewPane();
+    restoreFocus(this.el, focus);
     this.schedule(0);
   }
 
@@ -121,7 +175,8 @@ class Editor {
         h('span', { text: `version ${v.version}${v.deleted ? ' (deletion)' : ''}, ${label === 'Pending' ? 'takes effect' : 'effective since'} ${fmtTime(v.effective_at)} ` }), cd);
     };
     const box = h('ul', { id: 'versions', class: 'versions' }, line('Active', c.active), line('Pending', c.pending));
-    tick(cds, () => this.load(false));
+    this.stopTick();
+    this.stopTick = tick(cds, () => this.refreshVersions());
     return box;
   }
 
@@ -136,6 +191,8 @@ class Editor {
   }
 
   onChange(structural) {
+    setDirty(true);
+    this.seq++;
     if (this.result) show(this.result); // an earlier save's message no longer describes the form
     if (structural) { this.render(); return; }
     this.schedule(250);
@@ -146,7 +203,8 @@ class Editor {
     const typeSel = h('select', { name: 'destination_type', onchange: (e) => {
       cfg.destination_type = e.target.value;
       withDefaults(cfg, this.type());
-      cfg.identifiers = [];
+      this.stash = null;
+      cfg.identifiers = cfg.setup === 'customized' ? this.startingRows() : [];
       this.onChange(true);
     } }, this.cat.destination_types.map(d => h('option', { value: d.type, selected: d.type === cfg.destination_type, text: d.type })));
     const typeBox = field('Destination type', typeSel);
@@ -165,12 +223,14 @@ class Editor {
       return h('span', { class: 'radio' },
         h('input', { type: 'radio', name: 'setup', id, value, checked: cfg.setup === value, onchange: () => {
           cfg.setup = value;
-          if (value === 'customized' && cfg.identifiers.length === 0) {
-            // Start from the default plan, as the default setup applies it.
-            cfg.identifiers = structuredClone(this.defaultPlan())
-              .filter(m => cfg.settings.send_mobile_ids || !this.cat.mobile_ad_id_types.includes(m.segment));
+          if (value === 'customized') {
+            // Back to the rows set aside, or start from the default plan.
+            cfg.identifiers = this.stash || (cfg.identifiers.length ? cfg.identifiers : this.startingRows());
+            this.stash = null;
+          } else {
+            if (cfg.identifiers.length) this.stash = cfg.identifiers;
+            cfg.identifiers = [];
           }
-          if (value === 'default') cfg.identifiers = [];
           this.onChange(true);
         } }),
         h('label', { for: id, text: label }));
@@ -180,6 +240,13 @@ class Editor {
     this.reg('setup', null, setup);
 
     return [typeBox, ext, this.settingsBox(), setup, cfg.setup === 'customized' ? this.mappingsBox() : this.defaultPlanBox()];
+  }
+
+  // startingRows are the rows of a new customized setup: the default plan,
+  // as the default setup applies it (mobile ids only when they are sent).
+  startingRows() {
+    return structuredClone(this.defaultPlan())
+      .filter(m => this.cfg.settings.send_mobile_ids || !this.cat.mobile_ad_id_types.includes(m.segment));
   }
 
   defaultPlan() {
@@ -227,7 +294,12 @@ class Editor {
           const proposed = (s) => (t.proposed_keys || {})[s] || (keys ? '' : s);
           if (!m.destination || m.destination === proposed(was)) {
             m.destination = proposed(m.segment) || m.destination;
-            if (destCtl.tagName === 'SELECT') destCtl.value = m.destination; else destCtl.value = m.destination;
+            if (destCtl.tagName === 'SELECT' && m.destination && ![...destCtl.options].some(o => o.value === m.destination)) {
+              // A proposed key this type's list does not offer (say, for
+              // another upload key type): show it, and the API's message.
+              destCtl.append(h('option', { value: m.destination, text: m.destination }));
+            }
+            destCtl.value = m.destination;
             checkKey();
           }
           this.onChange(false);
@@ -256,7 +328,13 @@ class Editor {
         onchange: (e) => { m.strategy = e.target.value; this.onChange(false); } },
       STRATEGIES.map(([v, l]) => h('option', { value: v, selected: v === m.strategy, text: l })));
       const remove = h('button', { type: 'button', class: 'link', 'aria-label': `Remove row ${n}`, text: 'Remove',
-        onclick: () => { cfg.identifiers.splice(i, 1); this.onChange(true); } });
+        onclick: () => {
+          cfg.identifiers.splice(i, 1);
+          this.onChange(true);
+          // Focus goes to the row that took this one's place, or to Add.
+          const next = this.el.querySelector(`#mappings input[name=segment-${Math.min(i, cfg.identifiers.length - 1)}]`);
+          (next || this.el.querySelector('#add-identifier')).focus();
+        } });
       const segCell = h('td', {}, seg), destCell = h('td', {}, destCtl, keyMsg), stratCell = h('td', {}, strat);
       const row = h('tr', { 'data-row': i }, segCell, destCell, stratCell, h('td', {}, remove));
       this.reg(path + '.segment', seg, segCell);
@@ -287,10 +365,9 @@ class Editor {
     const s = this.cfg.settings, t = this.type();
     const check = (key, text, hint) => {
       const id = uid('set');
-      const inp = h('input', { type: 'checkbox', id, name: key, checked: !!s[key], onchange: (e) => {
-        s[key] = e.target.checked; this.onChange(key === 'send_track');
-      } });
-      const box = h('div', { class: 'check' }, inp, h('label', { for: id, text }), hint ? h('span', { class: 'hint', text: hint }) : null);
+      const inp = h('input', { type: 'checkbox', id, name: key, checked: !!s[key], 'aria-describedby': hint ? id + '-hint' : null,
+        onchange: (e) => { s[key] = e.target.checked; this.onChange(key === 'send_track'); } });
+      const box = h('div', { class: 'check' }, inp, h('label', { for: id, text }), hint ? h('span', { class: 'hint', id: id + '-hint', text: hint }) : null);
       this.reg('settings.' + key, inp, box);
       return box;
     };
@@ -303,11 +380,9 @@ class Editor {
     const parts = [check('send_mobile_ids', 'Send mobile advertising ids', '(ios.idfa, android.idfa)')];
     if (t.upload_key_types) {
       const sel = h('select', { name: 'upload_key_type', onchange: (e) => {
+        // Rows keep their keys: one that does not fit the new upload key
+        // type stays visible, with the API's message at its row.
         s.upload_key_type = e.target.value;
-        if (this.cfg.setup === 'customized') {
-          const allowed = this.keysFor();
-          for (const m of this.cfg.identifiers) if (!allowed.includes(m.destination)) m.destination = m.destination || '';
-        }
         this.onChange(true);
       } }, Object.keys(t.upload_key_types).map(k => h('option', { value: k, selected: k === s.upload_key_type, text: k })));
       const box = field('Upload key type', sel, 'which identifiers the Google list matches on');
@@ -332,7 +407,7 @@ class Editor {
       oninput: (e) => { this.sample = e.target.value; this.schedule(400); } });
     area.value = this.sample;
     this.sampleProblem = h('p', { class: 'problem', id: 'sample-problem', role: 'alert' });
-    this.previewOut = h('div', { id: 'preview-out', 'aria-live': 'polite' });
+    this.previewOut = h('div', { id: 'preview-out' });
     show(this.previewEl,
       h('h2', { id: 'preview-h', text: 'Preview' }),
       h('p', { class: 'muted', text: 'What this destination would receive for the sample profile under the configuration being edited. Nothing is saved or sent.' }),
@@ -347,16 +422,23 @@ class Editor {
 
   async runPreview() {
     const seq = ++this.seq;
-    let event;
+    let event, sampleOK = true;
     try { event = JSON.parse(this.sample); } catch (e) {
+      // The configuration's problems still follow the form: check it
+      // against a generated sample, and show no records.
       this.sampleProblem.textContent = `The sample is not valid JSON: ${e.message}`;
-      return;
+      event = sampleEvent(this.space, this.audience, serverNow());
+      sampleOK = false;
     }
-    this.sampleProblem.textContent = '';
+    if (sampleOK) this.sampleProblem.textContent = '';
     const dest = /^[a-z0-9][a-z0-9_-]{0,63}$/.test(this.destination || '') ? this.destination : 'preview';
     const r = await call('POST', '/v1/preview', { destination_id: dest, connection: this.cfg, event });
-    if (seq !== this.seq) return; // a newer preview is on its way
+    if (seq !== this.seq || !this.alive()) return; // the form changed since: a newer preview is on its way
     this.showProblems(r.status === 400 ? (r.body.problems || []) : [], 'connection.');
+    if (!sampleOK) {
+      show(this.previewOut, h('p', { class: 'muted', text: 'Fix the sample to see the preview.' }));
+      return;
+    }
     if (r.status === 400) {
       const evp = (r.body.problems || []).filter(p => p.field === 'event' || (p.field || '').startsWith('event.'));
       this.sampleProblem.textContent = evp.map(p => `${p.field}: ${p.message}`).join('; ');
@@ -393,30 +475,34 @@ class Editor {
         if (last) { last.p.textContent = pr.message; last.control.setAttribute('aria-invalid', 'true'); }
       }
     }
-    show(this.summary, rest.length ? h('ul', {}, rest.map(p => h('li', { text: `${p.field ? p.field + ': ' : ''}${p.message}` }))) : null);
+    // The summary is an alert: rewritten only when what it says changes,
+    // so a screen reader does not repeat it at every keystroke.
+    const lines = rest.map(p => `${p.field ? p.field + ': ' : ''}${p.message}`);
+    if (lines.join('\n') !== this.summaryText) {
+      this.summaryText = lines.join('\n');
+      show(this.summary, lines.length ? h('ul', {}, lines.map(l => h('li', { text: l }))) : null);
+    }
   }
 
   confirmSave() {
-    const delay = Math.round(session.delay / 60 * 10) / 10;
-    const when = new Date(serverNow() + session.delay * 1000);
-    const effect = this.conn && this.conn.active
-      ? `This edit takes effect after the activation delay of ${delay} minutes, at about ${fmtTime(when.toISOString())}. Until then version ${this.conn.active.version} keeps serving.`
-      : 'This is the first version of the connection: it takes effect as soon as it is saved.';
-    const replaces = this.conn && this.conn.pending ? ` It replaces the pending version ${this.conn.pending.version}.` : '';
-    confirmDialog('Save this configuration?', effect + replaces, 'Save', () => this.save());
+    confirmDialog('Save this configuration?', effectText(this.conn), 'Save', () => this.save());
   }
 
   async save() {
-    const headers = this.etag ? { 'If-Match': `"${this.etag}"` } : {};
-    const r = await call('PUT', connPath(this.space, this.audience, this.destination), this.cfg, headers);
+    const saveBtn = this.el.querySelector('#save');
+    if (saveBtn) saveBtn.disabled = true; // one save at a time
+    const r = await call('PUT', connPath(this.space, this.audience, this.destination), this.cfg, this.precondition);
+    if (!this.alive()) return;
     if (r.status === 200 || r.status === 201) {
       status(`Saved version ${r.body.version}.`);
-      await this.load(false);
+      await this.load();
+      if (!this.alive()) return;
       show(this.result, h('p', { class: 'ok', text: r.body.state === 'pending'
         ? `Saved version ${r.body.version}: it takes effect at ${fmtTime(r.body.effective_at)}.`
         : `Saved version ${r.body.version}: it is in effect now.` }));
       return;
     }
+    if (saveBtn) saveBtn.disabled = !canWrite();
     if (r.status === 400) {
       this.showProblems(r.body.problems || [], '');
       show(this.result, h('p', { class: 'error', text: errorText(r) }));
@@ -432,20 +518,28 @@ class Editor {
     const [g, hist] = await Promise.all([
       call('GET', connPath(this.space, this.audience, this.destination)),
       call('GET', connPath(this.space, this.audience, this.destination) + '/history')]);
+    if (!this.alive()) return;
     const e = hist.status === 200 && hist.body.entries[0];
-    const theirs = g.status === 200 ? ((g.body.pending && g.body.pending.config) || (g.body.active && g.body.active.config)) : null;
-    const who = e ? `${e.actor} saved version ${e.version} at ${fmtTime(e.at)}` : 'Someone else changed this connection';
+    const deleting = e && e.action === 'delete';
+    const theirs = deleting ? null : (g.status === 200 ? ((g.body.pending && g.body.pending.config) || (g.body.active && g.body.active.config)) : null);
+    const who = e ? `${e.actor} ${deleting ? 'deleted the connection (version ' + e.version + ')' : 'saved version ' + e.version} at ${fmtTime(e.at)}`
+      : 'Someone else changed this connection';
     const diffBox = h('div', {});
-    renderDiff(diffBox, diffConfigs(theirs, this.cfg), 'theirs', 'yours');
+    renderDiff(diffBox, diffConfigs(theirs, this.cfg), deleting ? 'their deletion' : 'theirs', 'yours');
     show(this.result, h('div', { class: 'conflict', id: 'conflict', role: 'alert' },
       h('h2', { text: 'Someone else edited this connection' }),
       h('p', { text: `${who} while you were editing. Your changes were not saved, and theirs were not overwritten.` }),
       h('p', { text: 'What would change if you saved yours over theirs:' }),
       diffBox,
       h('div', { class: 'buttons' },
-        h('button', { type: 'button', id: 'load-theirs', text: 'Discard mine and load theirs', onclick: () => this.load(false) }),
+        h('button', { type: 'button', id: 'load-theirs', text: 'Discard mine and load theirs', onclick: () => this.load() }),
         h('button', { type: 'button', id: 'keep-mine', text: 'Keep mine (save again to replace theirs)', onclick: () => {
-          this.etag = g.etag; this.conn = g.status === 200 ? g.body : null; show(this.result); status('Your changes are kept: Save replaces theirs.');
+          // The next save is made over the version just shown, knowingly.
+          if (e) this.precondition = { 'If-Match': `"${e.version}"` };
+          this.conn = g.status === 200 ? g.body : null;
+          this.el.querySelector('#versions').replaceWith(this.versionsBox());
+          show(this.result);
+          status('Your changes are kept: Save replaces theirs.');
         } }))));
   }
 }
@@ -458,8 +552,8 @@ function label(strategy) {
 // Escape cancels) and runs onOK on confirmation.
 export function confirmDialog(title, text, okText, onOK) {
   const titleId = uid('dlg');
-  const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': titleId, id: 'confirm' },
-    h('h2', { id: titleId, text: title }), h('p', { text }),
+  const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': titleId, 'aria-describedby': titleId + '-text', id: 'confirm' },
+    h('h2', { id: titleId, text: title }), h('p', { id: titleId + '-text', text }),
     h('form', { method: 'dialog', class: 'buttons' },
       h('button', { value: 'ok', class: 'primary', id: 'confirm-ok', text: okText }),
       h('button', { value: 'cancel', id: 'confirm-cancel', text: 'Cancel' })));
@@ -472,3 +566,18 @@ export function confirmDialog(title, text, okText, onOK) {
   dlg.querySelector('#confirm-ok').focus();
 }
 
+
+// focusKey names the focused control so that it can be found again in a
+// redrawn form: its name, and its value for a radio button.
+function focusKey(el) {
+  if (!el || !el.name || !el.closest || !el.closest('#editor, #preview')) return null;
+  return { name: el.name, value: el.type === 'radio' ? el.value : null };
+}
+
+// restoreFocus focuses the control focusKey named, if the redrawn form has it.
+function restoreFocus(root, key) {
+  if (!key) return;
+  const sel = `[name="${CSS.escape(key.name)}"]` + (key.value !== null ? `[value="${CSS.escape(key.value)}"]` : '');
+  const el = root.querySelector(sel);
+  if (el) el.focus();
+}

@@ -5,10 +5,10 @@
 
 import { h, show, field, fmtTime, status } from './dom.js';
 import { call, connPath, errorText } from './api.js';
-import { canWrite, go, session } from './state.js';
-import { confirmDialog } from './edit.js';
+import { canWrite, go } from './state.js';
+import { confirmDialog, effectText } from './edit.js';
 
-export async function historyScreen(el, params) {
+export async function historyScreen(el, params, alive) {
   const { space, audience, destination } = params;
   const heading = h('h1', {}, 'History of ', h('code', { text: destination || '' }));
   const crumbs = h('p', { class: 'muted' }, 'Audience ', h('code', { text: audience || '' }), ' in space ', h('code', { text: space || '' }), ' · ',
@@ -18,6 +18,7 @@ export async function historyScreen(el, params) {
   const [r, cur] = await Promise.all([
     call('GET', connPath(space, audience, destination) + '/history'),
     call('GET', connPath(space, audience, destination))]);
+  if (!alive()) return;
   if (r.status !== 200) {
     show(el, heading, crumbs, h('p', { class: 'error', role: 'alert', text: errorText(r) }));
     return;
@@ -32,8 +33,8 @@ export async function historyScreen(el, params) {
     h('td', { text: fmtTime(e.effective_at) }),
     h('td', { text: e.new ? `${e.new.destination_type}, ${e.new.setup}` : '—' }),
     h('td', {}, e.new && canWrite() && i > 0
-      ? h('button', { type: 'button', class: 'restore', 'aria-label': `Restore version ${e.version}`, text: 'Restore this version',
-        onclick: () => restore(e, cur, { space, audience, destination }, result) })
+      ? h('button', { type: 'button', class: 'restore', 'data-version': e.version, text: `Restore version ${e.version}`,
+        onclick: () => restore(e, entries[0].version, cur, { space, audience, destination }, result) })
       : (i === 0 ? h('span', { class: 'muted', text: 'newest' }) : null))));
   const table = h('table', { class: 'list', id: 'history' },
     h('caption', { class: 'sr-only', text: 'Versions, newest first' }),
@@ -59,14 +60,13 @@ export async function historyScreen(el, params) {
       diffBox));
 }
 
-async function restore(entry, cur, k, result) {
-  const active = cur.status === 200 && cur.body.active;
-  const effect = active
-    ? `Restoring is an ordinary edit: it takes effect after the activation delay of ${Math.round(session.delay / 6) / 10} minutes; until then version ${active.version} keeps serving.`
-    : 'The connection has no active version: the restored configuration takes effect at once.';
+// restore saves an earlier version's configuration as a new edit, on
+// condition that the newest version is still the one the history showed
+// (a tombstone too: restoring a deleted connection is guarded the same way).
+async function restore(entry, newest, cur, k, result) {
+  const effect = 'Restoring is an ordinary edit. ' + effectText(cur.status === 200 ? cur.body : null);
   confirmDialog(`Restore version ${entry.version}?`, effect, 'Restore', async () => {
-    const headers = cur.status === 200 && cur.etag ? { 'If-Match': `"${cur.etag}"` } : {};
-    const r = await call('PUT', connPath(k.space, k.audience, k.destination), entry.new, headers);
+    const r = await call('PUT', connPath(k.space, k.audience, k.destination), entry.new, { 'If-Match': `"${newest}"` });
     if (r.status === 200 || r.status === 201) {
       status(`Restored version ${entry.version} as version ${r.body.version}.`);
       go('edit', k);

@@ -1,5 +1,6 @@
-// state.js: what every screen shares: who is signed in, navigation, and the
-// timers a screen runs while it is shown.
+// state.js: what every screen shares: who is signed in, navigation, the
+// current screen's life (timers to stop, late answers to drop) and unsaved
+// edits.
 
 // session is who is signed in: name, scope and the activation delay from
 // GET /v1/whoami.
@@ -17,9 +18,26 @@ export function go(route, params = {}) {
   else location.hash = target;
 }
 
-let leave = () => {};
-// onLeave registers what to stop (timers, pending requests) when the screen
-// is left.
-export function onLeave(fn) { leave = fn; }
-// leaving runs and clears it.
-export function leaving() { const f = leave; leave = () => {}; f(); }
+let cleanups = [];
+let generation = 0;
+
+// onLeave registers something to stop (a timer) when the current screen is
+// left.
+export function onLeave(fn) { cleanups.push(fn); }
+
+// newScreen ends the current screen (its cleanups run) and returns alive(),
+// true until the next screen starts: a screen checks it after every await,
+// so that an answer arriving late never draws over the screen shown now.
+export function newScreen() {
+  for (const f of cleanups) f();
+  cleanups = [];
+  const mine = ++generation;
+  dirty = false;
+  return () => mine === generation;
+}
+
+let dirty = false;
+// setDirty marks the screen as holding unsaved edits (or not).
+export function setDirty(v) { dirty = v; }
+// isDirty reports whether leaving would lose unsaved edits.
+export function isDirty() { return dirty; }
