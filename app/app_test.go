@@ -50,7 +50,7 @@ func testConfig(t *testing.T) *config.Config {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Tokens = []config.Token{{Name: "t", Token: "test-token-123", Scope: config.ScopeWrite}}
 	cfg.Kafka.TopicReplicationFactor = 1
-	cfg.Kafka.InstanceID = "test"
+	cfg.Kafka.TransactionalIDSuffix = "test"
 	cfg.ShutdownTimeout = 10 * time.Second
 	return &cfg
 }

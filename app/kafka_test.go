@@ -1,0 +1,97 @@
+package app
+
+import (
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+
+	"github.com/idsync/idsync/config"
+	"github.com/idsync/idsync/pipeline"
+)
+
+// TestKafkaClientOptions builds the pipeline's Kafka client from the
+// configuration and checks the options the kafka.* settings give it, as
+// the client itself reports them: compression, where a partition without
+// a committed offset starts, fetch wait, rack, group instance id, SASL
+// and transactional id.
+func TestKafkaClientOptions(t *testing.T) {
+	tokenFile := t.TempDir() + "/token"
+	for _, tc := range []struct {
+		name  string
+		edit  func(*config.Kafka)
+		codec kgo.CompressionCodec
+		reset kgo.Offset
+		wait  time.Duration
+		rack  string
+		group string // group instance id, "" for a dynamic member
+		mech  string
+		txn   string
+	}{
+		{"defaults: today's behaviour", func(*config.Kafka) {}, kgo.SnappyCompression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "", "idsync-test"},
+		{"every setting", func(k *config.Kafka) {
+			k.Compression, k.AutoOffsetReset, k.FetchMaxWait, k.ClientRack = config.CompressionZstd, config.OffsetLatest, 100*time.Millisecond, "use1-az2"
+			k.GroupInstanceID, k.TransactionalIDSuffix = "idsync-0", "idsync-0"
+			k.SASL = config.SASL{Mechanism: config.SASLOAuthBearer, OAuth: config.OAuth{TokenFile: tokenFile}}
+		}, kgo.ZstdCompression(), kgo.NewOffset().AtEnd(), 100 * time.Millisecond, "use1-az2", "idsync-0", "OAUTHBEARER", "idsync-idsync-0"},
+		{"no compression", func(k *config.Kafka) { k.Compression = config.CompressionNone }, kgo.NoCompression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "", "idsync-test"},
+		{"gzip", func(k *config.Kafka) { k.Compression = config.CompressionGzip }, kgo.GzipCompression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "", "idsync-test"},
+		{"lz4, AWS", func(k *config.Kafka) {
+			k.Compression = config.CompressionLZ4
+			k.SASL = config.SASL{Mechanism: config.SASLAWSMSKIAM, AWS: config.AWS{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s3cret"}}
+		}, kgo.Lz4Compression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "AWS_MSK_IAM", "idsync-test"},
+		{"SCRAM, exactly once", func(k *config.Kafka) {
+			k.Delivery = config.ExactlyOnce
+			k.SASL = config.SASL{Mechanism: config.SASLScramSHA512, Username: "u", Password: "p"}
+		}, kgo.SnappyCompression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "SCRAM-SHA-512", "idsync-test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Admin.Tokens[0].Token = "a-test-token-of-32-characters-xy"
+			tc.edit(&cfg.Kafka)
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			pcfg, err := pipelineConfig(cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pcfg.TransactionalID != tc.txn {
+				t.Errorf("transactional id %q, want %q", pcfg.TransactionalID, tc.txn)
+			}
+			cl, err := kgo.NewClient(pipeline.ClientOptions(pcfg)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if got := cl.OptValue(kgo.ProducerBatchCompression); !reflect.DeepEqual(got, []kgo.CompressionCodec{tc.codec}) {
+				t.Errorf("compression %v, want %v", got, tc.codec)
+			}
+			if got := cl.OptValue(kgo.ConsumeResetOffset); !reflect.DeepEqual(got, tc.reset) {
+				t.Errorf("reset offset %v, want %v", got, tc.reset)
+			}
+			if got := cl.OptValue(kgo.FetchMaxWait); got != tc.wait {
+				t.Errorf("fetch max wait %v, want %v", got, tc.wait)
+			}
+			if got := cl.OptValue(kgo.Rack); got != tc.rack {
+				t.Errorf("rack %q, want %q", got, tc.rack)
+			}
+			if got := cl.OptValues(kgo.InstanceID); !reflect.DeepEqual(got, []any{tc.group, tc.group != ""}) {
+				t.Errorf("instance id %v, want %q", got, tc.group)
+			}
+			var mechs []string
+			for _, m := range cl.OptValue(kgo.SASL).([]sasl.Mechanism) {
+				mechs = append(mechs, m.Name())
+			}
+			if got := strings.Join(mechs, ","); got != tc.mech {
+				t.Errorf("SASL %q, want %q", got, tc.mech)
+			}
+		})
+	}
+}
