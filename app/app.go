@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			return false, "redis unreachable and no configuration cached"
 		}
 		return true, ""
-	}, func() ([]pipeline.Wait, time.Time) { return p.Waiting(), p.InFlightSince() }), log)
+	}, func() ([]pipeline.Wait, time.Time) { return p.Waiting(), p.InFlightSince() }, cfg.Ops.Pprof), log)
 	if err != nil {
 		return err
 	}
