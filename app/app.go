@@ -16,11 +16,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -60,14 +58,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	for _, d := range cfg.Deprecated() {
 		log.Warn("deprecated setting", "setting", d.Key, "detail", d.Message)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "idsync_build_info",
-		Help: "Always 1; its labels give the version and the Go version of the running binary.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(opt.Version, runtime.Version()).Set(1)
-	reg.MustRegister(buildInfo)
+	reg := newRegistry(opt.Version)
 
 	var emb *embedded
 	if cfg.Embedded.Enabled {
@@ -85,6 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	rdb := redis.NewUniversalClient(redisOpts)
 	defer rdb.Close()
+	reg.MustRegister(newRedisPoolCollector(rdb))
 
 	st, err := store.New(rdb, store.Options{
 		Prefix:     cfg.Redis.KeyPrefix,
@@ -142,6 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			ops.shutdown(context.Background())
 			return err
 		}
+		h = newHTTPMetrics(reg, "admin").instrument(h)
 		if adm, err = listen("admin", cfg.Admin.Listen, h, log); err != nil {
 			ops.shutdown(context.Background())
 			return err
@@ -199,7 +192,7 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 	opts := []kgo.Opt{
 		kgo.DialTimeout(k.DialTimeout),
 		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Subsystem("kafka"), kprom.Registerer(reg),
-			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes))),
+			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming))),
 		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
 		// pipeline.ClientOptions puts these after its own options, so they
 		// replace its defaults (snappy, the start of a partition, 500ms).

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 
@@ -93,5 +95,50 @@ func TestKafkaClientOptions(t *testing.T) {
 				t.Errorf("SASL %q, want %q", got, tc.mech)
 			}
 		})
+	}
+}
+
+// TestKafkaClientMetricsSubsystem: franz-go's client metrics are under
+// idsync_kafka_, apart from idsync's own, with names that say whether
+// bytes are compressed.
+func TestKafkaClientMetricsSubsystem(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	cfg := testConfig(t)
+	cfg.Kafka.Brokers = kc.ListenAddrs()
+	reg := prometheus.NewRegistry()
+	pcfg, err := pipelineConfig(cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(pipeline.ClientOptions(pcfg)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		if !strings.HasPrefix(mf.GetName(), "idsync_kafka_") {
+			t.Errorf("client metric %s is not under idsync_kafka_", mf.GetName())
+		}
+	}
+	for _, want := range []string{"idsync_kafka_connects_total", "idsync_kafka_produce_uncompressed_bytes_total",
+		"idsync_kafka_produce_compressed_bytes_total", "idsync_kafka_produce_records_total", "idsync_kafka_write_bytes_total"} {
+		if !names[want] {
+			t.Errorf("no %s among %v", want, names)
+		}
 	}
 }
