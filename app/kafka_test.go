@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -140,5 +141,35 @@ func TestKafkaClientMetricsSubsystem(t *testing.T) {
 		if !names[want] {
 			t.Errorf("no %s among %v", want, names)
 		}
+	}
+}
+
+// A deprecated setting still works and is named in a warning at start,
+// with what replaces it.
+func TestDeprecatedSettingWarnsAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		instance string
+		warn     bool
+	}{{"kafka.instance_id set", "pod-1", true}, {"not set", "", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Kafka.InstanceID = tc.instance
+			cfg.Admin.Tokens = nil // stops Run once started: no admin token
+			cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
+			cfg.Redis.Addrs = []string{miniredis.RunT(t).Addr()}
+			var logs syncBuffer
+			err := Run(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err == nil || !strings.Contains(err.Error(), "admin.tokens") {
+				t.Fatalf("Run = %v, want the admin.tokens error", err)
+			}
+			warned := strings.Contains(logs.String(), `level=WARN msg="deprecated setting" setting=kafka.instance_id`)
+			if warned != tc.warn {
+				t.Errorf("warning %v, want %v; log:\n%s", warned, tc.warn, logs.String())
+			}
+			if tc.warn && !strings.Contains(logs.String(), "kafka.transactional_id_suffix") {
+				t.Errorf("the warning does not name the replacement:\n%s", logs.String())
+			}
+		})
 	}
 }
