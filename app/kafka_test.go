@@ -11,6 +11,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -169,6 +170,74 @@ func TestDeprecatedSettingWarnsAtStart(t *testing.T) {
 			}
 			if tc.warn && !strings.Contains(logs.String(), "kafka.transactional_id_suffix") {
 				t.Errorf("the warning does not name the replacement:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// With kafka.group_instance_id the instance is a static member of the
+// consumer group: a clean shutdown does not leave the group, so its
+// partitions stay its own (no rebalance) until it returns or the session
+// timeout passes. A dynamic member (the default) leaves at shutdown.
+func TestGroupInstanceIDStaticMembership(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		instanceID string
+		stays      bool // the member is still in the group after shutdown
+	}{
+		{"static", "idsync-0", true},
+		{"dynamic", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kc.Close()
+			cfg := testConfig(t)
+			cfg.Kafka.Brokers = kc.ListenAddrs()
+			cfg.Redis.Addrs = []string{miniredis.RunT(t).Addr()}
+			cfg.Kafka.GroupInstanceID = tc.instanceID
+			cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			ctx := context.Background()
+			if _, err := adm.CreateTopic(ctx, 3, 1, nil, cfg.Kafka.InputTopic); err != nil {
+				t.Fatal(err)
+			}
+			describe := func() kadm.DescribedGroup {
+				t.Helper()
+				gs, err := adm.DescribeGroups(ctx, cfg.Kafka.GroupID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return gs[cfg.Kafka.GroupID]
+			}
+
+			r := startApp(t, cfg)
+			deadline := time.Now().Add(30 * time.Second)
+			for g := describe(); g.State != "Stable" || len(g.Members) != 1 || len(g.AssignedPartitions()[cfg.Kafka.InputTopic]) != 3; g = describe() {
+				if time.Now().After(deadline) {
+					t.Fatalf("the instance did not join the group within 30s: %+v", g)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			g := describe()
+			if got := g.Members[0].InstanceID; (got != nil) != (tc.instanceID != "") || (got != nil && *got != tc.instanceID) {
+				t.Errorf("member instance id %v, want %q", got, tc.instanceID)
+			}
+			if err := r.stop(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			after := describe()
+			if stays := len(after.Members) == 1; stays != tc.stays {
+				t.Errorf("after shutdown the group is %s with %d members; want the member kept: %v", after.State, len(after.Members), tc.stays)
+			}
+			if tc.stays && (after.State != "Stable" || after.Members[0].MemberID != g.Members[0].MemberID) {
+				t.Errorf("after shutdown: %s, member %s; want Stable with %s (no rebalance)", after.State, after.Members[0].MemberID, g.Members[0].MemberID)
 			}
 		})
 	}
