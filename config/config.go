@@ -3,8 +3,9 @@
 // environment variables and command-line flags (in increasing order of
 // precedence), reads secrets from files, validates every setting and returns
 // a typed Config. Other packages take the plain values or the helpers
-// (Limits, Options, Activation, TopicTemplate, TLSConfig, UniversalOptions);
-// none of them reads viper, the environment or a config file.
+// (Limits, Options, Activation, TopicTemplate, TLSConfig, SASLMechanism,
+// UniversalOptions, Deprecated); none of them reads viper, the environment
+// or a config file.
 //
 // Non-goals: reloading at run time (a changed setting needs a restart),
 // connection configurations (those are data, kept in Redis and edited
