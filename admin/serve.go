@@ -106,6 +106,15 @@ func (s *Server) handle(pattern string, eps ...endpoint) {
 	})
 }
 
+// Pattern returns the route pattern r matches (such as
+// "/v1/spaces/{space}/audiences/{audience}/connections"), whatever its
+// method and credentials, or "" when it matches none. It is a label that
+// never holds an id, for request metrics.
+func (s *Server) Pattern(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
+}
+
 // ServeHTTP authenticates the request, routes it, serves it and logs one
 // line about it. It never panics: a panic in a handler is logged and
 // answered with 500.

@@ -16,15 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
 
@@ -59,14 +55,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		opt.Stdout = io.Discard
 	}
 	log := opt.Logger
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "idsync_build_info",
-		Help: "Always 1; its labels give the version and the Go version of the running binary.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(opt.Version, runtime.Version()).Set(1)
-	reg.MustRegister(buildInfo)
+	for _, d := range cfg.Deprecated() {
+		log.Warn("deprecated setting", "setting", d.Key, "detail", d.Message)
+	}
+	reg := newRegistry(opt.Version)
 
 	var emb *embedded
 	if cfg.Embedded.Enabled {
@@ -84,6 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	rdb := redis.NewUniversalClient(redisOpts)
 	defer rdb.Close()
+	reg.MustRegister(newRedisPoolCollector(rdb))
 
 	st, err := store.New(rdb, store.Options{
 		Prefix:     cfg.Redis.KeyPrefix,
@@ -128,7 +121,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			return false, "redis unreachable and no configuration cached"
 		}
 		return true, ""
-	}, func() ([]pipeline.Wait, time.Time) { return p.Waiting(), p.InFlightSince() }), log)
+	}, func() ([]pipeline.Wait, time.Time) { return p.Waiting(), p.InFlightSince() }, cfg.Ops.Pprof), log)
 	if err != nil {
 		return err
 	}
@@ -141,6 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			ops.shutdown(context.Background())
 			return err
 		}
+		h = newHTTPMetrics(reg, "admin").instrument(h)
 		if adm, err = listen("admin", cfg.Admin.Listen, h, log); err != nil {
 			ops.shutdown(context.Background())
 			return err
@@ -187,10 +181,34 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 	if err != nil {
 		return pipeline.Config{}, err
 	}
+	codec, err := compression(k.Compression)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	reset := kgo.NewOffset().AtStart()
+	if k.AutoOffsetReset == config.OffsetLatest {
+		reset = kgo.NewOffset().AtEnd()
+	}
 	opts := []kgo.Opt{
 		kgo.DialTimeout(k.DialTimeout),
-		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Registerer(reg), kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes))),
+		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Subsystem("kafka"), kprom.Registerer(reg),
+			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming))),
 		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		// pipeline.ClientOptions puts these after its own options, so they
+		// replace its defaults (snappy, the start of a partition, 500ms).
+		kgo.ProducerBatchCompression(codec),
+		kgo.ConsumeResetOffset(reset),
+		kgo.FetchMaxWait(k.FetchMaxWait),
+	}
+	if k.ClientRack != "" {
+		opts = append(opts, kgo.Rack(k.ClientRack))
+	}
+	if k.GroupInstanceID != "" {
+		// Static membership: Close does not leave the group, so a restart
+		// within kafka.session_timeout gets its partitions back without a
+		// rebalance, and an instance that stops for good keeps its
+		// partitions, unread, until the session timeout passes.
+		opts = append(opts, kgo.InstanceID(k.GroupInstanceID))
 	}
 	tlsCfg, err := k.TLSConfig()
 	if err != nil {
@@ -199,19 +217,13 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 	if tlsCfg != nil {
 		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
 	}
-	switch k.SASL.Mechanism {
-	case "":
-	case config.SASLPlain:
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()))
-	case config.SASLScramSHA256:
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha256Mechanism()))
-	case config.SASLScramSHA512:
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha512Mechanism()))
+	if m := k.SASLMechanism(); m != nil {
+		opts = append(opts, kgo.SASL(m))
 	}
-	instance := k.InstanceID
-	if instance == "" {
-		if instance, err = os.Hostname(); err != nil {
-			return pipeline.Config{}, fmt.Errorf("kafka.instance_id is empty and the host name is unknown: %w", err)
+	suffix := k.TransactionalIDSuffix
+	if suffix == "" {
+		if suffix, err = os.Hostname(); err != nil {
+			return pipeline.Config{}, fmt.Errorf("kafka.transactional_id_suffix is empty and the host name is unknown: %w", err)
 		}
 	}
 	return pipeline.Config{
@@ -222,7 +234,7 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		DLQTopic:               k.DLQTopic,
 		Topics:                 tmpl,
 		Delivery:               pipeline.Delivery(k.Delivery),
-		TransactionalID:        k.TransactionalIDPrefix + "-" + instance,
+		TransactionalID:        k.TransactionalIDPrefix + "-" + suffix,
 		CreateTopics:           k.CreateTopics,
 		TopicPartitions:        int32(k.TopicPartitions),
 		TopicReplicationFactor: int16(k.TopicReplicationFactor),
@@ -241,4 +253,21 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		ClientOpts:             opts,
 		Now:                    now,
 	}, nil
+}
+
+// compression returns the codec of kafka.compression.
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case config.CompressionNone:
+		return kgo.NoCompression(), nil
+	case config.CompressionGzip:
+		return kgo.GzipCompression(), nil
+	case config.CompressionSnappy:
+		return kgo.SnappyCompression(), nil
+	case config.CompressionLZ4:
+		return kgo.Lz4Compression(), nil
+	case config.CompressionZstd:
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka.compression: unknown codec %q", name)
 }

@@ -50,7 +50,7 @@ func testConfig(t *testing.T) *config.Config {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Tokens = []config.Token{{Name: "t", Token: "test-token-123", Scope: config.ScopeWrite}}
 	cfg.Kafka.TopicReplicationFactor = 1
-	cfg.Kafka.InstanceID = "test"
+	cfg.Kafka.TransactionalIDSuffix = "test"
 	cfg.ShutdownTimeout = 10 * time.Second
 	return &cfg
 }
@@ -264,6 +264,42 @@ func TestEmbedded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "fbca_demo") || !strings.Contains(string(body), "gads_demo") {
 		t.Errorf("list connections: %d %s", resp.StatusCode, body)
+	}
+	// The ops listener's metrics hold that request by its route pattern,
+	// the Redis pool, the Kafka client under idsync_kafka_ and the build;
+	// pprof is off by default.
+	var metricsURL string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "metrics" {
+			metricsURL = f[1]
+		}
+	}
+	scrape := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	_, metrics := scrape(metricsURL)
+	for _, want := range []string{
+		`idsync_admin_requests_total{code="200",method="GET",route="/v1/spaces/{space}/audiences/{audience}/connections"} 1`,
+		`idsync_admin_request_duration_seconds_count{method="GET",route="/v1/spaces/{space}/audiences/{audience}/connections"} 1`,
+		"idsync_redis_pool_connections ", "idsync_redis_pool_hits_total ",
+		"idsync_kafka_connects_total{", "idsync_kafka_produce_uncompressed_bytes_total{",
+		`version="test"`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, "aud_first_time_shopper") {
+		t.Errorf("/metrics holds an audience id")
+	}
+	if code, _ := scrape(strings.TrimSuffix(metricsURL, "/metrics") + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ = %d with ops.pprof off, want 404", code)
 	}
 	// Outputs and dead letters flow.
 	deadline = time.Now().Add(30 * time.Second)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,9 +27,21 @@ type waiting func() ([]pipeline.Wait, time.Time)
 
 // opsHandler serves /metrics, /healthz (the process is alive) and /readyz
 // (it is ready: partitions assigned, configuration readable; followed by
-// the partitions that wait, with why and since when).
-func opsHandler(g prometheus.Gatherer, ready readiness, waits waiting) http.Handler {
+// the partitions that wait, with why and since when), and with withPprof
+// Go's profiler under /debug/pprof/ (ops.pprof).
+func opsHandler(g prometheus.Gatherer, ready readiness, waits waiting, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		// The handlers of net/http/pprof on this mux. (Importing the
+		// package also registers them on http.DefaultServeMux, which
+		// idsync never serves.)
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -35,7 +35,7 @@ func TestReadyzListsWaits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := opsHandler(prometheus.NewRegistry(), func() (bool, string) { return tc.ready, "no partitions" },
-				func() ([]pipeline.Wait, time.Time) { return tc.waits, tc.batch })
+				func() ([]pipeline.Wait, time.Time) { return tc.waits, tc.batch }, false)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			body, _ := io.ReadAll(rec.Body)
@@ -51,5 +51,37 @@ func TestReadyzListsWaits(t *testing.T) {
 				t.Errorf("body %q lists waits when none", body)
 			}
 		})
+	}
+}
+
+// ops.pprof serves Go's profiler on the ops listener; off (the default) the
+// paths are not found, and the other endpoints are served either way.
+func TestOpsPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h := opsHandler(prometheus.NewRegistry(), func() (bool, string) { return true, "" }, nil, on)
+		for _, tc := range []struct {
+			path     string
+			want     int
+			wantBody string
+		}{
+			{"/debug/pprof/", http.StatusOK, "goroutine"},
+			{"/debug/pprof/goroutine?debug=1", http.StatusOK, "goroutine profile:"},
+			{"/debug/pprof/heap?debug=1", http.StatusOK, "heap profile:"},
+			{"/debug/pprof/cmdline", http.StatusOK, ""},
+			{"/healthz", http.StatusOK, "ok"},
+		} {
+			want := tc.want
+			if !on && strings.HasPrefix(tc.path, "/debug/pprof/") {
+				want = http.StatusNotFound
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if rec.Code != want {
+				t.Errorf("pprof %v: GET %s = %d, want %d", on, tc.path, rec.Code, want)
+			}
+			if want == http.StatusOK && !strings.Contains(rec.Body.String(), tc.wantBody) {
+				t.Errorf("pprof %v: GET %s body lacks %q", on, tc.path, tc.wantBody)
+			}
+		}
 	}
 }

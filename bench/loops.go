@@ -29,7 +29,7 @@ func (e *env) pipelineConfig(inputTopic, group string, reg prometheus.Registerer
 	k := def.Kafka
 	opts := []kgo.Opt{
 		kgo.DialTimeout(k.DialTimeout),
-		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Registerer(reg), kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes))),
+		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Subsystem("kafka"), kprom.Registerer(reg), kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming))),
 		kgo.WithLogger(kslog.New(e.cfg.Logger.With("component", "kafka"))),
 	}
 	opts = append(opts, extra...)

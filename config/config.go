@@ -3,8 +3,9 @@
 // environment variables and command-line flags (in increasing order of
 // precedence), reads secrets from files, validates every setting and returns
 // a typed Config. Other packages take the plain values or the helpers
-// (Limits, Options, Activation, TopicTemplate, TLSConfig, UniversalOptions);
-// none of them reads viper, the environment or a config file.
+// (Limits, Options, Activation, TopicTemplate, TLSConfig, SASLMechanism,
+// UniversalOptions, Deprecated); none of them reads viper, the environment
+// or a config file.
 //
 // Non-goals: reloading at run time (a changed setting needs a restart),
 // connection configurations (those are data, kept in Redis and edited
@@ -61,6 +62,30 @@ const (
 	SASLPlain       = "PLAIN"
 	SASLScramSHA256 = "SCRAM-SHA-256"
 	SASLScramSHA512 = "SCRAM-SHA-512"
+	// SASLOAuthBearer authenticates with an OAuth 2 bearer token (KIP-255),
+	// static or read from a file at every authentication.
+	SASLOAuthBearer = "OAUTHBEARER"
+	// SASLAWSMSKIAM authenticates to Amazon MSK with AWS IAM credentials.
+	SASLAWSMSKIAM = "AWS_MSK_IAM"
+)
+
+// The codecs Kafka.Compression accepts.
+const (
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+)
+
+// The values of Kafka.AutoOffsetReset.
+const (
+	// OffsetEarliest starts a partition without a committed offset at its
+	// first record.
+	OffsetEarliest = "earliest"
+	// OffsetLatest starts a partition without a committed offset at its
+	// end: only records produced after the group first reads it.
+	OffsetLatest = "latest"
 )
 
 // Kafka configures the Kafka client, the topics idsync reads and writes and
@@ -106,10 +131,32 @@ type Kafka struct {
 	ProducerLinger time.Duration `mapstructure:"producer_linger"`
 	// MaxPollRecords bounds the input records processed as one batch.
 	MaxPollRecords int `mapstructure:"max_poll_records"`
-	// InstanceID names this instance among the group's members: the
-	// transactional id is <transactional_id_prefix>-<instance_id>. Empty
-	// means the host name. It must stay the same across restarts of an
-	// instance and differ between instances.
+	// Compression is the codec of produced batches (Kafka's
+	// compression.type): none, gzip, snappy, lz4 or zstd.
+	Compression string `mapstructure:"compression"`
+	// AutoOffsetReset is where a partition without a committed offset (or
+	// with one out of range) starts: earliest or latest (Kafka's
+	// auto.offset.reset).
+	AutoOffsetReset string `mapstructure:"auto_offset_reset"`
+	// FetchMaxWait is how long a broker may hold a fetch that has no
+	// record to return yet (Kafka's fetch.max.wait.ms; a fetch returns as
+	// soon as one record is there).
+	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait"`
+	// ClientRack is the rack (availability zone) of this instance (Kafka's
+	// client.rack): with brokers that have a rack-aware replica selector,
+	// partitions are fetched from a replica in the same rack (KIP-392).
+	ClientRack string `mapstructure:"client_rack"`
+	// GroupInstanceID makes this instance a static member of the consumer
+	// group (Kafka's group.instance.id, KIP-345); "" is a dynamic member.
+	GroupInstanceID string `mapstructure:"group_instance_id"`
+	// TransactionalIDSuffix names this instance in its transactional id,
+	// <transactional_id_prefix>-<transactional_id_suffix>, used with
+	// exactly_once. Empty means the host name. It must stay the same
+	// across restarts of an instance and differ between instances.
+	TransactionalIDSuffix string `mapstructure:"transactional_id_suffix"`
+	// InstanceID is the deprecated name of TransactionalIDSuffix: Load
+	// copies it there when TransactionalIDSuffix is unset (and refuses the
+	// two set to different values); Deprecated reports it.
 	InstanceID string `mapstructure:"instance_id"`
 	// DialTimeout bounds opening a connection to a broker.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
@@ -121,15 +168,47 @@ type Kafka struct {
 
 // SASL configures SASL authentication to Kafka.
 type SASL struct {
-	// Mechanism is "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; "" disables SASL.
+	// Mechanism is "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or
+	// AWS_MSK_IAM; "" disables SASL.
 	Mechanism string `mapstructure:"mechanism"`
-	// Username is required when Mechanism is set.
+	// Username is required with PLAIN and SCRAM.
 	Username string `mapstructure:"username"`
-	// Password is required when Mechanism is set (directly or from PasswordFile).
+	// Password is required with PLAIN and SCRAM (directly or from
+	// PasswordFile).
 	Password string `mapstructure:"password"`
 	// PasswordFile is a file holding the password. Load reads it into
 	// Password (trailing newline trimmed) and clears PasswordFile.
 	PasswordFile string `mapstructure:"password_file"`
+	// OAuth is the bearer token of OAUTHBEARER.
+	OAuth OAuth `mapstructure:"oauth"`
+	// AWS are the IAM credentials of AWS_MSK_IAM.
+	AWS AWS `mapstructure:"aws"`
+}
+
+// OAuth is the token of SASL OAUTHBEARER: exactly one of Token and
+// TokenFile.
+type OAuth struct {
+	// Token is a static bearer token.
+	Token string `mapstructure:"token"`
+	// TokenFile is a file holding the token. Unlike the *_file secrets it
+	// is read again at every authentication (Load only checks it can be
+	// read), so a token renewed in place by another process is picked up
+	// when the brokers ask the client to re-authenticate or a connection
+	// is opened.
+	TokenFile string `mapstructure:"token_file"`
+}
+
+// AWS are the IAM credentials of SASL AWS_MSK_IAM. Load fills each empty
+// one from the standard AWS environment variable (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) when the mechanism is
+// AWS_MSK_IAM.
+type AWS struct {
+	// AccessKeyID is the access key id.
+	AccessKeyID string `mapstructure:"access_key_id"`
+	// SecretAccessKey is the secret access key.
+	SecretAccessKey string `mapstructure:"secret_access_key"`
+	// SessionToken is the session token of temporary credentials.
+	SessionToken string `mapstructure:"session_token"`
 }
 
 // TLS configures a TLS client. The files are PEM.
@@ -269,6 +348,8 @@ type Token struct {
 type Ops struct {
 	// Listen is host:port.
 	Listen string `mapstructure:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the ops listener.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures the process log.
@@ -317,6 +398,9 @@ func Default() Config {
 			ProducerBatchMaxBytes:  4 << 20,
 			ProducerLinger:         10 * time.Millisecond,
 			MaxPollRecords:         2000,
+			Compression:            CompressionSnappy,
+			AutoOffsetReset:        OffsetEarliest,
+			FetchMaxWait:           500 * time.Millisecond,
 			DialTimeout:            10 * time.Second,
 		},
 		Redis: Redis{

@@ -31,8 +31,10 @@ type LoadOptions struct {
 	// Env is the environment as "KEY=value" strings (os.Environ()). Only
 	// variables starting with IDSYNC_ are looked at; one that matches no
 	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_* and the
-	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR. nil
-	// means no environment.
+	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR. With
+	// kafka.sasl.mechanism AWS_MSK_IAM, AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN fill the
+	// kafka.sasl.aws.* settings left empty. nil means no environment.
 	Env []string
 	// Flags are the parsed command-line flags registered by BindFlags (nil
 	// for none). Only flags the user set count; their defaults do not.
@@ -104,12 +106,17 @@ func Load(opt LoadOptions) (*Config, error) {
 		return nil, err
 	}
 
+	c.Kafka.SASL.AWS.fromEnv(c.Kafka.SASL.Mechanism, opt.Env)
 	c.readSecrets(&ps)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.Kafka.TransactionalIDSuffix == "" {
+		// The deprecated name still works; Deprecated reports it.
+		c.Kafka.TransactionalIDSuffix = c.Kafka.InstanceID
 	}
 	if _, err := c.Kafka.TLSConfig(); err != nil {
 		return nil, err
@@ -433,6 +440,9 @@ func decodeStructList(key string, raw any, dst reflect.Value, ps *problems) {
 func (c *Config) readSecrets(ps *problems) {
 	secret(ps, "kafka.sasl.password", &c.Kafka.SASL.Password, &c.Kafka.SASL.PasswordFile)
 	secret(ps, "redis.password", &c.Redis.Password, &c.Redis.PasswordFile)
+	if c.Kafka.SASL.Mechanism == SASLOAuthBearer && c.Kafka.SASL.OAuth.Token == "" {
+		c.Kafka.SASL.OAuth.readTokenFile(ps)
+	}
 	for i := range c.Admin.Tokens {
 		t := &c.Admin.Tokens[i]
 		file := t.TokenFile
@@ -440,6 +450,46 @@ func (c *Config) readSecrets(ps *problems) {
 		if t.TokenFile == "" && file != "" {
 			t.readFrom = file
 		}
+	}
+}
+
+// fromEnv fills each empty credential from the standard AWS environment
+// variable in env when mechanism is AWS_MSK_IAM, as the AWS SDKs and CLI
+// read them. The settings win over the variables.
+func (a *AWS) fromEnv(mechanism string, env []string) {
+	if mechanism != SASLAWSMSKIAM {
+		return
+	}
+	vars := map[string]*string{
+		"AWS_ACCESS_KEY_ID":     &a.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": &a.SecretAccessKey,
+		"AWS_SESSION_TOKEN":     &a.SessionToken,
+	}
+	given := map[*string]bool{}
+	for _, v := range vars {
+		given[v] = *v != ""
+	}
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		if dst, ok := vars[name]; ok && !given[dst] {
+			*dst = value // the last of duplicates wins, as for IDSYNC_*
+		}
+	}
+}
+
+// readTokenFile checks that the OAUTHBEARER token file can be read and is
+// not empty, naming the setting and the path. It does not keep the token:
+// the mechanism reads the file at every authentication.
+func (o OAuth) readTokenFile(ps *problems) {
+	if o.TokenFile == "" {
+		return
+	}
+	raw, err := os.ReadFile(o.TokenFile)
+	switch {
+	case err != nil:
+		ps.add("kafka.sasl.oauth.token_file", "reading %q: %v", o.TokenFile, pathErr(err))
+	case strings.TrimSpace(string(raw)) == "":
+		ps.add("kafka.sasl.oauth.token_file", "%q is empty", o.TokenFile)
 	}
 }
 

@@ -84,6 +84,10 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		{"token and token file", src{file: "admin: {tokens: [{name: a, token: " + secret + ", token_file: '{dir}/pw', scope: read}]}\n"}, secret},
 		{"password file used as CA", src{env: []string{"IDSYNC_KAFKA_TLS_ENABLED=true", "IDSYNC_KAFKA_TLS_CA_FILE={dir}/pw"}}, secret},
 		{"password file used as cert", src{env: []string{"IDSYNC_KAFKA_TLS_ENABLED=true", "IDSYNC_KAFKA_TLS_CERT_FILE={dir}/pw", "IDSYNC_KAFKA_TLS_KEY_FILE={dir}/pw"}}, secret},
+		{"oauth token with another mechanism", src{env: []string{"IDSYNC_KAFKA_SASL_OAUTH_TOKEN=" + secret}}, secret},
+		{"oauth token and token file", src{file: "kafka: {sasl: {mechanism: OAUTHBEARER, oauth: {token: " + secret + ", token_file: '{dir}/pw'}}}\n"}, secret},
+		{"aws secret without access key", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "AWS_SECRET_ACCESS_KEY=" + secret, "AWS_SESSION_TOKEN=" + secret}}, secret},
+		{"aws secret with PLAIN", src{file: "kafka: {sasl: {mechanism: PLAIN, username: u, password: pw, aws: {secret_access_key: " + secret + "}}}\n"}, secret},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -109,21 +109,72 @@ func (k *Kafka) validate(ps *problems) {
 		ps.add("kafka.producer_linger", "must not be negative (got %s)", formatDuration(k.ProducerLinger))
 	}
 	atLeast(ps, "kafka.max_poll_records", k.MaxPollRecords, 1)
-	if k.InstanceID != "" && !idsync.ValidEntityID(k.InstanceID) {
-		ps.add("kafka.instance_id", "must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (got %q)", k.InstanceID)
+	switch k.Compression {
+	case CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd:
+	default:
+		ps.add("kafka.compression", "must be %s, %s, %s, %s or %s (got %q)", CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd, k.Compression)
+	}
+	switch k.AutoOffsetReset {
+	case OffsetEarliest, OffsetLatest:
+	default:
+		ps.add("kafka.auto_offset_reset", "must be %s or %s (got %q)", OffsetEarliest, OffsetLatest, k.AutoOffsetReset)
+	}
+	// franz-go refuses a fetch wait under 10ms; the protocol carries it as
+	// int32 milliseconds.
+	if w := k.FetchMaxWait; w < 10*time.Millisecond || w > math.MaxInt32*time.Millisecond {
+		ps.add("kafka.fetch_max_wait", "must be between 10ms and %s (got %s)", formatDuration(math.MaxInt32*time.Millisecond), formatDuration(w))
+	}
+	if len(k.ClientRack) > maxRackLen {
+		ps.add("kafka.client_rack", "must be at most %d bytes (got %d)", maxRackLen, len(k.ClientRack))
+	}
+	for _, id := range []struct{ key, value string }{
+		{"kafka.group_instance_id", k.GroupInstanceID},
+		{"kafka.transactional_id_suffix", k.TransactionalIDSuffix},
+		{"kafka.instance_id", k.InstanceID},
+	} {
+		if id.value != "" && !idsync.ValidEntityID(id.value) {
+			ps.add(id.key, "must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (got %q)", id.value)
+		}
+	}
+	if k.InstanceID != "" && k.TransactionalIDSuffix != "" && k.InstanceID != k.TransactionalIDSuffix {
+		ps.add("kafka.instance_id", "is the deprecated name of kafka.transactional_id_suffix, which is set to another value: set only kafka.transactional_id_suffix")
 	}
 	positive(ps, "kafka.dial_timeout", k.DialTimeout)
+	k.SASL.validate(ps)
+	k.TLS.validate(ps, "kafka.tls")
+}
 
-	s := k.SASL
+// maxRackLen is the longest client rack franz-go accepts.
+const maxRackLen = 512
+
+func (s SASL) validate(ps *problems) {
 	hasPassword := s.Password != "" || s.PasswordFile != ""
 	if s.Password != "" && s.PasswordFile != "" {
 		ps.add("kafka.sasl.password_file", "set kafka.sasl.password or kafka.sasl.password_file, not both")
 	}
+	// use is a setting of one mechanism and whether it is given.
+	type use struct {
+		key string
+		set bool
+	}
+	// unused reports each setting given that the mechanism does not read.
+	unused := func(settings ...use) {
+		for _, u := range settings {
+			if u.set {
+				ps.add(u.key, "is not used with kafka.sasl.mechanism %q", s.Mechanism)
+			}
+		}
+	}
+	userPass := []use{{"kafka.sasl.username", s.Username != ""}, {"kafka.sasl.password", s.Password != ""}, {"kafka.sasl.password_file", s.PasswordFile != ""}}
+	oauth := []use{{"kafka.sasl.oauth.token", s.OAuth.Token != ""}, {"kafka.sasl.oauth.token_file", s.OAuth.TokenFile != ""}}
+	aws := []use{{"kafka.sasl.aws.access_key_id", s.AWS.AccessKeyID != ""}, {"kafka.sasl.aws.secret_access_key", s.AWS.SecretAccessKey != ""}, {"kafka.sasl.aws.session_token", s.AWS.SessionToken != ""}}
 	switch s.Mechanism {
 	case "":
 		if s.Username != "" || hasPassword {
 			ps.add("kafka.sasl.mechanism", "must be set when kafka.sasl.username or a password is set")
 		}
+		unused(oauth...)
+		unused(aws...)
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if s.Username == "" {
 			ps.add("kafka.sasl.username", "required with kafka.sasl.mechanism %s", s.Mechanism)
@@ -131,10 +182,29 @@ func (k *Kafka) validate(ps *problems) {
 		if !hasPassword {
 			ps.add("kafka.sasl.password", "required with kafka.sasl.mechanism %s (or kafka.sasl.password_file)", s.Mechanism)
 		}
+		unused(oauth...)
+		unused(aws...)
+	case SASLOAuthBearer:
+		switch {
+		case s.OAuth.Token != "" && s.OAuth.TokenFile != "":
+			ps.add("kafka.sasl.oauth.token_file", "set kafka.sasl.oauth.token or kafka.sasl.oauth.token_file, not both")
+		case s.OAuth.Token == "" && s.OAuth.TokenFile == "":
+			ps.add("kafka.sasl.oauth.token", "required with kafka.sasl.mechanism %s (or kafka.sasl.oauth.token_file)", s.Mechanism)
+		}
+		unused(userPass...)
+		unused(aws...)
+	case SASLAWSMSKIAM:
+		if s.AWS.AccessKeyID == "" {
+			ps.add("kafka.sasl.aws.access_key_id", "required with kafka.sasl.mechanism %s (or the AWS_ACCESS_KEY_ID environment variable)", s.Mechanism)
+		}
+		if s.AWS.SecretAccessKey == "" {
+			ps.add("kafka.sasl.aws.secret_access_key", "required with kafka.sasl.mechanism %s (or the AWS_SECRET_ACCESS_KEY environment variable)", s.Mechanism)
+		}
+		unused(userPass...)
+		unused(oauth...)
 	default:
-		ps.add("kafka.sasl.mechanism", "must be empty, %s, %s or %s (got %q)", SASLPlain, SASLScramSHA256, SASLScramSHA512, s.Mechanism)
+		ps.add("kafka.sasl.mechanism", "must be empty, %s, %s, %s, %s or %s (got %q)", SASLPlain, SASLScramSHA256, SASLScramSHA512, SASLOAuthBearer, SASLAWSMSKIAM, s.Mechanism)
 	}
-	k.TLS.validate(ps, "kafka.tls")
 }
 
 func (t TLS) validate(ps *problems, key string) {

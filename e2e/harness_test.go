@@ -218,7 +218,7 @@ func (s *stack) launch(id string, extra ...string) *instance {
 		"IDSYNC_KAFKA_OUTPUT_TOPIC_TEMPLATE="+s.template(),
 		"IDSYNC_KAFKA_TOPIC_REPLICATION_FACTOR=1",
 		"IDSYNC_KAFKA_TOPIC_PARTITIONS=3",
-		"IDSYNC_KAFKA_INSTANCE_ID="+s.name+"-"+id,
+		"IDSYNC_KAFKA_TRANSACTIONAL_ID_SUFFIX="+s.name+"-"+id,
 		"IDSYNC_KAFKA_SESSION_TIMEOUT=10s",
 		"IDSYNC_REDIS_ADDRS="+s.redisAddr,
 		"IDSYNC_REDIS_KEY_PREFIX="+s.prefix(),

@@ -44,7 +44,7 @@ func TestGoldenBinary(t *testing.T) {
 		"idsync_process_duration_seconds_count", "idsync_end_to_end_latency_seconds_count",
 		"idsync_consumer_lag_records", "idsync_config_cache_requests_total", "idsync_config_cache_entries",
 		"idsync_redis_up", "idsync_config_staleness_seconds", "idsync_build_info",
-		"idsync_produce_bytes_total", "go_goroutines", "process_resident_memory_bytes",
+		"idsync_kafka_produce_uncompressed_bytes_total", "go_goroutines", "process_resident_memory_bytes",
 	} {
 		if v := in.metric(name); v < 0 {
 			t.Errorf("metric %s missing", name)

@@ -43,6 +43,63 @@ type Panel struct {
 	Title string
 	Type  string
 	Exprs []string
+	// Datasource is the uid of the panel's data source ("" for none), and
+	// TargetDatasources that of each query, in the order of Exprs.
+	Datasource        string
+	TargetDatasources []string
+}
+
+// Variable is one template variable of the dashboard.
+type Variable struct {
+	Name       string
+	Type       string
+	Query      string // the query of a query variable, the plugin type of a datasource one
+	Datasource string // the uid of a query variable's data source
+	AllValue   string
+	IncludeAll bool
+}
+
+// DashboardVariables reads the template variables of the dashboard JSON at
+// path.
+func DashboardVariables(path string) ([]Variable, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		Templating struct {
+			List []struct {
+				Name       string          `json:"name"`
+				Type       string          `json:"type"`
+				Query      json.RawMessage `json:"query"`
+				Datasource *struct {
+					UID string `json:"uid"`
+				} `json:"datasource"`
+				AllValue   string `json:"allValue"`
+				IncludeAll bool   `json:"includeAll"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("dashboard %s: %w", path, err)
+	}
+	var out []Variable
+	for _, v := range d.Templating.List {
+		x := Variable{Name: v.Name, Type: v.Type, AllValue: v.AllValue, IncludeAll: v.IncludeAll}
+		var q struct {
+			Query string `json:"query"`
+		}
+		if json.Unmarshal(v.Query, &q) != nil {
+			_ = json.Unmarshal(v.Query, &x.Query) // a plain string
+		} else {
+			x.Query = q.Query
+		}
+		if v.Datasource != nil {
+			x.Datasource = v.Datasource.UID
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // Dashboard reads the dashboard JSON at path and returns its panels (rows
@@ -52,23 +109,35 @@ func Dashboard(path string) ([]Panel, error) {
 	if err != nil {
 		return nil, err
 	}
+	type datasource struct {
+		UID string `json:"uid"`
+	}
 	var d struct {
 		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
-			Targets []struct {
-				Expr string `json:"expr"`
+			Title      string      `json:"title"`
+			Type       string      `json:"type"`
+			Datasource *datasource `json:"datasource"`
+			Targets    []struct {
+				Expr       string      `json:"expr"`
+				Datasource *datasource `json:"datasource"`
 			} `json:"targets"`
 		} `json:"panels"`
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("dashboard %s: %w", path, err)
 	}
+	uid := func(ds *datasource) string {
+		if ds == nil {
+			return ""
+		}
+		return ds.UID
+	}
 	out := make([]Panel, 0, len(d.Panels))
 	for _, p := range d.Panels {
-		q := Panel{Title: p.Title, Type: p.Type}
+		q := Panel{Title: p.Title, Type: p.Type, Datasource: uid(p.Datasource)}
 		for _, t := range p.Targets {
 			q.Exprs = append(q.Exprs, t.Expr)
+			q.TargetDatasources = append(q.TargetDatasources, uid(t.Datasource))
 		}
 		out = append(out, q)
 	}
@@ -134,6 +203,34 @@ func MetricNames(exprs ...string) []string {
 	return out
 }
 
+// Selector is one series selector of a PromQL expression: a metric name
+// and the text between its braces ("" when it has none).
+type Selector struct {
+	Metric   string
+	Matchers string
+}
+
+// Selectors returns the series selectors of expr, in order, for metric
+// names as MetricNames finds them.
+func Selectors(expr string) []Selector {
+	// Mask quoted strings, keeping offsets, so braces and names inside
+	// them are not taken for syntax.
+	masked := quoted.ReplaceAllStringFunc(expr, func(q string) string {
+		return `"` + strings.Repeat(" ", len(q)-2) + `"`
+	})
+	var out []Selector
+	for _, loc := range metricName.FindAllStringIndex(masked, -1) {
+		sel := Selector{Metric: expr[loc[0]:loc[1]]}
+		if end := loc[1]; end < len(masked) && masked[end] == '{' {
+			if close := strings.IndexByte(masked[end:], '}'); close > 0 {
+				sel.Matchers = expr[end+1 : end+close]
+			}
+		}
+		out = append(out, sel)
+	}
+	return out
+}
+
 // UsedMetrics returns every metric name the dashboard and the alert rules
 // under root use.
 func UsedMetrics(root string) ([]string, error) {
@@ -156,14 +253,14 @@ func UsedMetrics(root string) ([]string, error) {
 }
 
 // DashboardQueries returns the dashboard's expressions with its variables
-// replaced by values a plain Prometheus query accepts: every instance, and
-// rate windows of window.
+// replaced by values a plain Prometheus query accepts: every job,
+// namespace and instance, and rate windows of window.
 func DashboardQueries(root, window string) ([]string, error) {
 	panels, err := Dashboard(filepath.Join(root, DashboardPath))
 	if err != nil {
 		return nil, err
 	}
-	r := strings.NewReplacer("$__rate_interval", window, "$instance", ".*")
+	r := strings.NewReplacer("$__rate_interval", window, "$instance", ".*", "$job", ".*", "$namespace", ".*")
 	var out []string
 	for _, p := range panels {
 		for _, e := range p.Exprs {

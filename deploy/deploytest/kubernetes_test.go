@@ -124,7 +124,7 @@ func subset(sel, labels map[string]string) bool {
 // the HPA component build, and what they build is a deployment idsync can
 // run: probes on its ops port, a grace period beyond its shutdown timeout,
 // non-root and read-only, spread over nodes, a disruption budget and
-// services that select its pods, the instance id from the pod name,
+// services that select its pods, the transactional id's suffix from the pod name,
 // scalers capped at the input's partitions, and a configuration (with its
 // secret files) that config.Load accepts.
 func TestKustomize(t *testing.T) {
@@ -258,14 +258,19 @@ func checkDeployment(t *testing.T, objs map[string]map[string]obj) {
 	if !spread {
 		t.Errorf("pods are not spread across nodes (topologySpreadConstraints on kubernetes.io/hostname)")
 	}
-	instanceID := false
+	txnSuffix := false
 	for _, e := range c.list("env") {
-		if e.str("name") == "IDSYNC_KAFKA_INSTANCE_ID" && e.str("valueFrom", "fieldRef", "fieldPath") == "metadata.name" {
-			instanceID = true
+		switch e.str("name") {
+		case "IDSYNC_KAFKA_TRANSACTIONAL_ID_SUFFIX":
+			txnSuffix = e.str("valueFrom", "fieldRef", "fieldPath") == "metadata.name"
+		case "IDSYNC_KAFKA_INSTANCE_ID":
+			t.Errorf("the Deployment sets the deprecated IDSYNC_KAFKA_INSTANCE_ID (idsync would log a warning at every start)")
+		case "IDSYNC_KAFKA_GROUP_INSTANCE_ID":
+			t.Errorf("the Deployment sets IDSYNC_KAFKA_GROUP_INSTANCE_ID: its pod names change at every rollout, so static membership only delays the hand-over of partitions")
 		}
 	}
-	if !instanceID {
-		t.Errorf("IDSYNC_KAFKA_INSTANCE_ID does not come from the pod name")
+	if !txnSuffix {
+		t.Errorf("IDSYNC_KAFKA_TRANSACTIONAL_ID_SUFFIX does not come from the pod name")
 	}
 	// What selects the pods.
 	pdb := objs["PodDisruptionBudget"]["idsync"]
@@ -297,8 +302,11 @@ func loadK8sConfig(t *testing.T, objs map[string]map[string]obj) *config.Config 
 		configError(t, "ConfigMap idsync.yaml", err)
 		t.FailNow()
 	}
-	if cfg.Kafka.InstanceID != "idsync-7d9f8c6b5-x2x4q" {
-		t.Errorf("kafka.instance_id = %q, want the pod name", cfg.Kafka.InstanceID)
+	if cfg.Kafka.TransactionalIDSuffix != "idsync-7d9f8c6b5-x2x4q" {
+		t.Errorf("kafka.transactional_id_suffix = %q, want the pod name", cfg.Kafka.TransactionalIDSuffix)
+	}
+	if d := cfg.Deprecated(); len(d) != 0 {
+		t.Errorf("the manifests use deprecated settings: %v", d)
 	}
 	return cfg
 }

@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,24 +190,30 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 
-	// The data source the panels name is the one Grafana is provisioned with.
+	// The data source Grafana is provisioned with is the default one, which
+	// the ${datasource} variable starts on.
 	var ds struct {
 		Datasources []struct {
-			UID  string `yaml:"uid"`
-			Type string `yaml:"type"`
-			URL  string `yaml:"url"`
+			UID       string `yaml:"uid"`
+			Type      string `yaml:"type"`
+			URL       string `yaml:"url"`
+			IsDefault bool   `yaml:"isDefault"`
 		} `yaml:"datasources"`
 	}
 	readYAML(t, filepath.Join(Root(), "deploy/grafana/provisioning/datasources/prometheus.yml"), &ds)
-	if len(ds.Datasources) != 1 || ds.Datasources[0].UID != "prometheus" || ds.Datasources[0].Type != "prometheus" {
-		t.Errorf("provisioned data sources %+v, want one prometheus with uid prometheus", ds.Datasources)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || !ds.Datasources[0].IsDefault {
+		t.Errorf("provisioned data sources %+v, want one prometheus, the default", ds.Datasources)
 	}
+	// The dashboard names no data source of its own: every one is the
+	// ${datasource} variable (TestDashboardVariables), of the provisioned
+	// type, which Grafana sets to its default data source.
 	raw, _ := os.ReadFile(filepath.Join(Root(), DashboardPath))
 	for _, uid := range regexp.MustCompile(`"uid": "([^"]*)"`).FindAllStringSubmatch(string(raw), -1) {
-		if uid[1] != "prometheus" && uid[1] != "idsync" {
-			t.Errorf("dashboard refers to data source uid %q, not provisioned", uid[1])
+		if uid[1] != "${datasource}" && uid[1] != "idsync" {
+			t.Errorf("dashboard refers to data source uid %q, not the ${datasource} variable", uid[1])
 		}
 	}
+
 	var prov struct {
 		Providers []struct {
 			Options struct {
@@ -217,6 +224,90 @@ func TestDashboard(t *testing.T) {
 	readYAML(t, filepath.Join(Root(), "deploy/grafana/provisioning/dashboards/idsync.yml"), &prov)
 	if len(prov.Providers) != 1 || prov.Providers[0].Options.Path != "/var/lib/grafana/dashboards" {
 		t.Errorf("dashboard provider %+v, want one reading /var/lib/grafana/dashboards", prov.Providers)
+	}
+}
+
+// TestDashboardVariables: the dashboard takes its data source, job and
+// namespace as variables, so that it works on any Prometheus and scrape
+// configuration, and every panel and query uses them: the ${datasource}
+// data source, and each series selector restricted to $job, $namespace and
+// $instance.
+func TestDashboardVariables(t *testing.T) {
+	path := filepath.Join(Root(), DashboardPath)
+	vars, err := DashboardVariables(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Variable{}
+	for _, v := range vars {
+		byName[v.Name] = v
+	}
+	if ds, ok := byName["datasource"]; !ok || ds.Type != "datasource" || ds.Query != "prometheus" {
+		t.Errorf("variable datasource = %+v, want a datasource variable of type prometheus", ds)
+	}
+	for _, name := range []string{"job", "namespace", "instance"} {
+		v, ok := byName[name]
+		switch {
+		case !ok:
+			t.Errorf("no variable %s", name)
+			continue
+		case v.Type != "query" || v.Datasource != "${datasource}":
+			t.Errorf("variable %s = %+v, want a query on ${datasource}", name, v)
+		case !strings.Contains(v.Query, "label_values(idsync_build_info") || !strings.HasSuffix(v.Query, ", "+name+")"):
+			t.Errorf("variable %s query %q, want label_values(idsync_build_info…, %s)", name, v.Query, name)
+		}
+	}
+	// Namespaces and instances may be all of them (and a Prometheus
+	// without a namespace label, such as compose's, matches ".*").
+	for _, name := range []string{"namespace", "instance"} {
+		if v := byName[name]; !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("variable %s: includeAll %v, allValue %q; want All as .*", name, v.IncludeAll, v.AllValue)
+		}
+	}
+	// Each variable narrows the next: instances of the job and namespace.
+	if q := byName["namespace"].Query; !strings.Contains(q, `job=~"$job"`) {
+		t.Errorf("namespace query %q ignores $job", q)
+	}
+	if q := byName["instance"].Query; !strings.Contains(q, `job=~"$job"`) || !strings.Contains(q, `namespace=~"$namespace"`) {
+		t.Errorf("instance query %q ignores $job or $namespace", q)
+	}
+
+	panels, err := Dashboard(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range panels {
+		if p.Type == "row" {
+			continue
+		}
+		if p.Datasource != "${datasource}" {
+			t.Errorf("panel %q data source %q, want ${datasource}", p.Title, p.Datasource)
+		}
+		for i, e := range p.Exprs {
+			if p.TargetDatasources[i] != "${datasource}" {
+				t.Errorf("panel %q query %d data source %q, want ${datasource}", p.Title, i, p.TargetDatasources[i])
+			}
+			sels := Selectors(e)
+			if len(sels) == 0 {
+				t.Errorf("panel %q: no series selector in %s", p.Title, e)
+			}
+			for _, sel := range sels {
+				for _, m := range []string{`job=~"$job"`, `namespace=~"$namespace"`, `instance=~"$instance"`} {
+					if !strings.Contains(sel.Matchers, m) {
+						t.Errorf("panel %q: %s{%s} lacks %s", p.Title, sel.Metric, sel.Matchers, m)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSelectors: the parsing TestDashboardVariables relies on.
+func TestSelectors(t *testing.T) {
+	got := Selectors(`sum(rate(idsync_a_total{job=~"$job",x="}{ idsync_q"}[5m])) / up + histogram_quantile(0.5, sum by (le) (rate(go_c_bucket{instance=~"$instance"}[$__rate_interval])))`)
+	want := []Selector{{"idsync_a_total", `job=~"$job",x="}{ idsync_q"`}, {"up", ""}, {"go_c_bucket", `instance=~"$instance"`}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Selectors = %v, want %v", got, want)
 	}
 }
 
