@@ -30,9 +30,10 @@ type LoadOptions struct {
 	File string
 	// Env is the environment as "KEY=value" strings (os.Environ()). Only
 	// variables starting with IDSYNC_ are looked at; one that matches no
-	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_* and the
-	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR. nil
-	// means no environment.
+	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_*, the
+	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR, and the
+	// client commands' EnvAdminAddr, EnvAdminToken and EnvAdminTokenFile.
+	// nil means no environment.
 	Env []string
 	// Flags are the parsed command-line flags registered by BindFlags (nil
 	// for none). Only flags the user set count; their defaults do not.
@@ -190,6 +191,7 @@ func environment(env []string, ps *problems) ([]setting, string) {
 	for name := range envKeys {
 		names = append(names, name)
 	}
+	names = append(names, clientEnv...)
 	at := map[string]int{}
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
@@ -220,6 +222,9 @@ func environment(env []string, ps *problems) ([]setting, string) {
 }
 
 func ignoredEnv(name string) bool {
+	if slices.Contains(clientEnv, name) {
+		return true
+	}
 	for _, p := range envIgnoredPrefixes {
 		if strings.HasPrefix(name, p) {
 			return true
