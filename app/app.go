@@ -188,26 +188,14 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		return pipeline.Config{}, err
 	}
 	opts := []kgo.Opt{
-		kgo.DialTimeout(k.DialTimeout),
 		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Registerer(reg), kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes))),
-		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		kgo.WithLogger(kslog.New(KafkaLogger(log, cfg.Log))),
 	}
-	tlsCfg, err := k.TLSConfig()
+	conn, err := KafkaConnOpts(k)
 	if err != nil {
-		return pipeline.Config{}, fmt.Errorf("kafka.tls: %w", err)
+		return pipeline.Config{}, err
 	}
-	if tlsCfg != nil {
-		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
-	}
-	switch k.SASL.Mechanism {
-	case "":
-	case config.SASLPlain:
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()))
-	case config.SASLScramSHA256:
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha256Mechanism()))
-	case config.SASLScramSHA512:
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha512Mechanism()))
-	}
+	opts = append(opts, conn...)
 	instance := k.InstanceID
 	if instance == "" {
 		if instance, err = os.Hostname(); err != nil {
@@ -241,4 +229,32 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		ClientOpts:             opts,
 		Now:                    now,
 	}, nil
+}
+
+// KafkaConnOpts returns the franz-go options that reach and authenticate
+// to the brokers as the kafka settings say: the dial timeout, TLS
+// (kafka.tls) and SASL (kafka.sasl). The service and the command line's
+// Kafka clients ("idsync tail") both use it, so they connect alike. It
+// reads the TLS files; an error names the setting.
+func KafkaConnOpts(k config.Kafka) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.DialTimeout(k.DialTimeout)}
+	tlsCfg, err := k.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kafka.tls: %w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	switch k.SASL.Mechanism {
+	case "":
+	case config.SASLPlain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()))
+	case config.SASLScramSHA256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha256Mechanism()))
+	case config.SASLScramSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism: %q is not supported", k.SASL.Mechanism)
+	}
+	return opts, nil
 }
