@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -37,19 +36,13 @@ func TestTail(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var out, errOut bytes.Buffer
-	code := Main(ctx, Env{
-		Args:   []string{"tail", "idsync.dest.fbca_01", "--from-beginning", "--max", "3"},
-		Stdin:  strings.NewReader(""),
-		Stdout: &out, Stderr: &errOut,
-		Getenv: func(k string) string { return map[string]string{"IDSYNC_KAFKA_BROKERS": brokers}[k] },
-	})
+	code, out, errOut := runWith(ctx, map[string]string{"IDSYNC_KAFKA_BROKERS": brokers}, "", "tail", "idsync.dest.fbca_01", "--from-beginning", "--max", "3")
 	if code != ExitOK {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 {
-		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+		t.Fatalf("%d lines:\n%s", len(lines), out)
 	}
 	type line struct {
 		Topic     string            `json:"topic"`
@@ -93,14 +86,9 @@ func TestTailStopsOnCancel(t *testing.T) {
 	t.Cleanup(cluster.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	var out, errOut bytes.Buffer
-	code := Main(ctx, Env{
-		Args:   []string{"tail", "t", "--brokers", strings.Join(cluster.ListenAddrs(), ",")},
-		Stdout: &out, Stderr: &errOut,
-		Getenv: func(string) string { return "" },
-	})
-	if code != ExitOK || out.Len() != 0 {
-		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	code, out, errOut := runWith(ctx, nil, "", "tail", "t", "--brokers", strings.Join(cluster.ListenAddrs(), ","))
+	if code != ExitOK || out != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
