@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes of every command. A script can tell a mistake of its own (2)
@@ -138,7 +139,7 @@ func Main(ctx context.Context, env Env) int {
 		env.Stdin = strings.NewReader("")
 	}
 	root := newRoot(env)
-	root.SetArgs(env.Args)
+	root.SetArgs(legacyFlags(root, env.Args, env.Stderr))
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
@@ -205,6 +206,43 @@ Environment of the client commands (the service ignores these):
 		newVersionCmd(env),
 	)
 	return root
+}
+
+// legacyFlags rewrites the single-dash long flags the first CLI accepted
+// (its "config" and "tail" commands parsed flags with the standard flag
+// package, which takes -addr as well as --addr) to their double-dash
+// spelling, warning on w that the single-dash one is deprecated. Only an
+// argument before "--" whose name is a long flag of some command is
+// rewritten: every shorthand is one letter, so -o, -f, -n and clusters
+// such as -qn never match.
+func legacyFlags(root *cobra.Command, args []string, w io.Writer) []string {
+	long := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) { long[f.Name] = true })
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if len(name) > 1 && long[name] {
+			fmt.Fprintf(w, "idsync: -%s is deprecated, write --%s\n", name, name)
+			out[i] = "-" + a
+		}
+	}
+	return out
 }
 
 // newGroup returns a command that only holds subcommands: without one it

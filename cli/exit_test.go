@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -135,5 +136,40 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tt.args, code, errOut, tt.want, tt.stderr)
 			}
 		})
+	}
+}
+
+// TestLegacySingleDashFlags: the first CLI's single-dash long flags
+// (-addr, -token, -max …) still work, with a deprecation note; shorthands
+// and values are left alone.
+func TestLegacySingleDashFlags(t *testing.T) {
+	var mu sync.Mutex
+	var auth string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = r.Header.Get("Authorization")
+		mu.Unlock()
+		w.Write([]byte(`{"destination_types":[{"type":"webhook","kind":"event"}]}`))
+	}))
+	defer ts.Close()
+	code, out, errOut := run(t, nil, "", "config", "types", "-addr", ts.URL, "-token=legacy-token", "-o", "json")
+	mu.Lock()
+	got := auth
+	mu.Unlock()
+	if code != ExitOK || got != "Bearer legacy-token" || !strings.Contains(out, `"webhook"`) ||
+		!strings.Contains(errOut, "-addr is deprecated, write --addr") || !strings.Contains(errOut, "-token is deprecated, write --token") {
+		t.Errorf("exit %d, Authorization %q, stdout %q, stderr %q", code, got, out, errOut)
+	}
+
+	root := newRoot(Env{})
+	for _, tt := range []struct{ in, want []string }{
+		{[]string{"tail", "t", "-max", "2", "-from-beginning"}, []string{"tail", "t", "--max", "2", "--from-beginning"}},
+		{[]string{"bench", "-qn", "5", "-o", "json", "--latency-events", "-1"}, []string{"bench", "-qn", "5", "-o", "json", "--latency-events", "-1"}},
+		{[]string{"config", "put", "s", "a", "d", "-f", "-", "--", "-addr"}, []string{"config", "put", "s", "a", "d", "-f", "-", "--", "-addr"}},
+	} {
+		var warn strings.Builder
+		if got := legacyFlags(root, tt.in, &warn); strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("legacyFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
