@@ -44,7 +44,9 @@ const (
 	// insufficient token); its messages are printed on stderr.
 	ExitRefused = 3
 	// ExitUnavailable means the server could not be reached, answered with
-	// a 5xx status, or answered something that is not the API's JSON.
+	// a 5xx status, or answered something that is not the API's JSON; for
+	// a Kafka client, that no broker could be reached (TLS and SASL
+	// failures included).
 	ExitUnavailable = 4
 )
 
@@ -54,7 +56,7 @@ const exitCodesHelp = `Exit codes:
   1  the command failed (idsync run stopped on an error, idsync bench failed)
   2  bad usage: unknown command or flag, wrong arguments, unreadable file, invalid setting
   3  refused by the server (4xx: invalid input, not found, stale --if-match, token)
-  4  server unreachable, or it failed (5xx) or answered something unexpected`
+  4  server unreachable (admin API or Kafka brokers), or it failed (5xx) or answered something unexpected`
 
 // Env is what a command may touch of the process: arguments, standard
 // streams, the environment and the build version. Tests pass their own.

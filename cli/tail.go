@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -38,7 +39,12 @@ func bindKafkaFlags(cmd *cobra.Command, persistent bool) {
 // from bindKafkaFlags, and returns a franz-go client connected as the
 // service connects (app.KafkaConnOpts: TLS, SASL, dial timeout), with opts
 // added, and the settings (for topic names). Invalid settings are a usage
-// error. The caller closes the client.
+// error (ExitUsage). Before returning, it asks the brokers for metadata
+// (kgo.Client.Ping, each seed broker tried once, each bounded by
+// kafka.dial_timeout): when none answers — unreachable, a TLS handshake
+// that fails, SASL refused — the error is ExitUnavailable and names the
+// cause, rather than a command that waits in silence. The caller closes
+// the client.
 func kafkaClient(cmd *cobra.Command, env Env, opts ...kgo.Opt) (*kgo.Client, *config.Config, error) {
 	cfg, err := config.Load(config.LoadOptions{Env: env.Environ, Flags: cmd.Flags()})
 	if err != nil {
@@ -52,6 +58,14 @@ func kafkaClient(cmd *cobra.Command, env Env, opts ...kgo.Opt) (*kgo.Client, *co
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
 		return nil, nil, &exitError{code: ExitUsage, err: fmt.Errorf("creating the Kafka client: %w", err)}
+	}
+	if err := cl.Ping(cmd.Context()); err != nil {
+		cl.Close()
+		if cmd.Context().Err() != nil {
+			// Ctrl-C while connecting: stopping is what was asked.
+			return nil, nil, exitCode(ExitOK)
+		}
+		return nil, nil, &exitError{code: ExitUnavailable, err: fmt.Errorf("reaching the Kafka brokers %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)}
 	}
 	return cl, cfg, nil
 }
@@ -81,7 +95,7 @@ value is embedded as JSON when it is JSON, else as a string.
 ` + kafkaFlagsHelp + `
 
 Exit codes: 0 stopped by Ctrl-C or after --max records; 2 bad usage or
-invalid settings.`,
+invalid settings; 4 no broker could be reached (refused, TLS or SASL failed).`,
 		Example: `  idsync tail idsync.dest.fbca_demo --brokers 127.0.0.1:9092
   idsync tail idsync.dlq --from-beginning --max 10 | jq .headers
   idsync tail idsync.dest.fbca_01 --config /etc/idsync/idsync.yaml --read-committed

@@ -280,3 +280,54 @@ func TestTailSettingsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTailUnreachable: when no broker answers — nothing listens, TLS is
+// off or verifies against the wrong CA, SASL is refused — tail says why
+// and exits 4 instead of waiting in silence.
+func TestTailUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	_, serverTLS := writeServerPKI(t, dir) // TestTailTLSAndSASL reaches such a broker with its own CA
+	otherCA, _ := writeServerPKI(t, t.TempDir())
+	wrongPW := filepath.Join(dir, "wrong-pw")
+	if err := os.WriteFile(wrongPW, []byte("not-the-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(opts ...kfake.Opt) string {
+		kc, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, "t")}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(kc.Close)
+		return kc.ListenAddrs()[0]
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	tlsBroker := start(kfake.TLS(serverTLS))
+	saslBroker := start(kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "ops", "right-password"))
+
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"nothing listens", []string{"--brokers", closed}},
+		{"plaintext to a TLS broker", []string{"--brokers", tlsBroker}},
+		{"TLS with another CA", []string{"--brokers", tlsBroker, "--tls", "--tls-ca-file", otherCA}},
+		{"SASL with a wrong password", []string{"--brokers", saslBroker, "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "ops", "--sasl-password-file", wrongPW}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			code, out, errOut := runWith(ctx, nil, "", append([]string{"tail", "t", "--max", "1"}, tt.args...)...)
+			if ctx.Err() != nil {
+				t.Fatal("tail waited for the context instead of giving up")
+			}
+			if code != ExitUnavailable || out != "" || !strings.Contains(errOut, "reaching the Kafka brokers") {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+		})
+	}
+}
