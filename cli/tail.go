@@ -36,17 +36,18 @@ func bindKafkaFlags(cmd *cobra.Command, persistent bool) {
 }
 
 // kafkaClient loads the settings as "idsync run" would, with cmd's flags
-// from bindKafkaFlags, and returns a franz-go client connected as the
-// service connects (app.KafkaConnOpts: TLS, SASL, dial timeout), with opts
-// added, and the settings (for topic names). Invalid settings are a usage
-// error (ExitUsage). Before returning, it asks the brokers for metadata
-// (kgo.Client.Ping, each seed broker tried once, each bounded by
-// kafka.dial_timeout): when none answers — unreachable, a TLS handshake
-// that fails, SASL refused — the error is ExitUnavailable and names the
-// cause, rather than a command that waits in silence. The caller closes
-// the client.
-func kafkaClient(cmd *cobra.Command, env Env, opts ...kgo.Opt) (*kgo.Client, *config.Config, error) {
-	cfg, err := config.Load(config.LoadOptions{Env: env.Environ, Flags: cmd.Flags()})
+// from bindKafkaFlags (config.LoadOptions.KafkaOnly: only the kafka
+// section is read for secrets and validated), and returns a franz-go
+// client connected as the service connects (app.KafkaConnOpts: TLS, SASL,
+// dial timeout), with opts added, and the kafka settings (for topic
+// names). Invalid settings are a usage error (ExitUsage). Before
+// returning, it asks the brokers for metadata (kgo.Client.Ping, each seed
+// broker tried once, each bounded by kafka.dial_timeout): when none
+// answers — unreachable, a TLS handshake that fails, SASL refused — the
+// error is ExitUnavailable and names the cause, rather than a command that
+// waits in silence. The caller closes the client.
+func kafkaClient(cmd *cobra.Command, env Env, opts ...kgo.Opt) (*kgo.Client, *config.Kafka, error) {
+	cfg, err := config.Load(config.LoadOptions{Env: env.Environ, Flags: cmd.Flags(), KafkaOnly: true})
 	if err != nil {
 		return nil, nil, &exitError{code: ExitUsage, err: err}
 	}
@@ -67,7 +68,7 @@ func kafkaClient(cmd *cobra.Command, env Env, opts ...kgo.Opt) (*kgo.Client, *co
 		}
 		return nil, nil, &exitError{code: ExitUnavailable, err: fmt.Errorf("reaching the Kafka brokers %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)}
 	}
-	return cl, cfg, nil
+	return cl, &cfg.Kafka, nil
 }
 
 // tailLine is one record as tail prints it.

@@ -231,8 +231,11 @@ func TestTailTLSAndSASL(t *testing.T) {
 			func([]string) map[string]string { return nil },
 			func(addrs []string) []string {
 				file := filepath.Join(dir, "idsync.yaml")
+				// The service's other secrets are the service's: tail need not read them.
 				yaml := "kafka:\n  brokers: [" + addrs[0] + "]\n  tls: {enabled: true, ca_file: " + ca + "}\n" +
-					"  sasl: {mechanism: PLAIN, username: " + user + ", password_file: " + pwFile + "}\n"
+					"  sasl: {mechanism: PLAIN, username: " + user + ", password_file: " + pwFile + "}\n" +
+					"redis: {password_file: /nonexistent/redis-password}\n" +
+					"admin: {tokens: [{name: ui, token_file: /nonexistent/admin-token, scope: write}]}\n"
 				if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 					t.Fatal(err)
 				}

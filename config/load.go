@@ -38,6 +38,14 @@ type LoadOptions struct {
 	// Flags are the parsed command-line flags registered by BindFlags (nil
 	// for none). Only flags the user set count; their defaults do not.
 	Flags *pflag.FlagSet
+	// KafkaOnly is for a client of Kafka alone ("idsync tail"): the same
+	// layers with the same checks of unknown keys, variables and values,
+	// but only the kafka section's secret (kafka.sasl.password_file) is
+	// read and only the kafka section validated (its TLS files loaded); the
+	// other sections of the result are as merged, unchecked. So a client
+	// can use the service's own file without being able to read the
+	// service's other secrets (admin tokens, the Redis password).
+	KafkaOnly bool
 }
 
 // Load returns the configuration made of Default, the config file, the
@@ -105,6 +113,9 @@ func Load(opt LoadOptions) (*Config, error) {
 		return nil, err
 	}
 
+	if opt.KafkaOnly {
+		return c.kafkaOnly()
+	}
 	c.readSecrets(&ps)
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -430,6 +441,24 @@ func decodeStructList(key string, raw any, dst reflect.Value, ps *problems) {
 		}
 	}
 	dst.Set(out)
+}
+
+// kafkaOnly finishes a LoadOptions.KafkaOnly load: the kafka section's
+// secret, validation and TLS files.
+func (c *Config) kafkaOnly() (*Config, error) {
+	var ps problems
+	secret(&ps, "kafka.sasl.password", &c.Kafka.SASL.Password, &c.Kafka.SASL.PasswordFile)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	c.Kafka.validate(&ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	if _, err := c.Kafka.TLSConfig(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // readSecrets replaces every *_file setting by the file's content (trailing

@@ -143,6 +143,61 @@ func TestKafkaClientFlags(t *testing.T) {
 	}
 }
 
+// TestLoadKafkaOnly: a Kafka client loads the service's file without
+// reading or checking its other sections' secrets and settings, but with
+// every check of the kafka section and of unknown keys.
+func TestLoadKafkaOnly(t *testing.T) {
+	const file = `
+kafka:
+  brokers: [k1:9093]
+  sasl: {mechanism: PLAIN, username: ops, password_file: "{dir}/kafka-pw"}
+redis: {password_file: /nonexistent/redis-pw}
+admin: {tokens: [{name: ui, token_file: /nonexistent/admin-token, scope: write}]}
+log: {level: chatty}
+`
+	files := map[string]string{"kafka-pw": "kafka-s3cret\n"}
+	kafkaOnly := func(s src) (*Config, error) {
+		t.Helper()
+		dir := t.TempDir()
+		t.Chdir(dir)
+		for name, content := range s.files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, "idsync.yaml")
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(s.file, "{dir}", dir)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load(LoadOptions{File: path, Env: s.env, KafkaOnly: true})
+	}
+	c, err := kafkaOnly(src{file: file, files: files})
+	if err != nil {
+		t.Fatalf("KafkaOnly: %v", err)
+	}
+	if c.Kafka.SASL.Password != "kafka-s3cret" || c.Kafka.Brokers[0] != "k1:9093" {
+		t.Errorf("kafka = %+v", c.Kafka)
+	}
+	if _, err := load(t, src{file: file, files: files}); err == nil {
+		t.Error("the full Load accepted the unreadable admin token and the bad log level")
+	}
+	for _, tt := range []struct {
+		s   src
+		key string
+	}{
+		{src{file: file + "kafka_extra: 1\n", files: files}, "kafka_extra"},
+		{src{file: file, files: files, env: []string{"IDSYNC_KAFKA_DELIVERY=twice"}}, "kafka.delivery"},
+		{src{file: file, env: nil}, "kafka.sasl.password_file"},
+		{src{file: file, files: files, env: []string{"IDSYNC_KAFKA_TLS_ENABLED=true", "IDSYNC_KAFKA_TLS_CA_FILE=/nonexistent/ca.pem"}}, "kafka.tls.ca_file"},
+	} {
+		_, err := kafkaOnly(tt.s)
+		var e *Error
+		if !errors.As(err, &e) || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%+v: %v, want an error naming %s", tt.s.env, err, tt.key)
+		}
+	}
+}
+
 // TestLogText: auto follows the terminal; json and text do not.
 func TestLogText(t *testing.T) {
 	for _, tt := range []struct {
