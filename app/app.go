@@ -190,10 +190,9 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		reset = kgo.NewOffset().AtEnd()
 	}
 	opts := []kgo.Opt{
-		kgo.DialTimeout(k.DialTimeout),
 		kgo.WithHooks(kprom.NewMetrics("idsync", kprom.Subsystem("kafka"), kprom.Registerer(reg),
 			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.Batches, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming))),
-		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		kgo.WithLogger(kslog.New(KafkaLogger(log, cfg.Log))),
 		// pipeline.ClientOptions puts these after its own options, so they
 		// replace its defaults (snappy, the start of a partition, 500ms).
 		kgo.ProducerBatchCompression(codec),
@@ -210,16 +209,11 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		// partitions, unread, until the session timeout passes.
 		opts = append(opts, kgo.InstanceID(k.GroupInstanceID))
 	}
-	tlsCfg, err := k.TLSConfig()
+	conn, err := KafkaConnOpts(k)
 	if err != nil {
-		return pipeline.Config{}, fmt.Errorf("kafka.tls: %w", err)
+		return pipeline.Config{}, err
 	}
-	if tlsCfg != nil {
-		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
-	}
-	if m := k.SASLMechanism(); m != nil {
-		opts = append(opts, kgo.SASL(m))
-	}
+	opts = append(opts, conn...)
 	suffix := k.TransactionalIDSuffix
 	if suffix == "" {
 		if suffix, err = os.Hostname(); err != nil {
@@ -270,4 +264,28 @@ func compression(name string) (kgo.CompressionCodec, error) {
 		return kgo.ZstdCompression(), nil
 	}
 	return kgo.CompressionCodec{}, fmt.Errorf("kafka.compression: unknown codec %q", name)
+}
+
+// KafkaConnOpts returns the franz-go options that reach and authenticate
+// to the brokers as the kafka settings say: the dial timeout, TLS
+// (kafka.tls) and SASL (kafka.sasl). The service and the command line's
+// Kafka clients ("idsync tail") both use it, so they connect alike. It
+// reads the TLS files; an error names the setting.
+func KafkaConnOpts(k config.Kafka) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.DialTimeout(k.DialTimeout)}
+	tlsCfg, err := k.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kafka.tls: %w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	if k.SASL.Mechanism != "" {
+		m := k.SASLMechanism()
+		if m == nil {
+			return nil, fmt.Errorf("kafka.sasl.mechanism: %q is not supported", k.SASL.Mechanism)
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts, nil
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,17 +9,21 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"context"
-
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/idsync/idsync/bench"
 	"github.com/idsync/idsync/pipeline"
 )
 
-const benchUsage = `Usage: idsync bench [-n N] [--delivery at_least_once|exactly_once] [--brokers host:port,...] [--redis host:port] [-o text|json]
-
-Measures idsync against the limit of its broker. A seeded generator writes N
+// newBenchCmd is "idsync bench".
+func newBenchCmd(env Env) *cobra.Command {
+	var cfg bench.Config
+	var delivery, brokers, cpuProfile, memProfile string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "bench [-n N] [--delivery at_least_once|exactly_once] [--brokers host:port,...] [--redis host:port] [-o text|json]",
+		Short: "Measure idsync against a bare Kafka consume-produce loop",
+		Long: `Measures idsync against the limit of its broker. A seeded generator writes N
 audience-membership events and stores their connections in Redis; then, on
 the same broker, the idsync pipeline and a baseline (a bare franz-go
 consume→produce loop writing the same number of records, of the same sizes,
@@ -33,23 +36,18 @@ on an embedded miniredis: handy for a smoke test, not for figures.
 --stall D runs the stalled-destination test instead (embedded broker only).
 Progress goes to stderr, the report to stdout.
 
-Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.
-
-Flags:
-`
-
-// runBench is "idsync bench".
-func runBench(ctx context.Context, env Env, args []string) int {
-	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	var cfg bench.Config
-	var delivery, brokers, output, cpuProfile, memProfile string
-	var quiet bool
+Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
+		Example: `  idsync bench -n 20000                                   # smoke run, embedded broker
+  idsync bench -n 1000000 --rounds 3 --brokers k1:9092 --redis redis:6379 -o json
+  idsync bench --stall 30s`,
+		Args: argsNamed(),
+	}
+	fs := cmd.Flags()
 	fs.IntVarP(&cfg.Events, "events", "n", 100_000, "number of input events")
 	fs.StringVar(&delivery, "delivery", string(pipeline.AtLeastOnce), "delivery mode: at_least_once or exactly_once")
 	fs.StringVar(&brokers, "brokers", "", "Kafka seed brokers, comma-separated (default: embedded kfake)")
 	fs.StringVar(&cfg.Redis, "redis", "", "Redis address (default: embedded miniredis)")
-	fs.StringVarP(&output, "output", "o", "text", "report format: text or json")
+	output := bindOutput(cmd, false, "report format: text or json")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "baseline + idsync rounds; the report gives medians")
 	fs.IntVar(&cfg.WarmupRounds, "warmup", 1, "baseline + idsync rounds run first and not counted (fresh topics warm up the broker)")
 	fs.IntVar(&cfg.Audiences, "audiences", 200, "audience pool")
@@ -63,76 +61,58 @@ func runBench(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, benchUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return ExitOK
+	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
+		switch {
+		case *output != outputText && *output != outputJSON:
+			return usageErrorf("--output %q is not text or json", *output)
+		case delivery != string(pipeline.AtLeastOnce) && delivery != string(pipeline.ExactlyOnce):
+			return usageErrorf("--delivery %q is not at_least_once or exactly_once", delivery)
+		case cfg.Events < 1:
+			return usageErrorf("-n %d must be at least 1", cfg.Events)
+		case cfg.Stall > 0 && brokers != "":
+			return usageErrorf("--stall runs on the embedded broker only (no --brokers)")
 		}
-		return ExitUsage
-	}
-	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(env.Stderr, "idsync bench: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
-	case output != "text" && output != "json":
-		fmt.Fprintf(env.Stderr, "idsync bench: --output %q is not text or json\n", output)
-		return ExitUsage
-	case delivery != string(pipeline.AtLeastOnce) && delivery != string(pipeline.ExactlyOnce):
-		fmt.Fprintf(env.Stderr, "idsync bench: --delivery %q is not at_least_once or exactly_once\n", delivery)
-		return ExitUsage
-	case cfg.Events < 1:
-		fmt.Fprintf(env.Stderr, "idsync bench: -n %d must be at least 1\n", cfg.Events)
-		return ExitUsage
-	case cfg.Stall > 0 && brokers != "":
-		fmt.Fprintln(env.Stderr, "idsync bench: --stall runs on the embedded broker only (no --brokers)")
-		return ExitUsage
-	}
-	cfg.Delivery = pipeline.Delivery(delivery)
-	if brokers != "" {
-		cfg.Brokers = strings.Split(brokers, ",")
-	}
-	if !quiet {
-		cfg.Progress = env.Stderr
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		cfg.Delivery = pipeline.Delivery(delivery)
+		if brokers != "" {
+			cfg.Brokers = strings.Split(brokers, ",")
+		}
+		if !quiet {
+			cfg.Progress = env.Stderr
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
+			defer pprof.StopCPUProfile()
+		}
+		rep, err := bench.Run(cmd.Context(), cfg)
+		if memProfile != "" {
+			if perr := writeHeapProfile(memProfile); perr != nil {
+				fmt.Fprintf(env.Stderr, "idsync bench: %v\n", perr)
+			}
+		}
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
-			return ExitUsage
+			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
-			return ExitUsage
+		if *output == outputJSON {
+			b, err := json.Marshal(rep)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "%s\n", b)
+			return nil
 		}
-		defer pprof.StopCPUProfile()
-	}
-	rep, err := bench.Run(ctx, cfg)
-	if memProfile != "" {
-		if perr := writeHeapProfile(memProfile); perr != nil {
-			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", perr)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
-		return ExitRefused
-	}
-	if output == "json" {
-		b, err := json.Marshal(rep)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "idsync bench: %v\n", err)
-			return ExitRefused
-		}
-		fmt.Fprintf(env.Stdout, "%s\n", b)
-		return ExitOK
-	}
-	rep.WriteText(env.Stdout)
-	return ExitOK
+		rep.WriteText(env.Stdout)
+		return nil
+	})
+	return cmd
 }
 
 // writeHeapProfile writes the allocation profile (every allocation since

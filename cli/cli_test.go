@@ -11,13 +11,24 @@ import (
 // both streams.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	return runWith(context.Background(), env, "", args...)
+}
+
+// runWith runs Main with ctx, the environment env (as Getenv and Environ)
+// and stdin, and returns the exit code and both streams.
+func runWith(ctx context.Context, env map[string]string, stdin string, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
-	code := Main(context.Background(), Env{
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	code := Main(ctx, Env{
 		Args:    args,
-		Stdin:   strings.NewReader(""),
+		Stdin:   strings.NewReader(stdin),
 		Stdout:  &out,
 		Stderr:  &errOut,
 		Getenv:  func(k string) string { return env[k] },
+		Environ: environ,
 		Version: "v1.2.3-test",
 	})
 	return code, out.String(), errOut.String()

@@ -9,15 +9,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idsync/idsync/config"
 )
 
 // Defaults of the admin API client.
 const (
 	defaultAdminAddr = "http://127.0.0.1:8088"
-	envAdminAddr     = "IDSYNC_ADMIN_ADDR"
-	envAdminToken    = "IDSYNC_ADMIN_TOKEN"
 	// clientTimeout bounds one API call, connection included.
 	clientTimeout = 30 * time.Second
 	// maxResponseBytes bounds what the client reads of a response.
@@ -138,4 +141,93 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// adminFlags are the flags of every admin API client command: where the
+// API is and the token to send.
+type adminFlags struct {
+	addr, token, tokenFile string
+}
+
+// bind registers --addr, --token and --token-file as persistent flags of
+// cmd. Their defaults come from the environment when the command runs (so
+// --help never shows a token).
+func (f *adminFlags) bind(cmd *cobra.Command) {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&f.addr, "addr", "", "admin API address (default $"+config.EnvAdminAddr+", else "+defaultAdminAddr+"; host:port means http)")
+	fs.StringVar(&f.token, "token", "", "bearer token (default $"+config.EnvAdminToken+"); prefer --token-file or the environment: a flag shows in ps")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token (default $"+config.EnvAdminTokenFile+")")
+}
+
+// client returns the API client the flags and the environment describe.
+// Flags win over the environment. The token is, in order: --token,
+// --token-file, $IDSYNC_ADMIN_TOKEN, $IDSYNC_ADMIN_TOKEN_FILE; giving both
+// of one layer is a usage error, and so is a token file that cannot be
+// read or is empty. No token at all is allowed (the server answers 401).
+func (f *adminFlags) client(env Env) (*apiClient, error) {
+	addr := f.addr
+	if addr == "" {
+		addr = env.Getenv(config.EnvAdminAddr)
+	}
+	if addr == "" {
+		addr = defaultAdminAddr
+	}
+	token, err := resolveToken(f.token, f.tokenFile, env.Getenv)
+	if err != nil {
+		return nil, &exitError{code: ExitUsage, err: err}
+	}
+	api, err := newAPIClient(addr, token)
+	if err != nil {
+		return nil, &exitError{code: ExitUsage, err: err}
+	}
+	return api, nil
+}
+
+// resolveToken picks the bearer token as adminFlags.client says.
+func resolveToken(flagToken, flagFile string, getenv func(string) string) (string, error) {
+	switch {
+	case flagToken != "" && flagFile != "":
+		return "", errors.New("give --token or --token-file, not both")
+	case flagToken != "":
+		return flagToken, nil
+	case flagFile != "":
+		return readTokenFile("--token-file", flagFile)
+	}
+	envToken, envFile := getenv(config.EnvAdminToken), getenv(config.EnvAdminTokenFile)
+	switch {
+	case envToken != "" && envFile != "":
+		return "", fmt.Errorf("set %s or %s, not both", config.EnvAdminToken, config.EnvAdminTokenFile)
+	case envToken != "":
+		return envToken, nil
+	case envFile != "":
+		return readTokenFile(config.EnvAdminTokenFile, envFile)
+	}
+	return "", nil
+}
+
+// readTokenFile reads a token file, trimming surrounding white space (a
+// trailing newline, mostly). The messages name the file, never its content.
+func readTokenFile(from, path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: reading the token: %w", from, err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("%s: %s is empty", from, path)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("%s: %s holds more than one line or word", from, path)
+	}
+	return tok, nil
+}
+
+// exitFor returns the exit code of a failed call: ExitRefused for a 4xx
+// answer, ExitUnavailable for a 5xx answer or no answer.
+func exitFor(err error) int {
+	var ref *refusal
+	if errors.As(err, &ref) && ref.Status < 500 {
+		return ExitRefused
+	}
+	return ExitUnavailable
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,129 +14,58 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
 
-const configUsage = `idsync config: manage connections through the admin API
-
-Usage:
-  idsync config put SPACE AUDIENCE DESTINATION -f FILE|- [--if-match N]
-  idsync config get SPACE AUDIENCE DESTINATION
-  idsync config list SPACE AUDIENCE
-  idsync config delete SPACE AUDIENCE DESTINATION [--if-match N]
-  idsync config history SPACE AUDIENCE DESTINATION
-  idsync config preview -f REQUEST|-
-  idsync config preview --connection FILE --event FILE [--destination ID]
-  idsync config types
-
-FILE may be JSON or YAML ("-" reads standard input).
-
-Flags of every command:
-  --addr URL     admin API address (default $IDSYNC_ADMIN_ADDR, else ` + defaultAdminAddr + `)
-  --token TOKEN  bearer token (default $IDSYNC_ADMIN_TOKEN)
-  -o FORMAT      output: text (default) or json (the server's JSON)
-
-Exit codes: 0 done; 1 refused by the server (its messages on stderr);
-2 bad usage or server unreachable.
-`
-
-// configCmd is one "idsync config" subcommand being run.
+// configCmd holds what the "idsync config" subcommands share.
 type configCmd struct {
 	env    Env
-	name   string
-	fs     *flag.FlagSet
-	addr   string
-	token  string
-	output string
-	api    *apiClient
+	admin  adminFlags
+	output *string
 }
 
-// runConfig runs "idsync config SUBCOMMAND ...".
-func runConfig(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, configUsage)
-		return ExitUsage
-	}
-	sub, args := args[0], args[1:]
-	c := &configCmd{env: env, name: "idsync config " + sub}
-	c.fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
-	c.fs.SetOutput(env.Stderr)
-	c.fs.Usage = func() { fmt.Fprint(env.Stderr, configUsage) }
-	addr := env.Getenv(envAdminAddr)
-	if addr == "" {
-		addr = defaultAdminAddr
-	}
-	c.fs.StringVar(&c.addr, "addr", addr, "admin API address")
-	c.fs.StringVar(&c.token, "token", env.Getenv(envAdminToken), "bearer token")
-	c.fs.StringVar(&c.output, "o", "text", "output format: text or json")
+// newConfigCmd is "idsync config" and its subcommands.
+func newConfigCmd(env Env) *cobra.Command {
+	c := &configCmd{env: env}
+	group := newGroup("config", "Manage connections through the admin API", `Manage connections through the admin API (docs/admin-api.md).
 
-	switch sub {
-	case "put":
-		return c.put(ctx, args)
-	case "get":
-		return c.get(ctx, args)
-	case "list":
-		return c.list(ctx, args)
-	case "delete":
-		return c.delete(ctx, args)
-	case "history":
-		return c.history(ctx, args)
-	case "preview":
-		return c.preview(ctx, args)
-	case "types":
-		return c.types(ctx, args)
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, configUsage)
-		return ExitOK
-	}
-	fmt.Fprintf(env.Stderr, "idsync config: unknown command %q\n\n%s", sub, configUsage)
-	return ExitUsage
+FILE may be JSON (sent as written) or YAML (converted to JSON); "-" reads
+standard input. Flags may come before or after the arguments. The default
+output is for people; -o json prints the server's JSON unchanged, for scripts.
+
+The token comes from --token, --token-file, $IDSYNC_ADMIN_TOKEN or
+$IDSYNC_ADMIN_TOKEN_FILE, in that order: prefer the file or the environment,
+a flag shows in ps.
+
+Exit codes: 0 done; 2 bad usage or unreadable file; 3 refused by the server
+(4xx: status, message and every problem on stderr); 4 server unreachable, or
+it failed (5xx).`)
+	group.Example = `  export IDSYNC_ADMIN_ADDR=http://127.0.0.1:8088 IDSYNC_ADMIN_TOKEN_FILE=~/.idsync-token
+  idsync config put spa_1 aud_1 fbca_01 -f fbca.yaml
+  idsync config list spa_1 aud_1 -o json | jq '.connections[].destination_id'`
+	c.admin.bind(group)
+	c.output = bindOutput(group, true, "output: text (for people) or json (the server's JSON unchanged)")
+	group.AddCommand(c.putCmd(), c.getCmd(), c.listCmd(), c.deleteCmd(), c.historyCmd(), c.previewCmd(), c.typesCmd())
+	return group
 }
 
-// parse parses flags placed anywhere among the arguments and checks the
-// number of positional arguments; it returns false after printing why.
-func (c *configCmd) parse(args []string, names ...string) ([]string, bool) {
-	var pos []string
-	for {
-		if err := c.fs.Parse(args); err != nil {
-			return nil, false // the flag package printed why
-		}
-		args = c.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// client checks -o and returns the API client.
+func (c *configCmd) client() (*apiClient, error) {
+	if err := checkOutput(*c.output); err != nil {
+		return nil, err
 	}
-	if len(pos) != len(names) {
-		c.usagef("want %d arguments (%s), got %d", len(names), strings.Join(names, " "), len(pos))
-		return nil, false
-	}
-	if c.output != "text" && c.output != "json" {
-		c.usagef("-o %q: want text or json", c.output)
-		return nil, false
-	}
-	api, err := newAPIClient(c.addr, c.token)
-	if err != nil {
-		c.usagef("%v", err)
-		return nil, false
-	}
-	c.api = api
-	return pos, true
+	return c.admin.client(c.env)
 }
 
-func (c *configCmd) usagef(format string, args ...any) {
-	fmt.Fprintf(c.env.Stderr, "%s: %s\nRun \"idsync config help\" for usage.\n", c.name, fmt.Sprintf(format, args...))
-}
-
-// call sends a request and reports failures: it returns the response and
-// ExitOK, or nil and the exit code after printing why.
-func (c *configCmd) call(ctx context.Context, method string, body []byte, header http.Header, segments ...string) (*apiResponse, int) {
-	resp, err := c.api.do(ctx, method, body, header, segments...)
+// call sends a request and reports failures: it returns the response, or
+// an exit error after printing why (a refusal with each problem).
+func (c *configCmd) call(ctx context.Context, cmd *cobra.Command, api *apiClient, method string, body []byte, header http.Header, segments ...string) (*apiResponse, error) {
+	resp, err := api.do(ctx, method, body, header, segments...)
 	var ref *refusal
 	switch {
 	case errors.As(err, &ref):
-		fmt.Fprintf(c.env.Stderr, "%s: refused (%d %s): %s\n", c.name, ref.Status, http.StatusText(ref.Status), ref.Message)
+		fmt.Fprintf(c.env.Stderr, "%s: refused (%d %s): %s\n", cmd.CommandPath(), ref.Status, http.StatusText(ref.Status), ref.Message)
 		for _, p := range ref.Problems {
 			field := p.Field
 			if field == "" {
@@ -145,29 +73,27 @@ func (c *configCmd) call(ctx context.Context, method string, body []byte, header
 			}
 			fmt.Fprintf(c.env.Stderr, "  %s: %s\n", field, p.Message)
 		}
-		return nil, ExitRefused
+		return nil, exitCode(exitFor(err))
 	case err != nil:
-		fmt.Fprintf(c.env.Stderr, "%s: %v\n", c.name, err)
-		return nil, ExitUsage
+		return nil, &exitError{code: exitFor(err), err: err}
 	}
-	return resp, ExitOK
+	return resp, nil
 }
 
 // emit prints the response: as received with -o json, else through text.
-func (c *configCmd) emit(resp *apiResponse, v any, text func(w io.Writer)) int {
-	if c.output == "json" {
+func (c *configCmd) emit(resp *apiResponse, v any, text func(w io.Writer)) error {
+	if *c.output == outputJSON {
 		c.env.Stdout.Write(resp.Body)
 		if !bytes.HasSuffix(resp.Body, []byte("\n")) {
 			io.WriteString(c.env.Stdout, "\n")
 		}
-		return ExitOK
+		return nil
 	}
 	if err := json.Unmarshal(resp.Body, v); err != nil {
-		fmt.Fprintf(c.env.Stderr, "%s: the server's answer is not the expected JSON: %v\n", c.name, err)
-		return ExitUsage
+		return &exitError{code: ExitUnavailable, err: fmt.Errorf("the server's answer is not the expected JSON: %w", err)}
 	}
 	text(c.env.Stdout)
-	return ExitOK
+	return nil
 }
 
 // Views of the API's answers, as much as the text output needs.
@@ -197,69 +123,102 @@ type (
 	}
 )
 
-func (c *configCmd) put(ctx context.Context, args []string) int {
-	file := c.fs.String("f", "", "configuration file, JSON or YAML (- for standard input)")
-	ifMatch := c.fs.Int64("if-match", 0, "edit only if the newest version is N")
-	pos, ok := c.parse(args, "SPACE", "AUDIENCE", "DESTINATION")
-	if !ok {
-		return ExitUsage
+func (c *configCmd) putCmd() *cobra.Command {
+	var file string
+	var ifMatch int64
+	cmd := &cobra.Command{
+		Use:   "put SPACE AUDIENCE DESTINATION -f FILE|- [--if-match N]",
+		Short: "Create or edit a connection",
+		Long: `Creates or edits the connection of DESTINATION to AUDIENCE in SPACE with the
+configuration in FILE. The new version applies from its effective time (now
+for a new connection, after connections.activation_delay for an edit).`,
+		Example: `  idsync config put spa_1 aud_1 fbca_01 -f fbca.yaml
+  idsync config put spa_1 aud_1 fbca_01 -f edited.json --if-match 1   # only if version 1 is the newest
+  cat conn.yaml | idsync config put spa_1 aud_1 it_01 -f -`,
+		Args: argsNamed("SPACE", "AUDIENCE", "DESTINATION"),
 	}
-	if *file == "" {
-		c.usagef("-f FILE is required")
-		return ExitUsage
-	}
-	body, err := c.readJSON(*file)
-	if err != nil {
-		c.usagef("%v", err)
-		return ExitUsage
-	}
-	header := http.Header{}
-	if *ifMatch > 0 {
-		header.Set("If-Match", strconv.Quote(strconv.FormatInt(*ifMatch, 10)))
-	}
-	resp, code := c.call(ctx, http.MethodPut, body, header, connectionPath(pos...)...)
-	if resp == nil {
-		return code
-	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file, JSON or YAML (- for standard input); required")
+	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "edit only if the newest version is N")
+	cmd.RunE = runE(func(cmd *cobra.Command, pos []string) error {
+		api, err := c.client()
+		if err != nil {
+			return err
+		}
+		if file == "" {
+			return usageErrorf("-f FILE is required")
+		}
+		body, err := c.readJSON(file)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
+		}
+		resp, err := c.call(cmd.Context(), cmd, api, http.MethodPut, body, ifMatchHeader(ifMatch), connectionPath(pos...)...)
+		if err != nil {
+			return err
+		}
+		return c.emitEdit(resp, false)
+	})
+	return cmd
+}
+
+// emitEdit prints the answer to a put or a delete.
+func (c *configCmd) emitEdit(resp *apiResponse, deleted bool) error {
 	var e apiEdit
 	return c.emit(resp, &e, func(w io.Writer) {
 		verb := "updated"
 		if resp.Status == http.StatusCreated {
 			verb = "created"
 		}
+		if deleted {
+			verb = "deleted"
+		}
 		fmt.Fprintf(w, "%s %s/%s/%s: version %d %s\n", verb, e.SpaceID, e.AudienceID, e.DestinationID, e.Version, stateText(e.State, e.EffectiveAt))
 	})
 }
 
-func (c *configCmd) delete(ctx context.Context, args []string) int {
-	ifMatch := c.fs.Int64("if-match", 0, "delete only if the newest version is N")
-	pos, ok := c.parse(args, "SPACE", "AUDIENCE", "DESTINATION")
-	if !ok {
-		return ExitUsage
-	}
+// ifMatchHeader is the If-Match header of --if-match N (none for 0).
+func ifMatchHeader(n int64) http.Header {
 	header := http.Header{}
-	if *ifMatch > 0 {
-		header.Set("If-Match", strconv.Quote(strconv.FormatInt(*ifMatch, 10)))
+	if n > 0 {
+		header.Set("If-Match", strconv.Quote(strconv.FormatInt(n, 10)))
 	}
-	resp, code := c.call(ctx, http.MethodDelete, nil, header, connectionPath(pos...)...)
-	if resp == nil {
-		return code
-	}
-	var e apiEdit
-	return c.emit(resp, &e, func(w io.Writer) {
-		fmt.Fprintf(w, "deleted %s/%s/%s: version %d %s\n", e.SpaceID, e.AudienceID, e.DestinationID, e.Version, stateText(e.State, e.EffectiveAt))
-	})
+	return header
 }
 
-func (c *configCmd) get(ctx context.Context, args []string) int {
-	pos, ok := c.parse(args, "SPACE", "AUDIENCE", "DESTINATION")
-	if !ok {
-		return ExitUsage
+func (c *configCmd) deleteCmd() *cobra.Command {
+	var ifMatch int64
+	cmd := &cobra.Command{
+		Use:   "delete SPACE AUDIENCE DESTINATION [--if-match N]",
+		Short: "Delete a connection",
+		Long: `Deletes the connection: a new version that removes it, effective after
+connections.activation_delay like any edit.`,
+		Example: "  idsync config delete spa_1 aud_1 fbca_01 --if-match 3",
+		Args:    argsNamed("SPACE", "AUDIENCE", "DESTINATION"),
 	}
-	resp, code := c.call(ctx, http.MethodGet, nil, nil, connectionPath(pos...)...)
-	if resp == nil {
-		return code
-	}
+	cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "delete only if the newest version is N")
+	cmd.RunE = runE(func(cmd *cobra.Command, pos []string) error {
+		api, err := c.client()
+		if err != nil {
+			return err
+		}
+		resp, err := c.call(cmd.Context(), cmd, api, http.MethodDelete, nil, ifMatchHeader(ifMatch), connectionPath(pos...)...)
+		if err != nil {
+			return err
+		}
+		return c.emitEdit(resp, true)
+	})
+	return cmd
+}
+
+func (c *configCmd) getCmd() *cobra.Command {
+	return c.readCmd(&cobra.Command{
+		Use:     "get SPACE AUDIENCE DESTINATION",
+		Short:   "Show a connection: its active and pending versions",
+		Example: "  idsync config get spa_1 aud_1 fbca_01\n  idsync config get spa_1 aud_1 fbca_01 -o json | jq .pending.version",
+		Args:    argsNamed("SPACE", "AUDIENCE", "DESTINATION"),
+	}, func(pos []string) []string { return connectionPath(pos...) }, c.getText)
+}
+
+func (c *configCmd) getText(resp *apiResponse, _ []string) error {
 	var conn apiConnection
 	return c.emit(resp, &conn, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -279,15 +238,18 @@ func (c *configCmd) get(ctx context.Context, args []string) int {
 	})
 }
 
-func (c *configCmd) list(ctx context.Context, args []string) int {
-	pos, ok := c.parse(args, "SPACE", "AUDIENCE")
-	if !ok {
-		return ExitUsage
-	}
-	resp, code := c.call(ctx, http.MethodGet, nil, nil, "v1", "spaces", pos[0], "audiences", pos[1], "connections")
-	if resp == nil {
-		return code
-	}
+func (c *configCmd) listCmd() *cobra.Command {
+	return c.readCmd(&cobra.Command{
+		Use:     "list SPACE AUDIENCE",
+		Short:   "List the connections of an audience",
+		Example: "  idsync config list spa_1 aud_1\n  idsync config list spa_1 aud_1 -o json | jq -r '.connections[].destination_id'",
+		Args:    argsNamed("SPACE", "AUDIENCE"),
+	}, func(pos []string) []string {
+		return []string{"v1", "spaces", pos[0], "audiences", pos[1], "connections"}
+	}, c.listText)
+}
+
+func (c *configCmd) listText(resp *apiResponse, pos []string) error {
 	var l struct {
 		Connections []apiConnection `json:"connections"`
 	}
@@ -324,15 +286,16 @@ func (c *configCmd) list(ctx context.Context, args []string) int {
 	})
 }
 
-func (c *configCmd) history(ctx context.Context, args []string) int {
-	pos, ok := c.parse(args, "SPACE", "AUDIENCE", "DESTINATION")
-	if !ok {
-		return ExitUsage
-	}
-	resp, code := c.call(ctx, http.MethodGet, nil, nil, append(connectionPath(pos...), "history")...)
-	if resp == nil {
-		return code
-	}
+func (c *configCmd) historyCmd() *cobra.Command {
+	return c.readCmd(&cobra.Command{
+		Use:     "history SPACE AUDIENCE DESTINATION",
+		Short:   "Show a connection's audit log, newest first",
+		Example: "  idsync config history spa_1 aud_1 fbca_01",
+		Args:    argsNamed("SPACE", "AUDIENCE", "DESTINATION"),
+	}, func(pos []string) []string { return append(connectionPath(pos...), "history") }, c.historyText)
+}
+
+func (c *configCmd) historyText(resp *apiResponse, _ []string) error {
 	var h struct {
 		Entries []struct {
 			Version     int64           `json:"version"`
@@ -356,14 +319,33 @@ func (c *configCmd) history(ctx context.Context, args []string) int {
 	})
 }
 
-func (c *configCmd) types(ctx context.Context, args []string) int {
-	if _, ok := c.parse(args); !ok {
-		return ExitUsage
-	}
-	resp, code := c.call(ctx, http.MethodGet, nil, nil, "v1", "destination-types")
-	if resp == nil {
-		return code
-	}
+func (c *configCmd) typesCmd() *cobra.Command {
+	return c.readCmd(&cobra.Command{
+		Use:     "types",
+		Short:   "List the destination types and their identifier keys",
+		Example: "  idsync config types",
+		Args:    argsNamed(),
+	}, func([]string) []string { return []string{"v1", "destination-types"} }, c.typesText)
+}
+
+// readCmd completes cmd as a GET of the path made from its arguments,
+// printed by text (or as received with -o json).
+func (c *configCmd) readCmd(cmd *cobra.Command, path func(pos []string) []string, text func(resp *apiResponse, pos []string) error) *cobra.Command {
+	cmd.RunE = runE(func(cmd *cobra.Command, pos []string) error {
+		api, err := c.client()
+		if err != nil {
+			return err
+		}
+		resp, err := c.call(cmd.Context(), cmd, api, http.MethodGet, nil, nil, path(pos)...)
+		if err != nil {
+			return err
+		}
+		return text(resp, pos)
+	})
+	return cmd
+}
+
+func (c *configCmd) typesText(resp *apiResponse, _ []string) error {
 	var t struct {
 		DestinationTypes []struct {
 			Type       string   `json:"type"`
@@ -386,50 +368,67 @@ func (c *configCmd) types(ctx context.Context, args []string) int {
 	})
 }
 
-func (c *configCmd) preview(ctx context.Context, args []string) int {
-	file := c.fs.String("f", "", "preview request (destination_id, connection, event), JSON or YAML (- for standard input)")
-	connFile := c.fs.String("connection", "", "connection configuration file, JSON or YAML")
-	eventFile := c.fs.String("event", "", "input event file, JSON or YAML")
-	dest := c.fs.String("destination", "", "destination id (default preview)")
-	if _, ok := c.parse(args); !ok {
-		return ExitUsage
+func (c *configCmd) previewCmd() *cobra.Command {
+	var file, connFile, eventFile, dest string
+	cmd := &cobra.Command{
+		Use:   "preview (-f REQUEST|- | --connection FILE --event FILE [--destination ID])",
+		Short: "Show the records a configuration would make of an event",
+		Long: `Asks the server what idsync would publish for an event under a connection
+configuration, without storing anything: the records, or the dead letter.
+The request is one file ({"destination_id","connection","event"}) or a
+connection file and an event file.`,
+		Example: `  idsync config preview --connection fbca.yaml --event event.json --destination fbca_01
+  idsync config preview -f request.json -o json | jq '.records[].value'`,
+		Args: argsNamed(),
 	}
-	var body []byte
+	cmd.Flags().StringVarP(&file, "file", "f", "", "preview request (destination_id, connection, event), JSON or YAML (- for standard input)")
+	cmd.Flags().StringVar(&connFile, "connection", "", "connection configuration file, JSON or YAML")
+	cmd.Flags().StringVar(&eventFile, "event", "", "input event file, JSON or YAML")
+	cmd.Flags().StringVar(&dest, "destination", "", "destination id (default preview)")
+	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
+		api, err := c.client()
+		if err != nil {
+			return err
+		}
+		body, err := c.previewRequest(file, connFile, eventFile, dest)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
+		}
+		resp, err := c.call(cmd.Context(), cmd, api, http.MethodPost, body, nil, "v1", "preview")
+		if err != nil {
+			return err
+		}
+		return c.previewText(resp)
+	})
+	return cmd
+}
+
+// previewRequest builds the preview request from the flags.
+func (c *configCmd) previewRequest(file, connFile, eventFile, dest string) ([]byte, error) {
 	switch {
-	case *file != "" && (*connFile != "" || *eventFile != "" || *dest != ""):
-		c.usagef("-f excludes --connection, --event and --destination")
-		return ExitUsage
-	case *file != "":
-		b, err := c.readJSON(*file)
+	case file != "" && (connFile != "" || eventFile != "" || dest != ""):
+		return nil, errors.New("-f excludes --connection, --event and --destination")
+	case file != "":
+		return c.readJSON(file)
+	case connFile != "" && eventFile != "":
+		conn, err := c.readJSON(connFile)
 		if err != nil {
-			c.usagef("%v", err)
-			return ExitUsage
+			return nil, err
 		}
-		body = b
-	case *connFile != "" && *eventFile != "":
-		conn, err := c.readJSON(*connFile)
+		ev, err := c.readJSON(eventFile)
 		if err != nil {
-			c.usagef("%v", err)
-			return ExitUsage
-		}
-		ev, err := c.readJSON(*eventFile)
-		if err != nil {
-			c.usagef("%v", err)
-			return ExitUsage
+			return nil, err
 		}
 		req := map[string]any{"connection": json.RawMessage(conn), "event": json.RawMessage(ev)}
-		if *dest != "" {
-			req["destination_id"] = *dest
+		if dest != "" {
+			req["destination_id"] = dest
 		}
-		body, _ = json.Marshal(req)
-	default:
-		c.usagef("want -f REQUEST, or --connection FILE and --event FILE")
-		return ExitUsage
+		return json.Marshal(req)
 	}
-	resp, code := c.call(ctx, http.MethodPost, body, nil, "v1", "preview")
-	if resp == nil {
-		return code
-	}
+	return nil, errors.New("want -f REQUEST, or --connection FILE and --event FILE")
+}
+
+func (c *configCmd) previewText(resp *apiResponse) error {
 	var p struct {
 		Records []struct {
 			Topic   string            `json:"topic"`

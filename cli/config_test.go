@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -138,12 +137,7 @@ func apiServer(t *testing.T, st admin.Store, now func() time.Time) string {
 // run runs the CLI with stdin and env, returning exit code and streams.
 func run(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code := Main(context.Background(), Env{
-		Args: args, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
-		Getenv: func(k string) string { return env[k] },
-	})
-	return code, out.String(), errOut.String()
+	return runWith(context.Background(), env, stdin, args...)
 }
 
 const yamlConfig = `# Facebook, customized
@@ -260,7 +254,7 @@ func TestConfigCommands(t *testing.T) {
 			out = ok(`{"connection":{"destination_type":"iterable"},"event":{"message_id":"x"}}`, "config", "preview", "-f", "-")
 			contains(out, "dead letter: schema_violation")
 
-			// Refusals: exit 1 with every problem on stderr.
+			// Refusals: exit 3 with every problem on stderr.
 			code, _, errOut := run(t, env, "destination_type: google_ads_remarketing_lists\nsetup: customized\nidentifiers:\n  - {segment: email, destination: EMAIL, strategy: often}\n",
 				"config", "put", "spa_1", "aud_1", "g1", "-f", "-")
 			if code != ExitRefused {
@@ -307,7 +301,7 @@ func TestConfigUnreachable(t *testing.T) {
 		{"config", "put", "s", "a", "d", "-f", "-", "--addr", addr},
 	} {
 		code, _, errOut := run(t, nil, `{"destination_type":"iterable"}`, args...)
-		if code != ExitUsage || !strings.Contains(errOut, "calling the admin API") {
+		if code != ExitUnavailable || !strings.Contains(errOut, "calling the admin API") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 	}

@@ -1,87 +1,87 @@
 package cli
 
 import (
-	"context"
-	"errors"
-	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/idsync/idsync/app"
 	"github.com/idsync/idsync/config"
 )
-
-const runUsage = `Usage: idsync run [--embedded] [--config idsync.yaml] [flags]
-
-Runs the processor until SIGINT or SIGTERM, then drains, commits and exits.
-Settings come from flags, IDSYNC_* environment variables, the configuration
-file and defaults, in that order (docs/configuration.md lists them all).
-With --embedded, idsync starts an in-process Kafka and Redis with demo
-connections and synthetic traffic: nothing else is needed.
-
-Exit codes: 0 clean shutdown; 1 failure while running; 2 invalid settings.
-
-Flags:
-`
 
 // clockOffsetEnv skews the processor clock by a duration ("-2s"). It exists
 // for the reliability tests (instances with skewed clocks) and is not a
 // setting: never set it in production.
 const clockOffsetEnv = "IDSYNC_TEST_CLOCK_OFFSET"
 
-// runRun is "idsync run".
-func runRun(ctx context.Context, env Env, args []string) int {
-	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	config.BindFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, runUsage)
-		fs.PrintDefaults()
+// newRunCmd is "idsync run".
+func newRunCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [--embedded] [--config idsync.yaml] [flags]",
+		Short: "Run the processor",
+		Long: `Runs the processor until SIGINT or SIGTERM, then drains, commits and exits.
+
+Settings come from flags, IDSYNC_* environment variables, the configuration
+file and defaults, in that order (docs/configuration.md lists them all). The
+client commands' variables (IDSYNC_ADMIN_ADDR, IDSYNC_ADMIN_TOKEN,
+IDSYNC_ADMIN_TOKEN_FILE) are ignored here. With --embedded, idsync starts an
+in-process Kafka and Redis with demo connections and synthetic traffic:
+nothing else is needed.
+
+The log goes to stderr: text for a person when stderr is a terminal, JSON
+lines otherwise (--log.format auto|json|text); the Kafka client's own
+messages from warn up (--log.kafka-level).
+
+Exit codes: 0 clean shutdown; 1 failure while running; 2 invalid settings.`,
+		Example: `  idsync run --embedded
+  idsync run --config /etc/idsync/idsync.yaml --log.level debug
+  IDSYNC_KAFKA_BROKERS=k1:9092,k2:9092 IDSYNC_REDIS_ADDRS=redis:6379 idsync run
+  idsync run --embedded --log.format json --log.kafka-level info   # everything, for a collector`,
+		Args: argsNamed(),
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "idsync run: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
-	}
-	cfg, err := config.Load(config.LoadOptions{Env: env.Environ, Flags: fs})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "idsync run: %v\n", err)
-		return ExitUsage
-	}
-	log := newLogger(env, cfg.Log)
-	now := time.Now
-	if off := env.Getenv(clockOffsetEnv); off != "" {
-		// For the reliability tests only: instances with skewed clocks.
-		d, err := time.ParseDuration(off)
+	config.BindFlags(cmd.Flags())
+	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
+		cfg, err := config.Load(config.LoadOptions{Env: env.Environ, Flags: cmd.Flags()})
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "idsync run: %s: %v\n", clockOffsetEnv, err)
-			return ExitUsage
+			return &exitError{code: ExitUsage, err: err}
 		}
-		now = func() time.Time { return time.Now().Add(d) }
-		log.Warn("test clock offset in effect: this instance's clock is skewed", "offset", d)
-	}
-	err = app.Run(ctx, cfg, app.Options{Version: env.Version, Stdout: env.Stdout, Logger: log, Now: now})
-	if err != nil {
-		log.Error("idsync stopped", "err", err)
-		fmt.Fprintf(env.Stderr, "idsync run: %v\n", err)
-		return ExitRefused
-	}
-	log.Info("idsync stopped cleanly")
-	return ExitOK
+		log := newLogger(env.Stderr, cfg.Log, env.Terminal(env.Stderr))
+		now := time.Now
+		if off := env.Getenv(clockOffsetEnv); off != "" {
+			// For the reliability tests only: instances with skewed clocks.
+			d, err := time.ParseDuration(off)
+			if err != nil {
+				return usageErrorf("%s: %v", clockOffsetEnv, err)
+			}
+			now = func() time.Time { return time.Now().Add(d) }
+			log.Warn("test clock offset in effect: this instance's clock is skewed", "offset", d)
+		}
+		err = app.Run(cmd.Context(), cfg, app.Options{Version: env.Version, Stdout: env.Stdout, Logger: log, Now: now})
+		if err != nil {
+			log.Error("idsync stopped", "err", err)
+			return err
+		}
+		log.Info("idsync stopped cleanly")
+		return nil
+	})
+	return cmd
 }
 
-// newLogger returns the process logger on stderr, as the log settings say.
-func newLogger(env Env, l config.Log) *slog.Logger {
+// newLogger returns the process logger on w, as the log settings say:
+// text when l.Text(terminal) (with a short wall-clock time, for a person
+// reading a terminal), else JSON lines.
+func newLogger(w io.Writer, l config.Log, terminal bool) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
-	if l.Format == "text" {
-		return slog.New(slog.NewTextHandler(env.Stderr, opts))
+	if l.Text(terminal) {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 && a.Value.Kind() == slog.KindTime {
+				a.Value = slog.StringValue(a.Value.Time().Format("15:04:05.000"))
+			}
+			return a
+		}
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(env.Stderr, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -352,12 +352,27 @@ type Ops struct {
 	Pprof bool `mapstructure:"pprof"`
 }
 
+// The log formats Log.Format accepts.
+const (
+	// LogAuto is LogText when the log goes to a terminal, LogJSON otherwise.
+	LogAuto = "auto"
+	// LogJSON is one JSON object per line (slog's JSON handler).
+	LogJSON = "json"
+	// LogText is key=value text for a person (slog's text handler).
+	LogText = "text"
+)
+
 // Log configures the process log.
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `mapstructure:"level"`
-	// Format is json or text.
+	// Format is auto, json or text: auto is text when the log goes to a
+	// terminal and json otherwise (Text decides).
 	Format string `mapstructure:"format"`
+	// KafkaLevel is the least level of the Kafka client's own messages
+	// that are logged (debug, info, warn or error); Level applies too, so
+	// the higher of the two wins.
+	KafkaLevel string `mapstructure:"kafka_level"`
 }
 
 // Embedded configures "idsync run --embedded": an in-process Kafka (kfake)
@@ -436,7 +451,7 @@ func Default() Config {
 			Console:      true,
 		},
 		Ops:             Ops{Listen: "127.0.0.1:9464"},
-		Log:             Log{Level: "info", Format: "json"},
+		Log:             Log{Level: "info", Format: LogAuto, KafkaLevel: "warn"},
 		ShutdownTimeout: 20 * time.Second,
 		Embedded:        Embedded{DemoRate: 50, KafkaPort: 9092},
 	}

@@ -174,7 +174,23 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 // SlogLevel returns Level as a slog.Level (info for an invalid level, which
 // Validate refuses).
 func (l Log) SlogLevel() slog.Level {
-	switch l.Level {
+	return slogLevel(l.Level)
+}
+
+// KafkaSlogLevel returns KafkaLevel as a slog.Level (info for an invalid
+// level, which Validate refuses).
+func (l Log) KafkaSlogLevel() slog.Level {
+	return slogLevel(l.KafkaLevel)
+}
+
+// Text reports whether the log is to be text rather than JSON: Format is
+// text, or auto and terminal says the log goes to a terminal.
+func (l Log) Text(terminal bool) bool {
+	return l.Format == LogText || (l.Format == LogAuto && terminal)
+}
+
+func slogLevel(level string) slog.Level {
+	switch level {
 	case "debug":
 		return slog.LevelDebug
 	case "warn":

@@ -22,6 +22,23 @@ var envIgnoredPrefixes = []string{envPrefix + "TEST_", envPrefix + "BENCH_",
 	// and so the binary, with these set.
 	envPrefix + "RUN_DIR", envPrefix + "CACHE_DIR"}
 
+// Environment variables of the idsync command line's client commands
+// ("idsync config", "idsync tail"): they are not settings of the service,
+// and Load ignores them, so that a shell prepared for the client can run
+// "idsync run" too.
+const (
+	// EnvAdminAddr is the admin API address the client commands call.
+	EnvAdminAddr = envPrefix + "ADMIN_ADDR"
+	// EnvAdminToken is the bearer token the client commands send.
+	EnvAdminToken = envPrefix + "ADMIN_TOKEN"
+	// EnvAdminTokenFile names a file holding the client's bearer token.
+	EnvAdminTokenFile = envPrefix + "ADMIN_TOKEN_FILE"
+)
+
+// clientEnv are the client commands' variables, by exact name: a variable
+// that is only close to one of them (a typo) is still refused.
+var clientEnv = []string{EnvAdminAddr, EnvAdminToken, EnvAdminTokenFile}
+
 var durationType = reflect.TypeFor[time.Duration]()
 
 // leaf is one setting: its key (e.g. "kafka.sasl.mechanism") and where it

@@ -30,15 +30,24 @@ type LoadOptions struct {
 	File string
 	// Env is the environment as "KEY=value" strings (os.Environ()). Only
 	// variables starting with IDSYNC_ are looked at; one that matches no
-	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_* and the
-	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR. With
-	// kafka.sasl.mechanism AWS_MSK_IAM, AWS_ACCESS_KEY_ID,
+	// setting is an error, except IDSYNC_TEST_*, IDSYNC_BENCH_*, the
+	// deploy/local scripts' IDSYNC_RUN_DIR and IDSYNC_CACHE_DIR, and the
+	// client commands' EnvAdminAddr, EnvAdminToken and EnvAdminTokenFile.
+	// With kafka.sasl.mechanism AWS_MSK_IAM, AWS_ACCESS_KEY_ID,
 	// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN fill the
 	// kafka.sasl.aws.* settings left empty. nil means no environment.
 	Env []string
 	// Flags are the parsed command-line flags registered by BindFlags (nil
 	// for none). Only flags the user set count; their defaults do not.
 	Flags *pflag.FlagSet
+	// KafkaOnly is for a client of Kafka alone ("idsync tail"): the same
+	// layers with the same checks of unknown keys, variables and values,
+	// but only the kafka section's secret (kafka.sasl.password_file) is
+	// read and only the kafka section validated (its TLS files loaded); the
+	// other sections of the result are as merged, unchecked. So a client
+	// can use the service's own file without being able to read the
+	// service's other secrets (admin tokens, the Redis password).
+	KafkaOnly bool
 }
 
 // Load returns the configuration made of Default, the config file, the
@@ -107,6 +116,9 @@ func Load(opt LoadOptions) (*Config, error) {
 	}
 
 	c.Kafka.SASL.AWS.fromEnv(c.Kafka.SASL.Mechanism, opt.Env)
+	if opt.KafkaOnly {
+		return c.kafkaOnly()
+	}
 	c.readSecrets(&ps)
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -197,6 +209,7 @@ func environment(env []string, ps *problems) ([]setting, string) {
 	for name := range envKeys {
 		names = append(names, name)
 	}
+	names = append(names, clientEnv...)
 	at := map[string]int{}
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
@@ -227,6 +240,9 @@ func environment(env []string, ps *problems) ([]setting, string) {
 }
 
 func ignoredEnv(name string) bool {
+	if slices.Contains(clientEnv, name) {
+		return true
+	}
 	for _, p := range envIgnoredPrefixes {
 		if strings.HasPrefix(name, p) {
 			return true
@@ -432,6 +448,27 @@ func decodeStructList(key string, raw any, dst reflect.Value, ps *problems) {
 		}
 	}
 	dst.Set(out)
+}
+
+// kafkaOnly finishes a LoadOptions.KafkaOnly load: the kafka section's
+// secret, validation and TLS files.
+func (c *Config) kafkaOnly() (*Config, error) {
+	var ps problems
+	secret(&ps, "kafka.sasl.password", &c.Kafka.SASL.Password, &c.Kafka.SASL.PasswordFile)
+	if c.Kafka.SASL.Mechanism == SASLOAuthBearer && c.Kafka.SASL.OAuth.Token == "" {
+		c.Kafka.SASL.OAuth.readTokenFile(&ps)
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	c.Kafka.validate(&ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	if _, err := c.Kafka.TLSConfig(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // readSecrets replaces every *_file setting by the file's content (trailing

@@ -90,6 +90,137 @@ func TestLoadWithoutSourcesIsDefault(t *testing.T) {
 	}
 }
 
+// TestLoadIgnoresClientEnv: the shell the README prepares for the client
+// commands (export IDSYNC_ADMIN_ADDR=… IDSYNC_ADMIN_TOKEN=…) runs the
+// service too, and the client's variables change no setting.
+func TestLoadIgnoresClientEnv(t *testing.T) {
+	env := []string{"IDSYNC_ADMIN_ADDR=http://127.0.0.1:8088", "IDSYNC_ADMIN_TOKEN=demo-token", "IDSYNC_ADMIN_TOKEN_FILE=/nonexistent/token"}
+	c := mustLoad(t, src{env: env})
+	if want := Default(); !reflect.DeepEqual(*c, want) {
+		t.Errorf("Load with the client's variables =\n%+v\nwant Default()\n%+v", *c, want)
+	}
+	// With a service variable beside them, that one still applies.
+	c = mustLoad(t, src{env: append(env, "IDSYNC_ADMIN_LISTEN=127.0.0.1:9999")})
+	if c.Admin.Listen != "127.0.0.1:9999" || len(c.Admin.Tokens) != 0 {
+		t.Errorf("admin = %+v", c.Admin)
+	}
+}
+
+// TestKafkaClientFlags: the client commands' Kafka flags set the
+// kafka.* settings "idsync run" reads, over the file and the environment.
+func TestKafkaClientFlags(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "client.yaml")
+	if err := os.WriteFile(file, []byte("kafka: {brokers: [file:1], sasl: {mechanism: PLAIN, username: from-file}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("tail", pflag.ContinueOnError)
+	BindKafkaClientFlags(fs)
+	err := fs.Parse([]string{"--config", file, "--brokers", "a:1,b:2", "--tls", "--tls-server-name", "kafka.internal",
+		"--tls-insecure-skip-verify", "--sasl-mechanism", SASLScramSHA512, "--sasl-password-file", pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Flags: fs, Env: []string{"IDSYNC_KAFKA_SASL_USERNAME=from-env"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Kafka
+	if !reflect.DeepEqual(k.Brokers, []string{"a:1", "b:2"}) || !k.TLS.Enabled || k.TLS.ServerName != "kafka.internal" || !k.TLS.InsecureSkipVerify ||
+		k.SASL != (SASL{Mechanism: SASLScramSHA512, Username: "from-env", Password: "s3cret"}) {
+		t.Errorf("kafka = %+v", k)
+	}
+	for _, f := range kafkaClientFlagKeys {
+		if fs.Lookup(f.flag) == nil {
+			t.Errorf("flag --%s is not registered", f.flag)
+		}
+		leafOf(f.key) // panics for a key that is no setting
+	}
+}
+
+// TestLoadKafkaOnly: a Kafka client loads the service's file without
+// reading or checking its other sections' secrets and settings, but with
+// every check of the kafka section and of unknown keys.
+func TestLoadKafkaOnly(t *testing.T) {
+	const file = `
+kafka:
+  brokers: [k1:9093]
+  sasl: {mechanism: PLAIN, username: ops, password_file: "{dir}/kafka-pw"}
+redis: {password_file: /nonexistent/redis-pw}
+admin: {tokens: [{name: ui, token_file: /nonexistent/admin-token, scope: write}]}
+log: {level: chatty}
+`
+	files := map[string]string{"kafka-pw": "kafka-s3cret\n"}
+	kafkaOnly := func(s src) (*Config, error) {
+		t.Helper()
+		dir := t.TempDir()
+		t.Chdir(dir)
+		for name, content := range s.files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, "idsync.yaml")
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(s.file, "{dir}", dir)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load(LoadOptions{File: path, Env: s.env, KafkaOnly: true})
+	}
+	c, err := kafkaOnly(src{file: file, files: files})
+	if err != nil {
+		t.Fatalf("KafkaOnly: %v", err)
+	}
+	if c.Kafka.SASL.Password != "kafka-s3cret" || c.Kafka.Brokers[0] != "k1:9093" {
+		t.Errorf("kafka = %+v", c.Kafka)
+	}
+	if _, err := load(t, src{file: file, files: files}); err == nil {
+		t.Error("the full Load accepted the unreadable admin token and the bad log level")
+	}
+	for _, tt := range []struct {
+		s   src
+		key string
+	}{
+		{src{file: file + "kafka_extra: 1\n", files: files}, "kafka_extra"},
+		{src{file: file, files: files, env: []string{"IDSYNC_KAFKA_DELIVERY=twice"}}, "kafka.delivery"},
+		{src{file: file, env: nil}, "kafka.sasl.password_file"},
+		{src{file: file, files: files, env: []string{"IDSYNC_KAFKA_TLS_ENABLED=true", "IDSYNC_KAFKA_TLS_CA_FILE=/nonexistent/ca.pem"}}, "kafka.tls.ca_file"},
+	} {
+		_, err := kafkaOnly(tt.s)
+		var e *Error
+		if !errors.As(err, &e) || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%+v: %v, want an error naming %s", tt.s.env, err, tt.key)
+		}
+	}
+}
+
+// TestLogText: auto follows the terminal; json and text do not.
+func TestLogText(t *testing.T) {
+	for _, tt := range []struct {
+		format   string
+		terminal bool
+		want     bool
+	}{
+		{LogAuto, true, true},
+		{LogAuto, false, false},
+		{LogJSON, true, false},
+		{LogJSON, false, false},
+		{LogText, true, true},
+		{LogText, false, true},
+	} {
+		if got := (Log{Format: tt.format}).Text(tt.terminal); got != tt.want {
+			t.Errorf("Log{Format: %s}.Text(terminal %v) = %v, want %v", tt.format, tt.terminal, got, tt.want)
+		}
+	}
+	if Default().Log.Format != LogAuto || Default().Log.KafkaSlogLevel().String() != "WARN" {
+		t.Errorf("default log = %+v, want format auto and the Kafka client at warn", Default().Log)
+	}
+}
+
 func TestLoadReadsIdsyncYAMLInWorkingDirectory(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -350,7 +481,10 @@ func TestInvalidSettings(t *testing.T) {
 		{"negative delay", src{file: "connections: {activation_delay: -1s, retain_superseded: -1s}\n"}, "connections.activation_delay", "negative"},
 		{"zero cache ttl", src{file: "connections: {cache_ttl: 0s}\n"}, "connections.cache_ttl", "positive"},
 		{"bad log level", src{args: []string{"--log.level=verbose"}}, "log.level", `must be debug, info, warn or error (got "verbose")`},
-		{"bad log format", src{env: []string{"IDSYNC_LOG_FORMAT=xml"}}, "log.format", "json or text"},
+		{"bad log format", src{env: []string{"IDSYNC_LOG_FORMAT=xml"}}, "log.format", `must be auto, json or text (got "xml")`},
+		{"bad kafka log level", src{args: []string{"--log.kafka-level=chatty"}}, "log.kafka_level", `must be debug, info, warn or error (got "chatty")`},
+		{"typo of a service variable beside the client's", src{env: []string{"IDSYNC_ADMIN_ADDR=http://h:1", "IDSYNC_ADMIN_TOKEN=t", "IDSYNC_ADMIN_LISTNE=:1"}}, "IDSYNC_ADMIN_LISTNE", "unknown environment variable (did you mean IDSYNC_ADMIN_LISTEN?)"},
+		{"typo of a client variable", src{env: []string{"IDSYNC_ADMIN_ADR=http://h:1"}}, "IDSYNC_ADMIN_ADR", "unknown environment variable (did you mean IDSYNC_ADMIN_ADDR?)"},
 		{"bad listen address", src{args: []string{"--admin.listen=localhost"}}, "admin.listen", "host:port"},
 		{"bad listen port", src{args: []string{"--ops.listen=:http"}}, "ops.listen", "numeric port"},
 		{"empty ops listen", src{env: []string{"IDSYNC_OPS_LISTEN="}}, "ops.listen", "required"},

@@ -56,15 +56,12 @@ func (c *Config) Validate() error {
 	}
 	c.Admin.validate(&ps, c.Embedded.Enabled)
 	listen(&ps, "ops.listen", c.Ops.Listen, false)
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		ps.add("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
-	}
+	logLevel(&ps, "log.level", c.Log.Level)
+	logLevel(&ps, "log.kafka_level", c.Log.KafkaLevel)
 	switch c.Log.Format {
-	case "json", "text":
+	case LogAuto, LogJSON, LogText:
 	default:
-		ps.add("log.format", "must be json or text (got %q)", c.Log.Format)
+		ps.add("log.format", "must be auto, json or text (got %q)", c.Log.Format)
 	}
 	positive(&ps, "shutdown_timeout", c.ShutdownTimeout)
 	atLeast(&ps, "embedded.demo_rate", c.Embedded.DemoRate, 0)
@@ -407,4 +404,12 @@ func hostPort(addr string) string {
 		return "must have a numeric port between 0 and 65535"
 	}
 	return ""
+}
+
+func logLevel(ps *problems, key, level string) {
+	switch level {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add(key, "must be debug, info, warn or error (got %q)", level)
+	}
 }

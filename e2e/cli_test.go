@@ -28,7 +28,8 @@ func (in *instance) cli(stdin string, args ...string) (code int, stdout, stderr 
 
 // TestCLIAgainstServer: the real binary as a CLI against a real API server
 // (itself a running idsync): put from YAML, get, list, history, preview,
-// and a validation error printed with exit code 1.
+// a validation error printed with exit code 3 (refused) and an unreachable
+// server with exit code 4.
 func TestCLIAgainstServer(t *testing.T) {
 	s := newStack(t, 1)
 	in := s.start("a")
@@ -76,21 +77,21 @@ identifiers:
 	if code != 0 || strings.Count(out, "e2e") < 2 {
 		t.Fatalf("history: exit %d (want both edits by token e2e)\n%s", code, out)
 	}
-	// A validation error: exit 1, every problem printed with its field.
+	// A validation error: exit 3, every problem printed with its field.
 	code, out, errOut = in.cli(`{"destination_type":"facebook_custom_audiences","setup":"customized","identifiers":[{"segment":"email","destination":"MAIL","strategy":"most"}]}`,
 		"config", "put", "spa_1", "aud_1", "fbca_02", "-f", "-")
-	if code != 1 {
-		t.Fatalf("invalid put: exit %d, want 1\n%s%s", code, out, errOut)
+	if code != 3 {
+		t.Fatalf("invalid put: exit %d, want 3\n%s%s", code, out, errOut)
 	}
 	for _, field := range []string{"external_audience_id", "identifiers[0].destination", "identifiers[0].strategy"} {
 		if !strings.Contains(errOut, field) {
 			t.Errorf("error output does not name %s:\n%s", field, errOut)
 		}
 	}
-	// Unreachable server: exit 2.
+	// Unreachable server: exit 4.
 	cmd := exec.Command(binary, "config", "list", "spa_1", "aud_1")
 	cmd.Env = append(cleanEnv(), "IDSYNC_ADMIN_ADDR=http://127.0.0.1:1", "IDSYNC_ADMIN_TOKEN="+adminToken)
-	if err := cmd.Run(); err == nil || err.(*exec.ExitError).ExitCode() != 2 {
-		t.Errorf("unreachable server: %v, want exit 2", err)
+	if err := cmd.Run(); err == nil || err.(*exec.ExitError).ExitCode() != 4 {
+		t.Errorf("unreachable server: %v, want exit 4", err)
 	}
 }

@@ -1,5 +1,5 @@
 // Command idsync is the audience ID Sync stream processor and its admin CLI.
-// Run "idsync help" for the subcommands.
+// Run "idsync --help" for the commands.
 package main
 
 import (
@@ -22,12 +22,13 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return cli.Main(ctx, cli.Env{
-		Args:    os.Args[1:],
-		Stdin:   os.Stdin,
-		Stdout:  os.Stdout,
-		Stderr:  os.Stderr,
-		Getenv:  os.Getenv,
-		Environ: os.Environ(),
-		Version: version,
+		Args:     os.Args[1:],
+		Stdin:    os.Stdin,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Getenv:   os.Getenv,
+		Environ:  os.Environ(),
+		Version:  version,
+		Terminal: cli.IsTerminal,
 	})
 }
