@@ -221,47 +221,44 @@ func (l *Letter) markerKey() string {
 	return strconv.Itoa(int(l.Partition)) + "/" + strconv.FormatInt(l.Offset, 10)
 }
 
-// parse reads a dead letter's headers. The last header of a name counts:
-// idsync's own follow the input's, which may hold the same names.
+// parse reads a dead letter's headers: idsync's follow the input's own
+// (HeaderOriginalHeaders says how many), which may hold the same names and
+// are not read. A dead letter without HeaderOriginalHeaders (written by an
+// earlier idsync) has idsync's headers only.
 func parse(r *kgo.Record) Letter {
 	l := Letter{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, SourcePartition: -1, SourceOffset: -1, originals: -1}
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == pipeline.HeaderOriginalHeaders {
+			if n, err := strconv.Atoi(string(r.Headers[i].Value)); err == nil && n == i {
+				l.originals = n
+			}
+			break
+		}
+	}
 	var truncated SkipReason
 	sourceTS := int64(-1)
-	for i := len(r.Headers) - 1; i >= 0; i-- {
-		h := r.Headers[i]
+	for _, h := range r.Headers[max(l.originals, 0):] {
 		v := string(h.Value)
 		switch h.Key {
 		case idsync.HeaderErrorCode:
-			if l.Code == "" {
-				l.Code = idsync.Code(v)
-			}
+			l.Code = idsync.Code(v)
 		case idsync.HeaderError:
-			if l.Error == "" {
-				l.Error = v
-			}
+			l.Error = v
 		case idsync.HeaderDestinationID:
-			if l.Destination == "" {
-				l.Destination = v
-			}
+			l.Destination = v
 		case idsync.HeaderSourceTopic:
-			if l.SourceTopic == "" {
-				l.SourceTopic = v
-			}
+			l.SourceTopic = v
 		case idsync.HeaderSourcePartition:
-			if n, err := strconv.ParseInt(v, 10, 32); err == nil && l.SourcePartition < 0 {
+			if n, err := strconv.ParseInt(v, 10, 32); err == nil {
 				l.SourcePartition = int32(n)
 			}
 		case idsync.HeaderSourceOffset:
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && l.SourceOffset < 0 {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				l.SourceOffset = n
 			}
 		case pipeline.HeaderSourceTimestamp:
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && sourceTS < 0 {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				sourceTS = n
-			}
-		case pipeline.HeaderOriginalHeaders:
-			if n, err := strconv.Atoi(v); err == nil && l.originals < 0 && n >= 0 && n <= i {
-				l.originals = n
 			}
 		case pipeline.HeaderOriginalSize:
 			truncated = SkipValueTruncated

@@ -158,7 +158,7 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 		default:
 			sum.Skipped[l.Skip]++
 		}
-		if opt.ListLimit < 0 || len(sum.Letters) < opt.ListLimit {
+		if len(sum.Letters) < opt.ListLimit {
 			sum.Letters = append(sum.Letters, Planned{Letter: l, Outcome: o})
 		}
 		return nil
