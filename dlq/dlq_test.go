@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,16 +32,18 @@ import (
 // invalid_config until it is fixed).
 type source struct {
 	conns map[string][]idsync.Connection
+	// fixed: aud_broken's connection (gads_fix) has been repaired.
+	fixed atomic.Bool
 }
 
-func (s source) Connections(_ context.Context, space, audience string) ([]idsync.Connection, error) {
-	if audience == "aud_broken" {
-		return nil, fmt.Errorf("connection wh_broken: %w", idsync.ErrUnusableConfig)
+func (s *source) Connections(_ context.Context, space, audience string) ([]idsync.Connection, error) {
+	if audience == "aud_broken" && !s.fixed.Load() {
+		return nil, fmt.Errorf("connection gads_fix: %w", idsync.ErrUnusableConfig)
 	}
 	return s.conns[space+"/"+audience], nil
 }
 
-func newSource(t *testing.T) source {
+func newSource(t *testing.T) *source {
 	t.Helper()
 	conn := func(dest, raw string) []idsync.Connection {
 		cfg, err := idsync.ParseConfig([]byte(raw))
@@ -49,8 +52,9 @@ func newSource(t *testing.T) source {
 		}
 		return []idsync.Connection{{DestinationID: dest, Versions: []idsync.Version{{Version: 1, Config: cfg}}}}
 	}
-	return source{conns: map[string][]idsync.Connection{
-		"spa/aud_gg": conn("gads_01", `{"destination_type":"google_ads_remarketing_lists","external_audience_id":"ul_1","setup":"default"}`),
+	return &source{conns: map[string][]idsync.Connection{
+		"spa/aud_gg":     conn("gads_01", `{"destination_type":"google_ads_remarketing_lists","external_audience_id":"ul_1","setup":"default"}`),
+		"spa/aud_broken": conn("gads_fix", `{"destination_type":"google_ads_remarketing_lists","external_audience_id":"ul_2","setup":"default"}`),
 		"spa/aud_fan": conn("wh_fan", `{"destination_type":"webhook","settings":{"send_identify":true},"setup":"customized",
 			"identifiers":[{"segment":"email","destination":"email","strategy":"all"},{"segment":"user_id","destination":"userId","strategy":"all"}]}`),
 	}}
@@ -77,6 +81,8 @@ func event(n int, audience string, ids int) []byte {
 
 // fixture is a pipeline run's input and dead letters.
 type fixture struct {
+	src               *source
+	tmpl              idsync.TopicTemplate
 	k                 *stacktest.Cluster
 	brokers           []string
 	input, dlq        string
@@ -94,8 +100,10 @@ const (
 // malformed_json, nFan fanout_limit (destination wh_fan) and one too_large
 // whose dead letter is truncated, among nGood good records, each input
 // with headers and a timestamp a minute after the one before, in
-// exactly_once (the dead letters are written in transactions).
-func run(t *testing.T) *fixture {
+// mode (exactly_once writes the dead letters in transactions). The
+// pipeline stops once it has committed every input, unless keep: then it
+// runs until the test ends.
+func run(t *testing.T, mode pipeline.Delivery, keep bool) *fixture {
 	t.Helper()
 	k := stacktest.Kafka(t)
 	prefix := stacktest.Name(t)
@@ -165,27 +173,33 @@ func run(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fx.tmpl, fx.src = tmpl, newSource(t)
 	opt := idsync.DefaultOptions()
 	opt.MaxCombinations = 100
 	p, err := pipeline.New(pipeline.Config{
 		Brokers: fx.brokers, InputTopic: fx.input, GroupID: prefix + ".group", DLQTopic: fx.dlq, Topics: tmpl,
-		Delivery: pipeline.ExactlyOnce, TransactionalID: prefix + ".txn",
+		Delivery: mode, TransactionalID: prefix + ".txn",
 		CreateTopics: true, TopicPartitions: 1, TopicReplicationFactor: 1,
 		MaxRecordBytes: 16 << 10, MaxInflightBytes: 1 << 20, Limits: idsync.Limits{MaxRecordBytes: 8 << 10},
 		Options: opt, Now: func() time.Time { return testNow }, RetryBackoff: 100 * time.Millisecond,
-	}, newSource(t), prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, fx.src, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	defer func() {
+	stop := func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("pipeline: %v", err)
 		}
-	}()
+	}
+	if keep {
+		t.Cleanup(stop)
+	} else {
+		defer stop()
+	}
 	// Wait for the group to commit every input.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -234,7 +248,12 @@ func (fx *fixture) expected(keep func(i int, in *kgo.Record) bool) map[idsync.Co
 }
 
 func TestStats(t *testing.T) {
-	fx := run(t)
+	for _, mode := range []pipeline.Delivery{pipeline.ExactlyOnce, pipeline.AtLeastOnce} {
+		t.Run(string(mode), func(t *testing.T) { stats(t, run(t, mode, false)) })
+	}
+}
+
+func stats(t *testing.T, fx *fixture) {
 	c := fx.client(t, nil)
 	ctx := context.Background()
 	p0 := fx.inputs[0].Partition
@@ -359,7 +378,7 @@ func (fx *fixture) inputOf(t *testing.T, l Letter) *kgo.Record {
 }
 
 func TestReplay(t *testing.T) {
-	fx := run(t)
+	fx := run(t, pipeline.ExactlyOnce, false)
 	c := fx.client(t, nil)
 	ctx := context.Background()
 	adm := fx.k.Admin(t)
@@ -465,7 +484,7 @@ func TestReplay(t *testing.T) {
 // a run that died with its transaction open is fenced and its work
 // aborted.
 func TestReplayCrashSafety(t *testing.T) {
-	fx := run(t)
+	fx := run(t, pipeline.ExactlyOnce, false)
 	c := fx.client(t, nil)
 	malformed := Filter{Codes: []idsync.Code{idsync.CodeMalformedJSON}}
 
@@ -524,5 +543,65 @@ func TestReplayCrashSafety(t *testing.T) {
 			continue
 		}
 		checkReplay(t, got[id][0], fx.inputOf(t, l.Letter), id)
+	}
+}
+
+// The story of docs/operations.md: a connection is broken, its events are
+// dead-lettered invalid_config; once it is fixed, the replay is processed
+// by the running pipeline, delivered with the input's timestamp and trace
+// context, and dead-lettered no more.
+func TestReplayAfterFix(t *testing.T) {
+	fx := run(t, pipeline.ExactlyOnce, true)
+	c := fx.client(t, nil)
+	ctx := context.Background()
+	broken := Filter{Codes: []idsync.Code{idsync.CodeInvalidConfig}}
+	fx.src.fixed.Store(true)
+	sum, err := c.Replay(ctx, broken, ReplayOptions{})
+	if err != nil || sum.Replayed != nBroken {
+		t.Fatalf("replay: %+v %v", sum, err)
+	}
+	topic := fx.tmpl.Topic("gads_fix")
+	cl := fx.k.NewClient(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var outs []*kgo.Record
+	deadline, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for len(outs) < nBroken && deadline.Err() == nil {
+		pctx, pcancel := context.WithTimeout(deadline, 300*time.Millisecond)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) { outs = append(outs, r) })
+		pcancel()
+	}
+	if len(outs) != nBroken {
+		t.Fatalf("%s holds %d records, want %d", topic, len(outs), nBroken)
+	}
+	byTime := map[int64]*kgo.Record{}
+	for i, in := range fx.inputs {
+		if fx.codes[i] == idsync.CodeInvalidConfig {
+			byTime[in.Timestamp.UnixMilli()] = in
+		}
+	}
+	for _, o := range outs {
+		in := byTime[o.Timestamp.UnixMilli()]
+		if in == nil {
+			t.Errorf("output with timestamp %s is no broken input's", o.Timestamp)
+			continue
+		}
+		var tp string
+		for _, h := range o.Headers {
+			if h.Key == "traceparent" {
+				tp = string(h.Value)
+			}
+		}
+		if want := string(in.Headers[1].Value); tp != want {
+			t.Errorf("output of the input at %s: traceparent %q, want %q", in.Timestamp, tp, want)
+		}
+		delete(byTime, o.Timestamp.UnixMilli())
+	}
+	st, err := c.Stats(ctx, broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Matched != nBroken {
+		t.Errorf("%d invalid_config dead letters after the replay, want the %d from before it", st.Matched, nBroken)
 	}
 }
