@@ -38,7 +38,8 @@ type Config struct {
 	Brokers []string
 	// DLQTopic is the dead-letter topic (kafka.dlq_topic).
 	DLQTopic string
-	// InputTopic is where Replay produces (kafka.input_topic).
+	// InputTopic is where Replay produces (kafka.input_topic), whatever
+	// source topic a dead letter names (Filter does not select by it).
 	InputTopic string
 	// MarkerTopic remembers which dead letters were replayed (default
 	// DLQTopic + ".replayed"; compacted, made by the first Replay that is
