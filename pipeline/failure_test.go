@@ -104,6 +104,7 @@ func blankErrors(recs map[string][]outRecord, topic string, code idsync.Code) {
 	for i, r := range recs[topic] {
 		if r.headers[idsync.HeaderErrorCode] == string(code) {
 			recs[topic][i].headers[idsync.HeaderError] = ""
+			recs[topic][i].headers[HeaderConnectExceptionMessage] = ""
 		}
 	}
 }
@@ -125,11 +126,8 @@ func refusedFor(t *testing.T, e *env, want map[string][]outRecord, in []produced
 			if fmt.Sprintf("%s/%d/%d", e.input(), p.partition, p.offset) != src {
 				continue
 			}
-			want[e.dlq()] = append(want[e.dlq()], outRecord{key: string(p.key), value: string(p.value), headers: map[string]string{
-				idsync.HeaderErrorCode: string(idsync.CodeDestinationRefused), idsync.HeaderError: "",
-				idsync.HeaderSourceTopic: e.input(), idsync.HeaderSourcePartition: strconv.Itoa(int(p.partition)),
-				idsync.HeaderSourceOffset: strconv.FormatInt(p.offset, 10), idsync.HeaderDestinationID: dest,
-			}})
+			want[e.dlq()] = append(want[e.dlq()], outRecord{key: string(p.key), value: string(p.value),
+				headers: deadLetterHeaders(e, p, idsync.CodeDestinationRefused, "", dest)})
 		}
 	}
 	delete(want, topic)

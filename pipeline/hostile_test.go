@@ -315,6 +315,9 @@ func produceHostile(t *testing.T, e *env, recs []hostile.Record) []hostile.Input
 	krs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
 		krs[i] = &kgo.Record{Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			krs[i].Headers = append(krs[i].Headers, kgo.RecordHeader{Key: h.Key, Value: []byte(h.Value)})
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -323,7 +326,7 @@ func produceHostile(t *testing.T, e *env, recs []hostile.Record) []hostile.Input
 	}
 	out := make([]hostile.Input, len(recs))
 	for i, r := range krs {
-		out[i] = hostile.Input{Class: recs[i].Class, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
+		out[i] = hostile.Input{Class: recs[i].Class, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: recs[i].Headers}
 	}
 	return out
 }

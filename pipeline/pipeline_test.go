@@ -200,6 +200,24 @@ type produced struct {
 	value     []byte
 	partition int32
 	offset    int64
+	timestamp time.Time
+}
+
+// deadLetterHeaders are the headers a dead letter of p must carry
+// (besides the input's own, which these tests' inputs do not have).
+func deadLetterHeaders(e *env, p produced, code idsync.Code, msg, dest string) map[string]string {
+	part, off := strconv.Itoa(int(p.partition)), strconv.FormatInt(p.offset, 10)
+	h := map[string]string{
+		idsync.HeaderErrorCode: string(code), idsync.HeaderError: msg,
+		idsync.HeaderSourceTopic: e.input(), idsync.HeaderSourcePartition: part, idsync.HeaderSourceOffset: off,
+		HeaderSourceTimestamp: strconv.FormatInt(p.timestamp.UnixMilli(), 10), HeaderOriginalHeaders: "0",
+		HeaderConnectTopic: e.input(), HeaderConnectPartition: part, HeaderConnectOffset: off,
+		HeaderConnectExceptionClass: "idsync.error." + string(code), HeaderConnectExceptionMessage: msg,
+	}
+	if dest != "" {
+		h[idsync.HeaderDestinationID] = dest
+	}
+	return h
 }
 
 func produceInputs(t *testing.T, e *env, values [][]byte) []produced {
@@ -229,7 +247,7 @@ func produceInputs(t *testing.T, e *env, values [][]byte) []produced {
 	}
 	out := make([]produced, len(recs))
 	for i, r := range recs {
-		out[i] = produced{key: r.Key, value: r.Value, partition: r.Partition, offset: r.Offset}
+		out[i] = produced{key: r.Key, value: r.Value, partition: r.Partition, offset: r.Offset, timestamp: r.Timestamp}
 	}
 	return out
 }
@@ -250,15 +268,7 @@ func expect(t *testing.T, e *env, src ConnectionSource, in []produced, opt idsyn
 	}
 	want := map[string][]outRecord{}
 	dlq := func(p produced, code idsync.Code, msg, dest string) {
-		h := map[string]string{
-			idsync.HeaderErrorCode: string(code), idsync.HeaderError: msg,
-			idsync.HeaderSourceTopic: e.input(), idsync.HeaderSourcePartition: strconv.Itoa(int(p.partition)),
-			idsync.HeaderSourceOffset: strconv.FormatInt(p.offset, 10),
-		}
-		if dest != "" {
-			h[idsync.HeaderDestinationID] = dest
-		}
-		want[e.dlq()] = append(want[e.dlq()], outRecord{key: string(p.key), value: string(p.value), headers: h})
+		want[e.dlq()] = append(want[e.dlq()], outRecord{key: string(p.key), value: string(p.value), headers: deadLetterHeaders(e, p, code, msg, dest)})
 	}
 	for _, p := range in {
 		ev, err := idsync.Decode(p.value, testNow, lim)

@@ -231,6 +231,7 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	}
 
 	res := &w.res
+	trace := traceContext(rec)
 	// Pre-flight: the topic of every destination, what was refused before,
 	// and the size of every record, before anything is produced.
 	outs := res.Outputs
@@ -261,7 +262,7 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 		var dl *idsync.DeadLetter
 		lim, limited := p.topics.limit(topic)
 		for k := i; k < j && dl == nil; k++ {
-			size := p.recordSize(rec, &outs[k])
+			size := p.recordSize(rec, &outs[k], &trace)
 			switch {
 			case limited && lim > 0 && size-recordOverhead+aloneOverhead > lim:
 				dl = &idsync.DeadLetter{DestinationID: dest, Code: idsync.CodeDestinationRefused,
@@ -298,10 +299,12 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	in := a.input(rec, n)
 	if len(outs) > 0 {
 		// One allocation holds the input's output records with their
-		// headers and promise data; the source header and the key (every
-		// output's key is the profile's segment_id) are shared.
+		// headers and promise data; the source header, the trace context
+		// and the key (every output's key is the profile's segment_id) are
+		// shared.
 		prs := make([]producedRecord, len(outs))
 		src := sourceHeader(rec) // the client only reads headers
+		ts := sourceTimestamp(rec)
 		var key []byte
 		for i := range outs {
 			if topicOf[i] == "" {
@@ -312,12 +315,14 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 				key = []byte(o.Key)
 			}
 			r := &prs[i]
-			r.hdrs = [2]kgo.RecordHeader{
+			r.hdrs = [4]kgo.RecordHeader{
 				{Key: idsync.HeaderSource, Value: src},
 				{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
+				trace.h[0], trace.h[1],
 			}
 			r.meta = recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], in: in, src: rec, dest: o.DestinationID}
-			r.rec = kgo.Record{Topic: topicOf[i], Key: key, Value: o.Value, Headers: r.hdrs[:], Context: &r.meta}
+			r.rec = kgo.Record{Topic: topicOf[i], Key: key, Value: o.Value, Headers: r.hdrs[:2+trace.n],
+				Timestamp: ts, Context: &r.meta}
 			if _, limited := p.topics.limit(topicOf[i]); limited {
 				a.produceAlone(ctx, &r.rec)
 			} else {
@@ -332,10 +337,87 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 }
 
 // recordSize is what the producer counts of an output record: key, value
-// and headers, plus the framing room.
-func (p *Pipeline) recordSize(rec *kgo.Record, o *idsync.Output) int {
+// and headers (the trace context's too), plus the framing room.
+func (p *Pipeline) recordSize(rec *kgo.Record, o *idsync.Output, trace *traceHeaders) int {
 	return len(o.Key) + len(o.Value) + len(idsync.HeaderSource) + len(rec.Topic) + 24 +
-		len(idsync.HeaderConfigVersion) + 20 + recordOverhead
+		len(idsync.HeaderConfigVersion) + 20 + headerBytes(trace.h[:trace.n]) + recordOverhead
+}
+
+// W3C Trace Context headers (https://www.w3.org/TR/trace-context/), as the
+// OpenTelemetry Kafka instrumentations write them: lower-case names, the
+// HTTP header values as UTF-8 bytes.
+const (
+	// HeaderTraceparent is the W3C traceparent header.
+	HeaderTraceparent = "traceparent"
+	// HeaderTracestate is the W3C tracestate header.
+	HeaderTracestate = "tracestate"
+)
+
+// maxTraceHeader bounds a trace context header carried over from an input
+// record: W3C asks to propagate tracestate up to 512 characters, and a
+// traceparent is 55. A longer value is not carried (cutting it would
+// corrupt it).
+const maxTraceHeader = 1 << 10
+
+// traceHeaders are the trace context headers of an input record that its
+// output records and dead letters carry: h[:n].
+type traceHeaders struct {
+	h [2]kgo.RecordHeader
+	n int
+}
+
+// traceContext returns rec's trace context headers: the first traceparent
+// and the first tracestate header, each unchanged (the same bytes), each
+// only if it is at most maxTraceHeader bytes long.
+func traceContext(rec *kgo.Record) traceHeaders {
+	var t traceHeaders
+	var seenParent, seenState bool
+	for _, h := range rec.Headers {
+		var seen *bool
+		switch h.Key {
+		case HeaderTraceparent:
+			seen = &seenParent
+		case HeaderTracestate:
+			seen = &seenState
+		default:
+			continue
+		}
+		if *seen {
+			continue
+		}
+		*seen = true
+		if len(h.Value) <= maxTraceHeader {
+			t.h[t.n] = h
+			t.n++
+		}
+		if seenParent && seenState {
+			break
+		}
+	}
+	return t
+}
+
+// sourceTimestamp is the timestamp an input record's outputs and dead
+// letters carry: the input's own (as Kafka Streams does), or none (the
+// producer's clock) when the input has none.
+func sourceTimestamp(rec *kgo.Record) time.Time {
+	if rec.Timestamp.UnixMilli() < 0 {
+		return time.Time{}
+	}
+	return rec.Timestamp
+}
+
+// headerFraming is what the record format adds to a header besides its key
+// and value: two varint lengths of at most 5 bytes each.
+const headerFraming = 10
+
+// headerBytes is what hs weigh in a record: keys, values and framing.
+func headerBytes(hs []kgo.RecordHeader) int {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value) + headerFraming
+	}
+	return n
 }
 
 // count records the skips, unmatched connections and invalid identifiers of
@@ -419,7 +501,7 @@ func newAcks(p *Pipeline) *acks {
 // that an input's outputs take one allocation together.
 type producedRecord struct {
 	rec  kgo.Record
-	hdrs [2]kgo.RecordHeader
+	hdrs [4]kgo.RecordHeader
 	meta recordMeta
 }
 
@@ -500,19 +582,23 @@ func (a *acks) onAck(r *kgo.Record, err error) {
 }
 
 // Dead letters are bounded: the message header to maxErrorHeader bytes, the
-// key to maxDeadLetterKey bytes, and the value to what fits in the record
-// size limit besides them. A dead letter the DLQ topic refused is made
-// smaller at each next attempt: at most dlqReducedValue bytes of the value
-// after the first refusal, none after the second. A truncated key or value
-// is marked with the headers HeaderOriginalKeySize / HeaderOriginalSize.
+// key to maxDeadLetterKey bytes, the input record's own headers to
+// maxOriginalHeaders bytes, and the value to what fits in the record size
+// limit besides them. A dead letter the DLQ topic refused is made smaller
+// at each next attempt: at most dlqReducedValue bytes of the value after the
+// first refusal, none (and none of the input's headers) after the second. A
+// truncated key or value is marked with the headers HeaderOriginalKeySize /
+// HeaderOriginalSize, input headers left out with HeaderOriginalHeadersSize.
 const (
-	maxErrorHeader   = 1 << 10
-	maxDeadLetterKey = 4 << 10
-	dlqReducedValue  = 64 << 10
-	dlqShrinkSteps   = 2
+	maxErrorHeader     = 1 << 10
+	maxDeadLetterKey   = 4 << 10
+	maxOriginalHeaders = 16 << 10
+	dlqReducedValue    = 64 << 10
+	dlqShrinkSteps     = 2
 )
 
-// Headers of a truncated dead letter.
+// Headers of a dead letter besides DESIGN.md §7's (docs/reliability.md,
+// "Dead-letter headers").
 const (
 	// HeaderOriginalSize is the length in bytes of a dead letter's input
 	// record value when the dead letter holds only its first bytes.
@@ -520,46 +606,100 @@ const (
 	// HeaderOriginalKeySize is the length of the input record's key when
 	// the dead letter holds only its first bytes.
 	HeaderOriginalKeySize = "idsync-original-key-size"
+	// HeaderOriginalHeaders is how many of a dead letter's headers, from
+	// the first, are the input record's own headers, in their order
+	// (decimal). Every dead letter has it.
+	HeaderOriginalHeaders = "idsync-original-headers"
+	// HeaderOriginalHeadersSize is what the input record's headers weigh
+	// (keys, values and 10 bytes of framing each) when they did not all fit
+	// the dead letter: only its trace context headers were kept then.
+	HeaderOriginalHeadersSize = "idsync-original-headers-size"
+	// HeaderSourceTimestamp is the input record's timestamp in
+	// milliseconds since the Unix epoch (decimal): the dead letter's own
+	// timestamp is the input's too, but a topic with
+	// message.timestamp.type=LogAppendTime replaces it.
+	HeaderSourceTimestamp = "idsync-source-timestamp"
 )
 
+// The Kafka Connect dead-letter context headers
+// (errors.deadletterqueue.context.headers.enable, written by Connect's
+// DeadLetterQueueReporter), so that tools made for Connect's dead-letter
+// queues read idsync's: UTF-8 strings, the partition and offset in decimal.
+const (
+	HeaderConnectTopic            = "__connect.errors.topic"
+	HeaderConnectPartition        = "__connect.errors.partition"
+	HeaderConnectOffset           = "__connect.errors.offset"
+	HeaderConnectExceptionClass   = "__connect.errors.exception.class.name"
+	HeaderConnectExceptionMessage = "__connect.errors.exception.message"
+)
+
+// ExceptionClassPrefix starts a dead letter's
+// __connect.errors.exception.class.name: the class-like name of a code is
+// the prefix followed by the code, e.g. "idsync.error.invalid_config".
+const ExceptionClassPrefix = "idsync.error."
+
 // deadLetter produces rec (the original bytes, bounded as above) to the DLQ
-// topic with the error headers of DESIGN.md §7; destination names the
-// destination concerned, if one is.
+// topic with the error headers of DESIGN.md §7 and Kafka Connect's, after
+// the input record's own headers and with its timestamp; destination names
+// the destination concerned, if one is.
 func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
 	if len(msg) > maxErrorHeader {
 		msg = msg[:maxErrorHeader]
 	}
-	headers := make([]kgo.RecordHeader, 0, 8)
-	headers = append(headers,
+	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
+	partition := strconv.AppendInt(nil, int64(rec.Partition), 10)
+	offset := strconv.AppendInt(nil, rec.Offset, 10)
+	own := make([]kgo.RecordHeader, 0, 16)
+	own = append(own,
 		kgo.RecordHeader{Key: idsync.HeaderErrorCode, Value: []byte(code)},
 		kgo.RecordHeader{Key: idsync.HeaderError, Value: []byte(msg)},
 		kgo.RecordHeader{Key: idsync.HeaderSourceTopic, Value: []byte(rec.Topic)},
-		kgo.RecordHeader{Key: idsync.HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-		kgo.RecordHeader{Key: idsync.HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+		kgo.RecordHeader{Key: idsync.HeaderSourcePartition, Value: partition},
+		kgo.RecordHeader{Key: idsync.HeaderSourceOffset, Value: offset},
 	)
 	if destination != "" {
 		// A destination id is at most 64 bytes; one read from a hostile
 		// stored record (a hash field that is no destination id) is cut
 		// like the message, so that the dead letter always fits.
-		headers = append(headers, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination[:min(len(destination), maxErrorHeader)])})
+		own = append(own, kgo.RecordHeader{Key: idsync.HeaderDestinationID, Value: []byte(destination[:min(len(destination), maxErrorHeader)])})
 	}
+	ts := sourceTimestamp(rec)
+	if !ts.IsZero() {
+		own = append(own, kgo.RecordHeader{Key: HeaderSourceTimestamp, Value: strconv.AppendInt(nil, ts.UnixMilli(), 10)})
+	}
+	if r.dlqRefused > 0 {
+		// Refused before: perhaps for its timestamp (INVALID_TIMESTAMP,
+		// a topic's message.timestamp.*.max.ms); the producer's clock
+		// then, the input's stays in HeaderSourceTimestamp.
+		ts = time.Time{}
+	}
+	own = append(own,
+		kgo.RecordHeader{Key: HeaderConnectTopic, Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: HeaderConnectPartition, Value: partition},
+		kgo.RecordHeader{Key: HeaderConnectOffset, Value: offset},
+		kgo.RecordHeader{Key: HeaderConnectExceptionClass, Value: []byte(ExceptionClassPrefix + string(code))},
+		kgo.RecordHeader{Key: HeaderConnectExceptionMessage, Value: []byte(msg)},
+	)
 	key, value := rec.Key, rec.Value
 	if len(key) > maxDeadLetterKey {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalKeySize, Value: strconv.AppendInt(nil, int64(len(key)), 10)})
+		own = append(own, kgo.RecordHeader{Key: HeaderOriginalKeySize, Value: strconv.AppendInt(nil, int64(len(key)), 10)})
 		key = key[:maxDeadLetterKey]
 	}
-	// What the dead letter takes besides its value (64: room for the size
-	// header), and so the room left for the value.
-	fixed := len(key) + 64
-	for _, h := range headers {
-		fixed += len(h.Key) + len(h.Value)
+	// The trace context is kept whatever the room (it is bounded), unless
+	// even headers alone were refused.
+	var trace traceHeaders
+	if r.dlqRefused < dlqShrinkSteps {
+		trace = traceContext(rec)
 	}
+	// What the dead letter takes besides its value and the input's other
+	// headers (128: room for the size headers and HeaderOriginalHeaders),
+	// and so the room left for the value.
+	fixed := len(key) + 128 + headerBytes(own) + headerBytes(trace.h[:trace.n])
 	room := int(a.p.cfg.MaxRecordBytes) - recordOverhead - fixed
 	lim, limited := a.p.topics.limit(a.p.cfg.DLQTopic)
 	if limited && lim > 0 {
 		room = min(room, lim-aloneOverhead-fixed)
 	}
-	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
 	switch {
 	case r.dlqRefused >= dlqShrinkSteps:
 		room = 0
@@ -567,15 +707,32 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		room = min(room, dlqReducedValue)
 	}
 	if len(value) > max(room, 0) {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalSize, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
+		own = append(own, kgo.RecordHeader{Key: HeaderOriginalSize, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
 		value = value[:max(room, 0)]
 	}
+	// The input's headers: all of them, in their order, when they fit
+	// beside the whole value; else only its trace context.
+	orig := trace.h[:trace.n]
+	if len(rec.Headers) > 0 {
+		size := headerBytes(rec.Headers)
+		spare := room - len(value) + headerBytes(orig) // the trace context's room is reserved
+		if r.dlqRefused < dlqShrinkSteps && size <= maxOriginalHeaders && size <= spare && len(value) == len(rec.Value) {
+			orig = rec.Headers
+		} else if len(orig) != len(rec.Headers) {
+			own = append(own, kgo.RecordHeader{Key: HeaderOriginalHeadersSize, Value: strconv.AppendInt(nil, int64(size), 10)})
+		}
+	}
+	headers := make([]kgo.RecordHeader, 0, len(orig)+len(own)+1)
+	headers = append(headers, orig...)
+	headers = append(headers, kgo.RecordHeader{Key: HeaderOriginalHeaders, Value: strconv.AppendInt(nil, int64(len(orig)), 10)})
+	headers = append(headers, own...)
 	dl := &kgo.Record{
-		Topic:   a.p.cfg.DLQTopic,
-		Key:     key,
-		Value:   value,
-		Headers: headers,
-		Context: &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: rec, dest: destination, dlq: true},
+		Topic:     a.p.cfg.DLQTopic,
+		Key:       key,
+		Value:     value,
+		Headers:   headers,
+		Timestamp: ts,
+		Context:   &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: rec, dest: destination, dlq: true},
 	}
 	if limited {
 		a.produceAlone(ctx, dl)

@@ -231,7 +231,11 @@ func clip(s string, n int) string {
 	return s[:n] + "..."
 }
 
+// sameHeaders reports whether a and b are the same headers in order.
+func sameHeaders(a, b []Header) bool { return slices.Equal(a, b) }
+
 func checkOutputs(rep *Report, in *Input, x *Expectation, got []*Got, exactlyOnce bool) {
+	trace := in.Trace()
 	required := map[string]int{}
 	optional := map[string]bool{}
 	names := map[string]string{}
@@ -251,6 +255,10 @@ func checkOutputs(rep *Report, in *Input, x *Expectation, got []*Got, exactlyOnc
 		c := canonOutput(g.Topic, string(g.Key), string(g.Value), version)
 		seen[c]++
 		rep.Outputs++
+		if len(g.Headers) < 2 || !sameHeaders(g.Headers[2:], trace) {
+			rep.problem("input %s (%s): record at %s/%d/%d carries %d headers besides idsync's two, want the input's trace context (%d headers)",
+				in.ID(), in.Class, g.Topic, g.Partition, g.Offset, max(len(g.Headers)-2, 0), len(trace))
+		}
 		if required[c] == 0 && !optional[c] {
 			rep.problem("input %s (%s, expected %s): unexpected record at %s/%d/%d: %s, key %q, version %q",
 				in.ID(), in.Class, x.Outcome, g.Topic, g.Partition, g.Offset, describe(g.Topic, string(g.Value)), clip(string(g.Key), 40), version)
@@ -347,6 +355,7 @@ func checkDeadLetter(rep *Report, in *Input, x *Expectation, g *Got, dl DeadLett
 			rep.problem("%s: value (%d bytes) is not the input (%d bytes), and there is no %s header", where, len(g.Value), len(in.Value), HeaderOriginalSize)
 		}
 	}
+	checkKeptHeaders(rep, in, g, dl, where)
 	msg, ok := g.header(idsync.HeaderError)
 	if !ok || msg == "" {
 		rep.problem("%s: no %s header", where, idsync.HeaderError)
@@ -355,6 +364,46 @@ func checkDeadLetter(rep *Report, in *Input, x *Expectation, g *Got, dl DeadLett
 		if strings.Contains(msg, s) {
 			rep.problem("%s: header %s holds an identifier value", where, idsync.HeaderError)
 			break
+		}
+	}
+}
+
+// Headers of a dead letter about the input's headers.
+const (
+	HeaderOriginalHeaders     = "idsync-original-headers"
+	HeaderOriginalHeadersSize = "idsync-original-headers-size"
+)
+
+// checkKeptHeaders checks that a dead letter starts with its input's
+// headers (HeaderOriginalHeaders of them): all of them, or, with
+// HeaderOriginalHeadersSize, its trace context (none after the dead-letter
+// topic refused it twice).
+func checkKeptHeaders(rep *Report, in *Input, g *Got, dl DeadLetter, where string) {
+	v, ok := g.header(HeaderOriginalHeaders)
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil || n < 0 || n > len(g.Headers) {
+		rep.problem("%s: header %s %q does not count the input's headers", where, HeaderOriginalHeaders, v)
+		return
+	}
+	kept := g.Headers[:n]
+	size, cut := g.header(HeaderOriginalHeadersSize)
+	switch {
+	case !cut:
+		if dl.Headers == TruncMust {
+			rep.problem("%s: keeps input headers of %d bytes, above the %d a dead letter keeps", where, headerBytes(in.Headers), maxKeptHeaders)
+		}
+		if !sameHeaders(kept, in.Headers) {
+			rep.problem("%s: starts with %d headers that are not the input's %d, and there is no %s header", where, n, len(in.Headers), HeaderOriginalHeadersSize)
+		}
+	default:
+		if dl.Headers == TruncNever {
+			rep.problem("%s: left out the input's headers (%d bytes) though they fit", where, headerBytes(in.Headers))
+		}
+		if size != strconv.Itoa(headerBytes(in.Headers)) {
+			rep.problem("%s: header %s %q, want %d", where, HeaderOriginalHeadersSize, size, headerBytes(in.Headers))
+		}
+		if n > 0 && !sameHeaders(kept, in.Trace()) {
+			rep.problem("%s: of the input's headers keeps %d that are not its trace context", where, n)
 		}
 	}
 }

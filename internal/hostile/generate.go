@@ -107,6 +107,9 @@ type Record struct {
 	// profile), random for garbage.
 	Key   []byte
 	Value []byte
+	// Headers, on one record in eight of any class, are a hostile header
+	// set (see headerSet).
+	Headers []Header
 }
 
 // Sizes the generator aims at. They are chosen against the limits the
@@ -141,7 +144,10 @@ func Generate(seed uint64, n int) []Record {
 // Generator makes records. It is deterministic for a seed and not safe for
 // concurrent use.
 type Generator struct {
-	r    *rand.Rand
+	r *rand.Rand
+	// hr draws the header sets, apart from r so that a seed's keys and
+	// values do not depend on them.
+	hr   *rand.Rand
 	sz   Sizes
 	prev []Record
 	seq  int
@@ -152,7 +158,7 @@ type Generator struct {
 
 // NewGenerator returns a generator for seed.
 func NewGenerator(seed uint64, sz Sizes) *Generator {
-	return &Generator{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), sz: sz}
+	return &Generator{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), hr: rand.New(rand.NewPCG(seed, 0x68656164657273)), sz: sz}
 }
 
 // Generate returns n records. When n is at least the number of classes,
@@ -186,7 +192,57 @@ func (g *Generator) Generate(n int) []Record {
 	for _, c := range classes {
 		out = append(out, g.Make(c))
 	}
+	for i := range out {
+		if g.hr.IntN(8) == 0 {
+			out[i].Headers = g.headerSet()
+		}
+	}
 	return out
+}
+
+// headerSet returns a hostile header set: a sane W3C trace context among
+// application headers; thousands of empty headers with the trace context
+// among them; one huge header; oversize and repeated trace headers; or
+// headers weighing about the 16 KiB a dead letter keeps of them.
+func (g *Generator) headerSet() []Header {
+	r := g.hr
+	hex := func(n int) string {
+		const digits = "0123456789abcdef"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = digits[r.IntN(16)]
+		}
+		return string(b)
+	}
+	raw := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		return string(b)
+	}
+	tp := Header{"traceparent", "00-" + hex(32) + "-" + hex(16) + "-01"}
+	ts := Header{"tracestate", "rojo=" + hex(16) + ",congo=" + hex(12)}
+	switch r.IntN(5) {
+	case 0:
+		return []Header{{"x-app", hex(8)}, tp, {"x-bin", raw(16)}, ts}
+	case 1:
+		hs := make([]Header, 2000+r.IntN(18000))
+		for i := range hs {
+			hs[i] = Header{Key: "h"}
+		}
+		hs[r.IntN(len(hs))] = tp
+		return hs
+	case 2:
+		return []Header{ts, {"blob", raw(16<<10 + r.IntN(80<<10))}, tp}
+	case 3:
+		return []Header{{"traceparent", strings.Repeat("0", 1025+r.IntN(3000))}, tp, ts, ts, {"tracestate", hex(1024)}}
+	}
+	var hs []Header
+	for left := 15<<10 + r.IntN(2<<10); left > 0; left -= 1024 {
+		hs = append(hs, Header{fmt.Sprint("x-", len(hs)), raw(max(min(left, 1024)-14, 0))})
+	}
+	return append(hs, tp)
 }
 
 // Make returns one record of class c.

@@ -425,6 +425,16 @@ func TestFixtureMatchesStore(t *testing.T) {
 	}
 }
 
+// setHeader sets the value of g's last header named key.
+func setHeader(g *Got, key, value string) {
+	for i := len(g.Headers) - 1; i >= 0; i-- {
+		if g.Headers[i].Key == key {
+			g.Headers[i].Value = value
+			return
+		}
+	}
+}
+
 // perfect returns what a flawless run writes for the inputs: every required
 // output once, every required dead letter once (truncated when it must
 // be).
@@ -432,18 +442,26 @@ func perfect(o *Oracle, inputs []Input, exps []Expectation) []Got {
 	var got []Got
 	for i, in := range inputs {
 		for _, out := range exps[i].Outputs {
-			got = append(got, Got{Topic: out.Topic, Key: []byte(out.Key), Value: []byte(out.Value), Headers: []Header{
+			got = append(got, Got{Topic: out.Topic, Key: []byte(out.Key), Value: []byte(out.Value), Headers: append([]Header{
 				{idsync.HeaderSource, fmt.Sprintf("%s/%d/%d", o.InputTopic, in.Partition, in.Offset)},
-				{idsync.HeaderConfigVersion, out.ConfigVersion}}})
+				{idsync.HeaderConfigVersion, out.ConfigVersion}}, in.Trace()...)})
 		}
 		for _, d := range exps[i].DeadLetters {
 			if d.Optional {
 				continue
 			}
-			g := Got{Topic: "t.dlq", Key: in.Key, Value: in.Value, Headers: []Header{
+			kept := in.Headers
+			if d.Headers == TruncMust {
+				kept = in.Trace()
+			}
+			g := Got{Topic: "t.dlq", Key: in.Key, Value: in.Value, Headers: slices.Concat(kept, []Header{
+				{HeaderOriginalHeaders, strconv.Itoa(len(kept))},
 				{idsync.HeaderErrorCode, string(d.Code)}, {idsync.HeaderError, "field: reason"},
 				{idsync.HeaderSourceTopic, o.InputTopic}, {idsync.HeaderSourcePartition, strconv.Itoa(int(in.Partition))},
-				{idsync.HeaderSourceOffset, strconv.FormatInt(in.Offset, 10)}}}
+				{idsync.HeaderSourceOffset, strconv.FormatInt(in.Offset, 10)}})}
+			if d.Headers == TruncMust {
+				g.Headers = append(g.Headers, Header{HeaderOriginalHeadersSize, strconv.Itoa(headerBytes(in.Headers))})
+			}
 			if d.DestinationID != "" {
 				g.Headers = append(g.Headers, Header{idsync.HeaderDestinationID, d.DestinationID})
 			}
@@ -469,7 +487,7 @@ func TestCheck(t *testing.T) {
 	for i, r := range Generate(5, 300) {
 		// One input partition, as if every key hashed to it, so that
 		// duplicates keep their order.
-		inputs = append(inputs, Input{Class: r.Class, Partition: 0, Offset: int64(i), Key: r.Key, Value: r.Value})
+		inputs = append(inputs, Input{Class: r.Class, Partition: 0, Offset: int64(i), Key: r.Key, Value: r.Value, Headers: r.Headers})
 	}
 	exps := make([]Expectation, len(inputs))
 	for i := range inputs {
@@ -508,7 +526,7 @@ func TestCheck(t *testing.T) {
 			return slices.Delete(g, i, i+1)
 		}, false, "no dead letter with code invalid_key"},
 		{"wrong code", func(g []Got) []Got {
-			g[find(isDLQ(idsync.CodeInvalidKey))].Headers[0].Value = string(idsync.CodeSchemaViolation)
+			setHeader(&g[find(isDLQ(idsync.CodeInvalidKey))], idsync.HeaderErrorCode, string(idsync.CodeSchemaViolation))
 			return g
 		}, false, "unexpected dead letter"},
 		{"truncated though it fits", func(g []Got) []Got {
@@ -527,6 +545,27 @@ func TestCheck(t *testing.T) {
 			d.Value = append(slices.Clone(d.Value), ' ')
 			return g
 		}, false, "is not the input"},
+		{"input headers dropped though they fit", func(g []Got) []Got {
+			d := &g[find(func(g *Got) bool { n, _ := g.header(HeaderOriginalHeaders); return g.Topic == "t.dlq" && n == "4" })]
+			d.Headers = append(d.Headers[4:], Header{HeaderOriginalHeadersSize, "1"})
+			setHeader(d, HeaderOriginalHeaders, "0")
+			return g
+		}, false, "though they fit"},
+		{"input headers changed", func(g []Got) []Got {
+			d := &g[find(func(g *Got) bool { n, _ := g.header(HeaderOriginalHeaders); return g.Topic == "t.dlq" && n == "4" })]
+			d.Headers[0].Value += "x"
+			return g
+		}, false, "that are not the input's"},
+		{"too many input headers kept", func(g []Got) []Got {
+			d := &g[find(func(g *Got) bool { _, ok := g.header(HeaderOriginalHeadersSize); return g.Topic == "t.dlq" && ok })]
+			d.Headers = d.Headers[:len(d.Headers)-1]
+			return g
+		}, false, "above the"},
+		{"trace context not carried", func(g []Got) []Got {
+			o := &g[find(func(g *Got) bool { return g.Topic != "t.dlq" && len(g.Headers) > 2 })]
+			o.Headers = o.Headers[:2]
+			return g
+		}, false, "trace context"},
 		{"unknown source", func(g []Got) []Got {
 			return append(g, Got{Topic: "t.dest.wh_main", Headers: []Header{{idsync.HeaderSource, "t.input/9/999999"}}})
 		}, false, "names no input record"},
@@ -561,7 +600,7 @@ func TestCheck(t *testing.T) {
 						off, _ := g.header(idsync.HeaderSourceOffset)
 						return g.Topic == "t.dlq" && p == strconv.Itoa(int(in.Partition)) && off == strconv.FormatInt(in.Offset, 10)
 					})]
-					d.Headers[1].Value = "bad value " + exps[i].Secrets[0]
+					setHeader(d, idsync.HeaderError, "bad value "+exps[i].Secrets[0])
 					return g
 				}
 			}

@@ -68,6 +68,42 @@ type Input struct {
 	Offset    int64
 	Key       []byte
 	Value     []byte
+	Headers   []Header
+}
+
+// maxTraceHeader is the longest trace context header an output or dead
+// letter carries over; maxKeptHeaders what a dead letter keeps of an
+// input's headers (keys, values and headerFraming each).
+const (
+	maxTraceHeader = 1 << 10
+	maxKeptHeaders = 16 << 10
+	headerFraming  = 10
+)
+
+// Trace returns the trace context the input's outputs and dead letters
+// carry: the first traceparent and the first tracestate header, each when
+// it is at most 1 KiB, in the input's order.
+func (in *Input) Trace() []Header {
+	var out []Header
+	seen := map[string]bool{}
+	for _, h := range in.Headers {
+		if (h.Key == "traceparent" || h.Key == "tracestate") && !seen[h.Key] {
+			seen[h.Key] = true
+			if len(h.Value) <= maxTraceHeader {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// headerBytes is what headers weigh by the pipeline's count.
+func headerBytes(hs []Header) int {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value) + headerFraming
+	}
+	return n
 }
 
 // ID returns "partition/offset".
@@ -105,6 +141,10 @@ type DeadLetter struct {
 	// DestinationID is the idsync-destination-id header ("" when absent).
 	DestinationID string
 	Truncate      Truncation
+	// Headers says whether the input's headers may be left out (but its
+	// trace context): never when they fit with dlqSlack to spare, always
+	// when they weigh more than the 16 KiB a dead letter keeps.
+	Headers Truncation
 	// Optional: the record may be absent (an ambiguous refusal).
 	Optional bool
 }
@@ -138,13 +178,13 @@ const dlqSlack = 8 << 10
 // (the broker counts a 61-byte batch header and a few varints).
 const framing = 512
 
-// Expect returns what the pipeline must do with in. It depends on in's key
-// and value only, not on where in landed.
+// Expect returns what the pipeline must do with in. It depends on in's key,
+// value and trace context only, not on where in landed.
 func (o *Oracle) Expect(in *Input) Expectation {
 	var x Expectation
-	trunc := o.truncation(in)
+	trunc, htrunc := o.truncation(in), o.headerTruncation(in)
 	dead := func(code idsync.Code, dest string) {
-		x.DeadLetters = append(x.DeadLetters, DeadLetter{Code: code, DestinationID: dest, Truncate: trunc})
+		x.DeadLetters = append(x.DeadLetters, DeadLetter{Code: code, DestinationID: dest, Truncate: trunc, Headers: htrunc})
 	}
 	ev, err := idsync.Decode(in.Value, o.Now, o.Limits)
 	if err != nil {
@@ -205,14 +245,14 @@ func (o *Oracle) Expect(in *Input) Expectation {
 		}
 		verdict := fitsAll
 		for i := range outs {
-			verdict = max(verdict, fits(&outs[i], srcLen, limit))
+			verdict = max(verdict, fits(&outs[i], srcLen+headerBytes(in.Trace()), limit))
 		}
 		switch verdict {
 		case fitsAll:
 			x.Outputs = append(x.Outputs, outs...)
 		case fitsMaybe:
 			x.Optional = append(x.Optional, outs...)
-			x.DeadLetters = append(x.DeadLetters, DeadLetter{Code: idsync.CodeDestinationRefused, DestinationID: dest, Truncate: trunc, Optional: true})
+			x.DeadLetters = append(x.DeadLetters, DeadLetter{Code: idsync.CodeDestinationRefused, DestinationID: dest, Truncate: trunc, Headers: htrunc, Optional: true})
 		default:
 			x.Optional = append(x.Optional, outs...)
 			dead(idsync.CodeDestinationRefused, dest)
@@ -269,6 +309,21 @@ func (o *Oracle) truncation(in *Input) Truncation {
 		return TruncNever
 	case len(in.Value) > o.RecordLimit:
 		return TruncMust
+	}
+	return TruncMay
+}
+
+// headerTruncation decides whether in's dead letters may leave its headers
+// out (keeping its trace context): never when key, value and headers fit
+// the dead-letter topic with dlqSlack to spare and the headers weigh at
+// most maxKeptHeaders, always when they weigh more.
+func (o *Oracle) headerTruncation(in *Input) Truncation {
+	hb := headerBytes(in.Headers)
+	switch {
+	case hb > maxKeptHeaders:
+		return TruncMust
+	case len(in.Key)+len(in.Value)+hb+dlqSlack <= o.RecordLimit:
+		return TruncNever
 	}
 	return TruncMay
 }
