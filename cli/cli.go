@@ -172,13 +172,15 @@ func newRoot(env Env) *cobra.Command {
 		Long: `idsync consumes audience membership events from Kafka, looks up the ID Sync
 connections of each audience and publishes per-destination records to Kafka.
 "idsync run" is the service; "idsync config" manages connections through its
-admin API; "idsync tail" prints a topic.
+admin API; "idsync tail" prints a topic; "idsync dlq" counts and replays dead
+letters.
 
 Environment of the client commands (the service ignores these):
   IDSYNC_ADMIN_ADDR        admin API address (default http://127.0.0.1:8088)
   IDSYNC_ADMIN_TOKEN       bearer token
   IDSYNC_ADMIN_TOKEN_FILE  file holding the bearer token
-"idsync tail" reads the service's kafka.* settings (IDSYNC_KAFKA_*, --config).
+"idsync tail" and "idsync dlq" read the service's kafka.* settings
+(IDSYNC_KAFKA_*, --config).
 
 ` + exitCodesHelp,
 		Example: `  idsync run --embedded                      # everything in-process, with demo traffic
@@ -204,6 +206,7 @@ Environment of the client commands (the service ignores these):
 		newRunCmd(env),
 		newConfigCmd(env),
 		newTailCmd(env),
+		newDLQCmd(env),
 		newBenchCmd(env),
 		newVersionCmd(env),
 	)
