@@ -1,0 +1,253 @@
+package admin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/schemas"
+)
+
+// undocumentedPrefixes are route patterns openapi.yaml need not describe:
+// static pages, not part of the JSON API. Add a prefix here only for
+// routes that serve no JSON.
+var undocumentedPrefixes = []string{"/ui/"}
+
+// contract is the OpenAPI document of the admin API (schemas/openapi.yaml)
+// with the response schemas compiled so far. harness.do checks every
+// response of every admin test against it.
+type contract struct {
+	api *schemas.API
+	mu  sync.Mutex
+	c   *jsonschema.Compiler
+	// compiled holds the schemas by location.
+	compiled map[string]*jsonschema.Schema
+}
+
+var loadContract = sync.OnceValues(func() (*contract, error) {
+	api, err := schemas.LoadAPI()
+	if err != nil {
+		return nil, err
+	}
+	c, err := schemas.NewCompiler()
+	if err != nil {
+		return nil, err
+	}
+	return &contract{api: api, c: c, compiled: map[string]*jsonschema.Schema{}}, nil
+})
+
+func (k *contract) schema(loc string) (*jsonschema.Schema, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if s, ok := k.compiled[loc]; ok {
+		return s, nil
+	}
+	s, err := k.c.Compile(schemas.BaseURL + loc)
+	if err != nil {
+		return nil, err
+	}
+	k.compiled[loc] = s
+	return s, nil
+}
+
+// checkContract checks one response of srv against openapi.yaml: the
+// status is one the document gives the operation, the body is valid
+// against that status's schema, and the documented headers are set.
+// Answers outside any operation (401 or 404 for an unknown path, 405 for a
+// method the path does not serve) must be the Error schema. It returns
+// "METHOD pattern status" for an answer of a documented operation, else "".
+func checkContract(tb testing.TB, srv *Server, r *http.Request, w *httptest.ResponseRecorder) (answered string) {
+	tb.Helper()
+	k, err := loadContract()
+	if err != nil {
+		tb.Fatalf("loading openapi.yaml: %v", err)
+	}
+	_, pattern := srv.mux.Handler(r)
+	op := schemas.Operation{Method: r.Method, Path: pattern}
+	loc := schemas.OpenAPI + "#/components/schemas/Error"
+	if pattern != "" && w.Code != http.StatusMethodNotAllowed {
+		var ok bool
+		if loc, ok = k.api.ResponseSchema(op, w.Code); !ok {
+			tb.Errorf("%s answered %d, which schemas/openapi.yaml does not document; body %s", op, w.Code, w.Body)
+			return ""
+		}
+		for _, h := range k.api.ResponseHeaders(op, w.Code) {
+			if w.Header().Get(h) == "" {
+				tb.Errorf("%s %d: no %s header, which openapi.yaml documents", op, w.Code, h)
+			}
+		}
+		answered = fmt.Sprintf("%s %d", op, w.Code)
+	}
+	s, err := k.schema(loc)
+	if err != nil {
+		tb.Fatalf("compiling %s: %v", loc, err)
+	}
+	body, err := jsonschema.UnmarshalJSON(bytes.NewReader(w.Body.Bytes()))
+	if err != nil {
+		tb.Errorf("%s %d: body is not JSON: %v", op, w.Code, err)
+		return answered
+	}
+	if err := s.Validate(body); err != nil {
+		tb.Errorf("%s %d: body breaks %s: %v\nbody %s", op, w.Code, loc, err, w.Body)
+	}
+	return answered
+}
+
+// TestOpenAPIDocumentsEveryRoute compares the routes the server registers
+// with the operations of openapi.yaml, both ways, and the scope each needs
+// with the document's x-idsync-scope: an endpoint cannot be added, removed
+// or re-scoped without the document saying so.
+func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	h := newHarness(t)
+	k, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]schemas.Operation{}
+	for _, op := range k.api.Operations() {
+		documented[op.String()] = op
+	}
+	if len(h.srv.endpoints) == 0 {
+		t.Fatal("the server lists no endpoints")
+	}
+	registered := map[string]bool{}
+	for _, e := range h.srv.endpoints {
+		key := e.method + " " + e.pattern
+		registered[key] = true
+		if slices.ContainsFunc(undocumentedPrefixes, func(p string) bool { return strings.HasPrefix(e.pattern, p) }) {
+			continue
+		}
+		op, ok := documented[key]
+		if !ok {
+			t.Errorf("%s is served but not in schemas/openapi.yaml", key)
+			continue
+		}
+		if got := k.api.Scope(op); got != string(e.scope) {
+			t.Errorf("%s needs scope %s; openapi.yaml says x-idsync-scope %q", key, e.scope, got)
+		}
+	}
+	for key := range documented {
+		if !registered[key] {
+			t.Errorf("%s is in schemas/openapi.yaml but not served", key)
+		}
+	}
+}
+
+// TestOpenAPILive calls every operation of the admin API with an in-memory
+// store, answering each status openapi.yaml documents for it, and checks
+// every response against the document (harness.do does). It then checks
+// that every documented status of every operation was answered, so the
+// document holds no status the server never gives.
+func TestOpenAPILive(t *testing.T) {
+	h := newHarness(t)
+	k, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := base + "/fbca_01"
+	history := path + "/history"
+	json := "Content-Type"
+	ct := "application/json"
+	fail := func(err error) {
+		h.st.mu.Lock()
+		h.st.failNext = err
+		h.st.mu.Unlock()
+	}
+	unusable := fmt.Errorf("store: reading: %w: connection record: invalid JSON at byte 3", idsync.ErrUnusableConfig)
+	down := errors.New("redis: connection refused")
+	huge := `{"destination_type":"iterable","external_audience_id":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`
+
+	calls := []struct {
+		method, path, secret, body string
+		headers                    []string
+		status                     int
+		before                     func()
+	}{
+		// Reads of nothing yet.
+		{"GET", path, readSecret, "", nil, 404, nil},
+		{"GET", history, readSecret, "", nil, 404, nil},
+		{"DELETE", path, writeSecret, "", nil, 404, nil},
+		{"GET", base, readSecret, "", nil, 200, nil},
+		// Create, edit, read, delete.
+		{"PUT", path, writeSecret, fbConfig, []string{json, ct}, 201, nil},
+		{"PUT", path, writeSecret, iterableConfig, []string{"If-Match", `"1"`}, 200, nil},
+		{"GET", path, readSecret, "", nil, 200, nil},
+		{"GET", base, readSecret, "", nil, 200, nil},
+		{"GET", history, readSecret, "", nil, 200, nil},
+		{"PUT", base + "/gads_01", writeSecret, `{"destination_type":"google_ads_remarketing_lists","external_audience_id":"ul_1","settings":{"upload_key_type":"CRM_ID"},"setup":"default"}`, nil, 201, nil},
+		{"PUT", base + "/zd_01", writeSecret, `{"destination_type":"zendesk","settings":{"send_identify":true,"send_track":false},"setup":"customized","identifiers":[{"segment":"email","destination":"email","strategy":"all"}]}`, nil, 201, nil},
+		{"DELETE", base + "/zd_01", writeSecret, "", nil, 200, nil},
+		{"GET", base + "/zd_01", readSecret, "", nil, 200, nil},
+		{"GET", base + "/zd_01/history", readSecret, "", nil, 200, nil},
+		{"GET", base, readSecret, "", nil, 200, nil},
+		{"GET", "/v1/destination-types", readSecret, "", nil, 200, nil},
+		// Refusals.
+		{"PUT", path, writeSecret, `{"destination_type":"facebook_custom_audiences","setup":"customized","identifiers":[{"segment":"email","destination":"NOPE","strategy":"sometimes"}]}`, nil, 400, nil},
+		{"PUT", path, writeSecret, fbConfig, []string{"If-Match", "seven"}, 400, nil},
+		{"PUT", path, writeSecret, fbConfig, []string{"If-Match", "1"}, 412, nil},
+		{"DELETE", path, writeSecret, "", []string{"If-Match", "1"}, 412, nil},
+		{"DELETE", path, writeSecret, "", []string{"If-Match", "x"}, 400, nil},
+		{"GET", "/v1/spaces/-bad/audiences/aud_1/connections/fbca_01", readSecret, "", nil, 400, nil},
+		{"GET", "/v1/spaces/-bad/audiences/aud_1/connections", readSecret, "", nil, 400, nil},
+		{"GET", "/v1/spaces/spa_1/audiences/aud_1/connections/NO/history", readSecret, "", nil, 400, nil},
+		{"PUT", path, readSecret, fbConfig, nil, 403, nil},
+		{"DELETE", path, readSecret, "", nil, 403, nil},
+		{"PUT", path, writeSecret, huge, nil, 413, nil},
+		{"PUT", path, writeSecret, fbConfig, []string{json, "text/plain"}, 415, nil},
+		{"PUT", path, writeSecret, fbConfig, nil, 409, func() { fail(unusable) }},
+		{"DELETE", path, writeSecret, "", nil, 409, func() { fail(unusable) }},
+		{"GET", path, readSecret, "", nil, 409, func() { fail(unusable) }},
+		{"GET", base, readSecret, "", nil, 409, func() { fail(unusable) }},
+		{"GET", history, readSecret, "", nil, 409, func() { fail(unusable) }},
+		{"PUT", path, writeSecret, fbConfig, nil, 500, func() { fail(down) }},
+		{"DELETE", path, writeSecret, "", nil, 500, func() { fail(down) }},
+		{"GET", path, readSecret, "", nil, 500, func() { fail(down) }},
+		{"GET", base, readSecret, "", nil, 500, func() { fail(down) }},
+		{"GET", history, readSecret, "", nil, 500, func() { fail(down) }},
+		// Preview: records, unmatched, a dead letter, refusals.
+		{"POST", "/v1/preview", readSecret, `{"destination_id":"fb","connection":` + fbConfig + `,"event":` + previewEvent + `}`, nil, 200, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"iterable"},"event":` + previewEvent + `}`, nil, 200, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"shopify_id","destination":"shop","strategy":"all"}]},"event":` + previewEvent + `}`, nil, 200, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":` + fbConfig + `,"event":{"message_id":"m1"}}`, nil, 200, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":` + fbConfig + `,"event":"not an event"}`, nil, 200, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"nope"},"colour":1}`, nil, 400, nil},
+		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"nope"}}`, nil, 400, nil},
+		{"POST", "/v1/preview", readSecret, huge, nil, 413, nil},
+		{"POST", "/v1/preview", readSecret, "{}", []string{json, "application/x-www-form-urlencoded"}, 415, nil},
+		// Outside any operation: no token, unknown path, unknown method.
+		{"POST", "/v1/preview", "", "{}", nil, 401, nil},
+		{"GET", path, "nope", "", nil, 401, nil},
+		{"GET", base, "", "", nil, 401, nil},
+		{"GET", history, "", "", nil, 401, nil},
+		{"PUT", path, "", fbConfig, nil, 401, nil},
+		{"DELETE", path, "", "", nil, 401, nil},
+		{"GET", "/v1/destination-types", "", "", nil, 401, nil},
+		{"GET", "/v1/nothing", readSecret, "", nil, 404, nil},
+		{"PATCH", path, writeSecret, "", nil, 405, nil},
+	}
+	for i, c := range calls {
+		if c.before != nil {
+			c.before()
+		}
+		w := h.do(c.method, c.path, c.secret, c.body, c.headers...)
+		if w.Code != c.status {
+			t.Errorf("call %d: %s %s answered %d, want %d; body %s", i, c.method, c.path, w.Code, c.status, w.Body)
+		}
+	}
+	for _, op := range k.api.Operations() {
+		for _, status := range k.api.Statuses(op) {
+			if _, ok := h.answered.Load(fmt.Sprintf("%s %d", op, status)); !ok {
+				t.Errorf("openapi.yaml documents %d for %s, which no call answered", status, op)
+			}
+		}
+	}
+}
