@@ -2,10 +2,13 @@ package admin
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -155,7 +158,7 @@ func TestOpenAPILive(t *testing.T) {
 	}
 	path := base + "/fbca_01"
 	history := path + "/history"
-	json := "Content-Type"
+	contentType := "Content-Type"
 	ct := "application/json"
 	fail := func(err error) {
 		h.st.mu.Lock()
@@ -178,7 +181,7 @@ func TestOpenAPILive(t *testing.T) {
 		{"DELETE", path, writeSecret, "", nil, 404, nil},
 		{"GET", base, readSecret, "", nil, 200, nil},
 		// Create, edit, read, delete.
-		{"PUT", path, writeSecret, fbConfig, []string{json, ct}, 201, nil},
+		{"PUT", path, writeSecret, fbConfig, []string{contentType, ct}, 201, nil},
 		{"PUT", path, writeSecret, iterableConfig, []string{"If-Match", `"1"`}, 200, nil},
 		{"GET", path, readSecret, "", nil, 200, nil},
 		{"GET", base, readSecret, "", nil, 200, nil},
@@ -202,7 +205,7 @@ func TestOpenAPILive(t *testing.T) {
 		{"PUT", path, readSecret, fbConfig, nil, 403, nil},
 		{"DELETE", path, readSecret, "", nil, 403, nil},
 		{"PUT", path, writeSecret, huge, nil, 413, nil},
-		{"PUT", path, writeSecret, fbConfig, []string{json, "text/plain"}, 415, nil},
+		{"PUT", path, writeSecret, fbConfig, []string{contentType, "text/plain"}, 415, nil},
 		{"PUT", path, writeSecret, fbConfig, nil, 409, func() { fail(unusable) }},
 		{"DELETE", path, writeSecret, "", nil, 409, func() { fail(unusable) }},
 		{"GET", path, readSecret, "", nil, 409, func() { fail(unusable) }},
@@ -222,7 +225,7 @@ func TestOpenAPILive(t *testing.T) {
 		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"nope"},"colour":1}`, nil, 400, nil},
 		{"POST", "/v1/preview", readSecret, `{"connection":{"destination_type":"nope"}}`, nil, 400, nil},
 		{"POST", "/v1/preview", readSecret, huge, nil, 413, nil},
-		{"POST", "/v1/preview", readSecret, "{}", []string{json, "application/x-www-form-urlencoded"}, 415, nil},
+		{"POST", "/v1/preview", readSecret, "{}", []string{contentType, "application/x-www-form-urlencoded"}, 415, nil},
 		// Outside any operation: no token, unknown path, unknown method.
 		{"POST", "/v1/preview", "", "{}", nil, 401, nil},
 		{"GET", path, "nope", "", nil, 401, nil},
@@ -249,5 +252,47 @@ func TestOpenAPILive(t *testing.T) {
 				t.Errorf("openapi.yaml documents %d for %s, which no call answered", status, op)
 			}
 		}
+	}
+}
+
+// TestPreviewGoldenCases previews every golden case of package idsync
+// under each of its configurations; harness.do checks each response
+// against openapi.yaml, whose preview records are output-record.schema.json.
+// (TestOpenAPILive previews dead letters.)
+func TestPreviewGoldenCases(t *testing.T) {
+	inputs, err := filepath.Glob("../idsync/testdata/golden/*.in.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) < 20 {
+		t.Fatalf("%d golden inputs", len(inputs))
+	}
+	h := newHarness(t)
+	records := 0
+	for _, in := range inputs {
+		raw, err := os.ReadFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gi goldenInput
+		if err := json.Unmarshal(raw, &gi); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		h.clock.t = gi.Now
+		for _, c := range gi.Connections {
+			for _, v := range c.Versions {
+				if len(v.Config) == 0 {
+					continue // a deletion
+				}
+				body, _ := json.Marshal(map[string]any{"destination_id": c.DestinationID, "connection": v.Config, "event": gi.Event})
+				w := h.do("POST", "/v1/preview", readSecret, string(body))
+				var pv previewView
+				expect(t, w, http.StatusOK, &pv)
+				records += len(pv.Records)
+			}
+		}
+	}
+	if records < 30 {
+		t.Fatalf("previews made %d records: the golden cases were not all previewed", records)
 	}
 }
