@@ -77,6 +77,13 @@ func TestEventSchemaAgreesWithDecode(t *testing.T) {
 		{"timestamp without zone", e("timestamp", `"2026-06-01T12:00:00"`), false, ""},
 		{"timestamp with offset", e("timestamp", `"2026-06-01T14:00:00+02:00"`), true, ""},
 		{"numeric timestamp", e("timestamp", `1780000000`), false, ""},
+		{"timestamp in lower case", e("timestamp", `"2026-06-01t12:00:00z"`), false, ""},
+		{"timestamp with a leap second", e("timestamp", `"2026-06-01T23:59:60Z"`), false, ""},
+		{"timestamp with ten fractional digits", e("timestamp", `"2026-06-01T12:00:00.1234567891Z"`), true, ""},
+		{"timestamp with offset -00:00", e("timestamp", `"2026-06-01T12:00:00-00:00"`), true, ""},
+		{"timestamp with offset without colon", e("timestamp", `"2026-06-01T12:00:00+0100"`), false, ""},
+		{"timestamp without seconds", e("timestamp", `"2026-06-01T12:00Z"`), false, ""},
+		{"timestamp on February 30", e("timestamp", `"2026-02-30T12:00:00Z"`), false, ""},
 		{"no space_id", e("space_id", ""), false, ""},
 		{"journey_step", e("computation_class", `"journey_step"`), true, ""},
 		{"empty computation_class", e("computation_class", `""`), true, ""},
@@ -127,6 +134,10 @@ func TestEventSchemaAgreesWithDecode(t *testing.T) {
 			"Decode matches keys case-insensitively as encoding/json does; the schema's required message_id is missing"},
 		{"timestamp 25 h ahead", e("timestamp", `"2026-06-02T13:00:06Z"`), false,
 			"the 24 h future skew depends on the processor's clock, which a schema does not know"},
+		{"timestamp with a decimal comma", e("timestamp", `"2026-06-01T12:00:00,123Z"`), true,
+			"Go's RFC 3339 parser accepts a comma before fractional seconds, RFC 3339 does not"},
+		{"created_at with offset +24:00", e("external_ids", `[{"type":"email","id":"x","created_at":"2025-01-01T00:00:00+24:00"}]`), true,
+			"Go's RFC 3339 parser accepts offsets of ±24:00, RFC 3339 does not"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
