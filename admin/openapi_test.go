@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -64,7 +66,7 @@ func (k *contract) schema(loc string) (*jsonschema.Schema, error) {
 
 // checkContract checks one response of srv against openapi.yaml: the
 // status is one the document gives the operation, the body is valid
-// against that status's schema, and the documented headers are set.
+// against that status's schema, and the headers it requires are set.
 // Answers outside any operation (401 or 404 for an unknown path, 405 for a
 // method the path does not serve) must be the Error schema. It returns
 // "METHOD pattern status" for an answer of a documented operation, else "".
@@ -83,7 +85,7 @@ func checkContract(tb testing.TB, srv *Server, r *http.Request, w *httptest.Resp
 			tb.Errorf("%s answered %d, which schemas/openapi.yaml does not document; body %s", op, w.Code, w.Body)
 			return ""
 		}
-		for _, h := range k.api.ResponseHeaders(op, w.Code) {
+		for _, h := range k.api.RequiredResponseHeaders(op, w.Code) {
 			if w.Header().Get(h) == "" {
 				tb.Errorf("%s %d: no %s header, which openapi.yaml documents", op, w.Code, h)
 			}
@@ -294,5 +296,58 @@ func TestPreviewGoldenCases(t *testing.T) {
 	}
 	if records < 30 {
 		t.Fatalf("previews made %d records: the golden cases were not all previewed", records)
+	}
+}
+
+// unusableStore serves, beside fakeStore's connections, the stored records
+// package store marks as unusable: a connection record that cannot be read
+// at all (Connection.Invalid) and a version this binary cannot use
+// (Version.Invalid, here an unknown destination type).
+type unusableStore struct {
+	*fakeStore
+	at time.Time
+}
+
+func (s unusableStore) unusable() []idsync.Connection {
+	return []idsync.Connection{
+		{DestinationID: "broken", Invalid: "connection record: invalid JSON at byte 3"},
+		{DestinationID: "future", Versions: []idsync.Version{{Version: 1, UpdatedAt: s.at, EffectiveAt: s.at,
+			Config:  &idsync.Config{DestinationType: "myspace_lists", Setup: idsync.SetupDefault},
+			Invalid: `destination_type: unknown destination type "myspace_lists"`}}},
+	}
+}
+
+func (s unusableStore) Get(ctx context.Context, k Key) (idsync.Connection, error) {
+	for _, c := range s.unusable() {
+		if c.DestinationID == k.Destination {
+			return c, nil
+		}
+	}
+	return s.fakeStore.Get(ctx, k)
+}
+
+func (s unusableStore) List(ctx context.Context, space, audience string) ([]idsync.Connection, error) {
+	conns, err := s.fakeStore.List(ctx, space, audience)
+	return append(conns, s.unusable()...), err
+}
+
+// TestOpenAPIUnusableStoredRecords reads connections whose stored record
+// or version this binary cannot use: the answers (with invalid set) are
+// valid against openapi.yaml too.
+func TestOpenAPIUnusableStoredRecords(t *testing.T) {
+	h := newHarness(t)
+	h.srv.st = unusableStore{fakeStore: h.st, at: h.clock.Now().Add(-time.Hour)}
+	expect(t, h.do("PUT", base+"/fbca_01", writeSecret, fbConfig), http.StatusCreated, nil)
+	for _, dest := range []string{"broken", "future"} {
+		var v connectionView
+		expect(t, h.do("GET", base+"/"+dest, readSecret, ""), http.StatusOK, &v)
+		if v.Invalid == "" && (v.Active == nil || v.Active.Invalid == "") {
+			t.Errorf("%s: shown without why it cannot be used: %+v", dest, v)
+		}
+	}
+	var list listView
+	expect(t, h.do("GET", base, readSecret, ""), http.StatusOK, &list)
+	if len(list.Connections) != 3 {
+		t.Fatalf("listed %d connections, want 3", len(list.Connections))
 	}
 }

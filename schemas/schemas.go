@@ -221,14 +221,16 @@ func (a *API) ResponseSchema(op Operation, status int) (string, bool) {
 	return OpenAPI + loc + "/content/application~1json/schema", true
 }
 
-// ResponseHeaders returns the names of the headers the document gives op's
-// response with status, sorted.
-func (a *API) ResponseHeaders(op Operation, status int) []string {
+// RequiredResponseHeaders returns the names of the headers the document
+// requires (required: true) in op's response with status, sorted.
+func (a *API) RequiredResponseHeaders(op Operation, status int) []string {
 	resp, _ := a.response(op, status)
 	headers, _ := resp["headers"].(map[string]any)
-	names := make([]string, 0, len(headers))
-	for h := range headers {
-		names = append(names, h)
+	var names []string
+	for name, h := range headers {
+		if m, _ := h.(map[string]any); m["required"] == true {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	return names
