@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -361,5 +365,61 @@ func TestOpenAPIUnusableStoredRecords(t *testing.T) {
 	expect(t, h.do("GET", base, readSecret, ""), http.StatusOK, &list)
 	if len(list.Connections) != 3 {
 		t.Fatalf("listed %d connections, want 3", len(list.Connections))
+	}
+}
+
+// TestRoutesRegisteredThroughHandle reads the package's source: every call
+// of the mux's Handle or HandleFunc is in handle (so Server.endpoints lists
+// it and TestOpenAPIDocumentsEveryRoute compares it with openapi.yaml), or
+// registers a literal pattern under an undocumented prefix. A route added
+// any other way would escape the comparison.
+func TestRoutesRegisteredThroughHandle(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inHandle := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
+					return true
+				}
+				if fn.Name.Name == "handle" && fn.Recv != nil {
+					inHandle++
+					return true
+				}
+				if len(call.Args) > 0 {
+					if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						if p, err := strconv.Unquote(lit.Value); err == nil && undocumented(p) {
+							return true
+						}
+					}
+				}
+				t.Errorf("%s: %s registers a route outside Server.handle: register it through handle (and document it in schemas/openapi.yaml), or under one of %v",
+					fset.Position(call.Pos()), fn.Name.Name, undocumentedPrefixes)
+				return true
+			})
+		}
+	}
+	if inHandle != 1 {
+		t.Errorf("found %d registrations in Server.handle, want 1: the check no longer sees how routes are registered", inHandle)
 	}
 }
