@@ -49,9 +49,6 @@ const (
 	OpenAPI = "openapi.yaml"
 )
 
-// FS returns the contract files.
-func FS() fs.FS { return files }
-
 // NewCompiler returns a compiler that knows every contract file under its
 // URL (BaseURL + file name; the OpenAPI document converted to JSON), asserts
 // formats (a date-time must be RFC 3339) and refuses to load any other URL.
@@ -74,20 +71,6 @@ func NewCompiler() (*jsonschema.Compiler, error) {
 		}
 	}
 	return c, nil
-}
-
-// Compile compiles the schema at loc, a contract file name optionally
-// followed by a JSON pointer fragment ("openapi.yaml#/components/schemas/Error").
-func Compile(loc string) (*jsonschema.Schema, error) {
-	c, err := NewCompiler()
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.Compile(BaseURL + loc)
-	if err != nil {
-		return nil, fmt.Errorf("compiling %s: %w", loc, err)
-	}
-	return s, nil
 }
 
 // load reads a contract file as a JSON value (YAML converted to JSON).
@@ -208,8 +191,9 @@ func (a *API) response(op Operation, status int) (map[string]any, string) {
 	return resp, loc
 }
 
-// ResponseSchema returns the location (for Compile) of the JSON schema of
-// op's response with status; false when the document has no JSON response
+// ResponseSchema returns the location of the JSON schema of
+// op's response with status, relative to BaseURL (compile BaseURL+loc
+// with NewCompiler's compiler); false when the document has no JSON response
 // for that status.
 func (a *API) ResponseSchema(op Operation, status int) (string, bool) {
 	resp, loc := a.response(op, status)
