@@ -118,7 +118,7 @@ func (h *harness) do(method, path, secret, body string, headers ...string) *http
 	}
 	w := httptest.NewRecorder()
 	h.srv.ServeHTTP(w, r)
-	if answered := checkContract(h.t, h.srv, r, w); answered != "" {
+	if answered := checkContract(h.t, h.srv, r, body, w); answered != "" {
 		h.answered.Store(answered, true)
 	}
 	return w

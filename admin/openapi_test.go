@@ -79,11 +79,14 @@ func (k *contract) schema(loc string) (*jsonschema.Schema, error) {
 
 // checkContract checks one response of srv against openapi.yaml: the
 // status is one the document gives the operation, the body is valid
-// against that status's schema, and the headers it requires are set.
+// against that status's schema, and the headers it requires are set. When
+// the server accepted a request (2xx), its body must be valid against the
+// operation's request schema too: the document may not refuse what the
+// server takes.
 // Answers outside any operation (401 or 404 for an unknown path, 405 for a
 // method the path does not serve) must be the Error schema. It returns
 // "METHOD pattern status" for an answer of a documented operation, else "".
-func checkContract(tb testing.TB, srv *Server, r *http.Request, w *httptest.ResponseRecorder) (answered string) {
+func checkContract(tb testing.TB, srv *Server, r *http.Request, reqBody string, w *httptest.ResponseRecorder) (answered string) {
 	tb.Helper()
 	k, err := loadContract()
 	if err != nil {
@@ -107,20 +110,30 @@ func checkContract(tb testing.TB, srv *Server, r *http.Request, w *httptest.Resp
 			}
 		}
 		answered = fmt.Sprintf("%s %d", op, w.Code)
+		if reqLoc, ok := k.api.RequestSchema(op); ok && w.Code < 300 {
+			validateJSON(tb, k, reqLoc, []byte(reqBody), fmt.Sprintf("%s %d: request body the server accepted (where schema and server cannot agree: schemas/README.md)", op, w.Code))
+		}
 	}
+	validateJSON(tb, k, loc, w.Body.Bytes(), fmt.Sprintf("%s %d", op, w.Code))
+	return answered
+}
+
+// validateJSON checks raw against the schema at loc; what names the body in
+// a failure.
+func validateJSON(tb testing.TB, k *contract, loc string, raw []byte, what string) {
+	tb.Helper()
 	s, err := k.schema(loc)
 	if err != nil {
 		tb.Fatalf("compiling %s: %v", loc, err)
 	}
-	body, err := jsonschema.UnmarshalJSON(bytes.NewReader(w.Body.Bytes()))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		tb.Errorf("%s %d: body is not JSON: %v", op, w.Code, err)
-		return answered
+		tb.Errorf("%s is not JSON: %v", what, err)
+		return
 	}
-	if err := s.Validate(body); err != nil {
-		tb.Errorf("%s %d: body breaks %s: %v\nbody %s", op, w.Code, loc, err, w.Body)
+	if err := s.Validate(v); err != nil {
+		tb.Errorf("%s breaks %s: %v\n%s", what, loc, err, raw)
 	}
-	return answered
 }
 
 // TestOpenAPIDocumentsEveryRoute compares the routes the server registers

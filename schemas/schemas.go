@@ -205,6 +205,19 @@ func (a *API) ResponseSchema(op Operation, status int) (string, bool) {
 	return OpenAPI + loc + "/content/application~1json/schema", true
 }
 
+// RequestSchema returns the location of the JSON schema of op's request
+// body, relative to BaseURL as ResponseSchema's; false when op takes no
+// JSON body.
+func (a *API) RequestSchema(op Operation) (string, bool) {
+	body, _ := a.operation(op)["requestBody"].(map[string]any)
+	content, _ := body["content"].(map[string]any)
+	media, _ := content["application/json"].(map[string]any)
+	if _, ok := media["schema"]; !ok {
+		return "", false
+	}
+	return OpenAPI + "#/paths/" + escapePointer(op.Path) + "/" + strings.ToLower(op.Method) + "/requestBody/content/application~1json/schema", true
+}
+
 // RequiredResponseHeaders returns the names of the headers the document
 // requires (required: true) in op's response with status, sorted.
 func (a *API) RequiredResponseHeaders(op Operation, status int) []string {
