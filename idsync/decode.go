@@ -438,8 +438,9 @@ func typeError(raw []byte, err error) *DecodeError {
 			return schemaError(field, typeReason(se.GoType))
 		}
 	}
-	// Not expected: encoding/json and v2 disagree on the record. Report
-	// encoding/json's path, which has no array indexes.
+	// Not expected (a differential fuzz against the former walker found
+	// no such record): should encoding/json and v2 ever disagree on a
+	// record, encoding/json's path, without array indexes, is reported.
 	field := ""
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) {
