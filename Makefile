@@ -8,13 +8,29 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: build run test test-unit bench profile lint stack-up stack-down clean screenshots
+.PHONY: build run test test-unit bench profile lint stack-up stack-down clean screenshots dist
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/idsync
 
 run: build
 	./$(BIN) run --embedded
+
+# dist: static release binaries (CGO_ENABLED=0) for DIST_PLATFORMS into
+# dist/, named idsync-<version>-<os>-<arch> with the version from git
+# describe (also what `idsync version` prints), and dist/SHA256SUMS
+# (check with `cd dist && sha256sum -c SHA256SUMS`).
+DIST_PLATFORMS ?= linux/amd64 linux/arm64
+dist:
+	rm -rf dist
+	mkdir -p dist
+	for p in $(DIST_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' \
+			-o dist/idsync-$(VERSION)-$$os-$$arch ./cmd/idsync || exit 1; \
+	done
+	cd dist && sha256sum idsync-* > SHA256SUMS
+	cat dist/SHA256SUMS
 
 # test: real Kafka + Redis from deploy/local (unless IDSYNC_TEST_KAFKA and
 # IDSYNC_TEST_REDIS already point at running ones), then vet and race tests.
@@ -56,7 +72,7 @@ stack-down:
 	bash deploy/local/stop.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 # test-reliability: the full reliability suite on the real stack (long: about
 # 20 minutes), then the hostile-input property test with HOSTILE_SEEDS random

@@ -140,7 +140,17 @@ type Server struct {
 	previewOpt idsync.Options
 	tokens     []tokenHash
 	mux        *http.ServeMux
-	log        *slog.Logger
+	// endpoints lists every method and pattern handle registered, with
+	// the scope it needs, in registration order: what openapi.yaml must
+	// document (schemas/openapi.yaml; the admin tests compare the two).
+	endpoints []endpointInfo
+	log       *slog.Logger
+}
+
+// endpointInfo is one registered method of a route pattern.
+type endpointInfo struct {
+	method, pattern string
+	scope           Scope
 }
 
 // tokenHash is a token with its secret's SHA-256, so that every comparison

@@ -49,6 +49,9 @@ type harness struct {
 	st    *fakeStore
 	clock *clock
 	logs  *syncBuffer
+	// answered holds the "METHOD pattern status" of every response of a
+	// documented operation (see checkContract).
+	answered sync.Map
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
@@ -98,7 +101,8 @@ func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 	return &harness{t: t, srv: srv, st: st, clock: clk, logs: logs}
 }
 
-// do sends one request; headers come in name, value pairs.
+// do sends one request; headers come in name, value pairs. Every response
+// is checked against schemas/openapi.yaml (checkContract).
 func (h *harness) do(method, path, secret, body string, headers ...string) *httptest.ResponseRecorder {
 	h.t.Helper()
 	var rd io.Reader
@@ -114,6 +118,9 @@ func (h *harness) do(method, path, secret, body string, headers ...string) *http
 	}
 	w := httptest.NewRecorder()
 	h.srv.ServeHTTP(w, r)
+	if answered := checkContract(h.t, h.srv, r, body, w); answered != "" {
+		h.answered.Store(answered, true)
+	}
 	return w
 }
 

@@ -145,7 +145,11 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, c *call) 
 		writeError(w, http.StatusNotFound, "connection not found", nil)
 		return
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(conn.Versions[len(conn.Versions)-1].Version, 10)))
+	// A record that cannot be read at all (view.Invalid) has no version
+	// to name: no ETag, and an edit repairs it without If-Match.
+	if n := len(conn.Versions); n > 0 {
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(conn.Versions[n-1].Version, 10)))
+	}
 	writeJSON(w, http.StatusOK, view)
 }
 

@@ -75,11 +75,13 @@ func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, c *call) {
 }
 
 // handle registers pattern for any method and dispatches on the method:
-// an unknown one gets 405 with Allow, an insufficient scope 403.
+// an unknown one gets 405 with Allow, an insufficient scope 403. Every
+// route goes through it, so that s.endpoints lists them all.
 func (s *Server) handle(pattern string, eps ...endpoint) {
 	methods := make([]string, len(eps))
 	for i, e := range eps {
 		methods[i] = e.method
+		s.endpoints = append(s.endpoints, endpointInfo{method: e.method, pattern: pattern, scope: e.scope})
 	}
 	allow := strings.Join(methods, ", ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {

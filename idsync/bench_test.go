@@ -3,6 +3,7 @@ package idsync
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,5 +146,42 @@ func TestBenchFixtures(t *testing.T) {
 	}
 	if len(seen) != 5 || res.Unmatched != nil || res.DeadLetters != nil {
 		t.Fatalf("outputs for %v, unmatched %v, dead letters %v", seen, res.Unmatched, res.DeadLetters)
+	}
+}
+
+// BenchmarkProcessFanout measures Process on events with many records for
+// one destination (a webhook mapping user_id with strategy all to n
+// user ids), whose output outgrows the pooled scratch buffer the ordinary
+// events reuse: the case where sizing that buffer up front could pay.
+func BenchmarkProcessFanout(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = fmt.Sprintf(`{"type":"user_id","id":"user-%06d","created_at":"2025-01-01T00:00:00Z"}`, i)
+			}
+			raw := []byte(`{"message_id":"ame_6f1c9a0b-2f4e-4c1e-9a55-1b7d0c9e8f21","timestamp":"2026-06-01T12:00:00.000Z","space_id":"spa_w5akhv",
+				"audience_id":"aud_2Ab3xQ9","audience_key":"first_time_shopper","action":"entered","profile":{"segment_id":"use_4paotyXk2Qz"},
+				"external_ids":[` + strings.Join(ids, ",") + `]}`)
+			ev, err := Decode(raw, benchNow, DefaultLimits())
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg, err := ParseConfig([]byte(`{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"user_id","destination":"userId","strategy":"all"}]}`))
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns := []Connection{{DestinationID: "webhook_fanout", Versions: []Version{{Version: 1, EffectiveAt: benchNow.Add(-time.Hour), Config: cfg}}}}
+			opt := DefaultOptions()
+			var res Result
+			b.ReportAllocs()
+			for b.Loop() {
+				res = Process(ev, conns, benchNow, opt)
+			}
+			if len(res.Outputs) != n {
+				b.Fatalf("%d records, want %d", len(res.Outputs), n)
+			}
+			b.ReportMetric(float64(res.Bytes), "output-bytes/event")
+		})
 	}
 }

@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Limits bound what Decode accepts (configurable by the service). A zero or
@@ -418,17 +423,24 @@ func syntaxError(raw []byte, se *json.SyntaxError) *DecodeError {
 
 // typeError is the slow path, taken only when the record is a syntactically
 // valid JSON object with a field of the wrong type. encoding/json does not
-// report array indexes, so the record is walked again to find the exact path
-// of the first mistyped field in document order.
+// report array indexes, so the record is decoded again with encoding/json/v2
+// (github.com/go-json-experiment/json), whose semantic errors carry the
+// JSON Pointer of the first mistyped field in document order. Keys match as
+// encoding/json matches them (case-insensitively, a repeated key's every
+// occurrence checked), and the path names each member by its canonical
+// name, never by the key as received.
 func typeError(raw []byte, err error) *DecodeError {
-	wk := walker{dec: json.NewDecoder(bytes.NewReader(raw))}
-	wk.dec.UseNumber()
-	if de := wk.value("", kindEvent); de != nil && de != errUnreadable {
-		return de
+	var w wireEvent
+	v2err := jsonv2.Unmarshal(raw, &w, typeErrorOptions)
+	var se *jsonv2.SemanticError
+	if errors.As(v2err, &se) && se.GoType != nil {
+		if field, ok := fieldPath(se.JSONPointer); ok {
+			return schemaError(field, typeReason(se.GoType))
+		}
 	}
-	// The walker matches keys with strings.EqualFold, encoding/json with a
-	// slightly wider folding ("message_ıd" is message_id to it). For such
-	// keys, report encoding/json's path, which has no array indexes.
+	// Not expected (a differential fuzz against the former walker found
+	// no such record): should encoding/json and v2 ever disagree on a
+	// record, encoding/json's path, without array indexes, is reported.
 	field := ""
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) {
@@ -437,139 +449,76 @@ func typeError(raw []byte, err error) *DecodeError {
 	return schemaError(field, reasonWrongType)
 }
 
-// kind is what the walker expects of a JSON value.
-type kind int
-
-const (
-	kindAny kind = iota
-	kindString
-	kindEvent
-	kindProfile
-	kindSync
-	kindExternalIDs
-	kindExternalID
-	kindTraits
+// typeErrorOptions make encoding/json/v2 match keys and repeated keys as
+// encoding/json does: case-insensitively as strings.EqualFold does (v2
+// would also ignore '_' and '-'), every occurrence of a repeated key
+// decoded.
+var typeErrorOptions = jsonv2.JoinOptions(
+	jsonv2.MatchCaseInsensitiveNames(true),
+	jsonv1.MatchCaseSensitiveDelimiter(true),
+	jsontext.AllowDuplicateNames(true),
 )
 
-type fieldKind struct {
-	name string
-	kind kind
+// typeReason says what a field of Go type t must be.
+func typeReason(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return reasonString
+	case reflect.Slice:
+		return reasonArray
+	case reflect.Struct:
+		return reasonObject
+	}
+	return reasonWrongType
 }
 
-// objectFields lists the known keys of each object kind, mirroring wireEvent.
-var objectFields = map[kind][]fieldKind{
-	kindEvent: {
-		{"message_id", kindString}, {"timestamp", kindString}, {"space_id", kindString},
-		{"computation_class", kindString}, {"audience_id", kindString},
-		{"audience_key", kindString}, {"action", kindString}, {"sync", kindSync},
-		{"profile", kindProfile}, {"external_ids", kindExternalIDs}, {"traits", kindTraits},
-	},
-	kindProfile:    {{"segment_id", kindString}},
-	kindSync:       {{"id", kindString}, {"started_at", kindString}},
-	kindExternalID: {{"type", kindString}, {"id", kindString}, {"created_at", kindString}},
-	kindTraits:     nil, // every trait is accepted whatever its type
+// wireEventType is the Go type fieldPath walks.
+var wireEventType = reflect.TypeFor[wireEvent]()
+
+// fieldPath turns the JSON Pointer of a field of wireEvent into Decode's
+// path ("external_ids[2].type"), each member named by its json tag (keys
+// match case-insensitively, so the pointer may hold another case). It
+// reports false for a pointer that does not lead to a field.
+func fieldPath(ptr jsontext.Pointer) (string, bool) {
+	var b strings.Builder
+	t := wireEventType
+	for tok := range ptr.Tokens() {
+		switch t.Kind() {
+		case reflect.Slice:
+			if _, err := strconv.Atoi(tok); err != nil {
+				return "", false
+			}
+			b.WriteString("[" + tok + "]")
+			t = t.Elem()
+		case reflect.Struct:
+			name, typ, ok := jsonField(t, tok)
+			if !ok {
+				return "", false
+			}
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(name)
+			t = typ
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }
 
-// walker checks the JSON types of a record token by token, seeing every
-// occurrence of a repeated key (unlike a decode into a map).
-type walker struct {
-	dec *json.Decoder
+// jsonField returns the json name and the type of the field of struct t
+// that key names, exactly or else as strings.EqualFold matches it.
+func jsonField(t reflect.Type, key string) (name string, typ reflect.Type, ok bool) {
+	for i := range t.NumField() {
+		n, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		switch {
+		case n == "" || n == "-":
+		case n == key:
+			return n, t.Field(i).Type, true
+		case !ok && strings.EqualFold(n, key):
+			name, typ, ok = n, t.Field(i).Type, true
+		}
+	}
+	return name, typ, ok
 }
-
-// value checks the next JSON value against k. It returns the first type
-// error found, or nil.
-func (w *walker) value(path string, k kind) *DecodeError {
-	tok, err := w.dec.Token()
-	if err != nil {
-		return errUnreadable
-	}
-	if tok == nil && k != kindEvent {
-		return nil // null is "absent" for every field
-	}
-	switch k {
-	case kindAny:
-		return w.skip(tok)
-	case kindString:
-		if _, ok := tok.(string); !ok {
-			return schemaError(path, reasonString)
-		}
-		return nil
-	case kindExternalIDs:
-		if tok != json.Delim('[') {
-			return schemaError(path, reasonArray)
-		}
-		for i := 0; w.dec.More(); i++ {
-			if de := w.value(path+"["+strconv.Itoa(i)+"]", kindExternalID); de != nil {
-				return de
-			}
-		}
-		return w.end()
-	default: // an object kind
-		if tok != json.Delim('{') {
-			return schemaError(path, reasonObject)
-		}
-		fields := objectFields[k]
-		for w.dec.More() {
-			tok, err := w.dec.Token()
-			key, ok := tok.(string)
-			if err != nil || !ok {
-				return errUnreadable
-			}
-			// Known keys are matched as encoding/json matches them; the
-			// path uses the canonical name, never the key as received.
-			var field *fieldKind
-			for i := range fields {
-				if fields[i].name == key || strings.EqualFold(fields[i].name, key) {
-					field = &fields[i]
-					break
-				}
-			}
-			if field == nil {
-				if de := w.value(path, kindAny); de != nil {
-					return de
-				}
-				continue
-			}
-			child := field.name
-			if path != "" {
-				child = path + "." + field.name
-			}
-			if de := w.value(child, field.kind); de != nil {
-				return de
-			}
-		}
-		return w.end()
-	}
-}
-
-// skip consumes the rest of a value whose first token is tok.
-func (w *walker) skip(tok json.Token) *DecodeError {
-	if tok != json.Delim('{') && tok != json.Delim('[') {
-		return nil
-	}
-	for depth := 1; depth > 0; {
-		tok, err := w.dec.Token()
-		if err != nil {
-			return errUnreadable
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-	}
-	return nil
-}
-
-// end consumes the closing delimiter of an object or array.
-func (w *walker) end() *DecodeError {
-	if _, err := w.dec.Token(); err != nil {
-		return errUnreadable
-	}
-	return nil
-}
-
-// errUnreadable stops a walk that cannot read the record. It is not expected:
-// the record passed encoding/json's syntax check before the walk.
-var errUnreadable = &DecodeError{Code: CodeMalformedJSON, Reason: "invalid JSON"}

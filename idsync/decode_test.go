@@ -476,9 +476,48 @@ func TestDefaultLimits(t *testing.T) {
 	}
 }
 
-// TestDecodeTypeErrorFallback covers the slow path's defences: a record the
-// walker cannot read, or one where it finds no mistyped field, is still
-// refused as a schema violation, with encoding/json's path when there is one.
+// TestDecodeTypeErrorPaths checks the path and reason of a mistyped field
+// found by the slow path (encoding/json/v2): the first in document order,
+// array indexes included, each member by its canonical name whatever the
+// case of the key received; a repeated key's every occurrence checked; a key
+// that differs by more than case (an underscore) unknown, as encoding/json
+// has it.
+func TestDecodeTypeErrorPaths(t *testing.T) {
+	tests := []struct {
+		raw, field, reason string
+	}{
+		{`{"message_id":5}`, "message_id", reasonString},
+		{`{"Message_ID":5}`, "message_id", reasonString},
+		{`{"message_id":"a","Message_Id":5}`, "message_id", reasonString},
+		{`{"message_id":5,"message_id":"a"}`, "message_id", reasonString},
+		{`{"external_ids":[{"type":"x"},{"TYPE":5}]}`, "external_ids[1].type", reasonString},
+		{`{"external_ids":{}}`, "external_ids", reasonArray},
+		{`{"external_ids":[null,5]}`, "external_ids[1]", reasonObject},
+		{`{"profile":[]}`, "profile", reasonObject},
+		{`{"Profile":{"Segment_Id":{}}}`, "profile.segment_id", reasonString},
+		{`{"sync":5}`, "sync", reasonObject},
+		{`{"sync":{"ID":5}}`, "sync.id", reasonString},
+		{`{"traits":[1]}`, "traits", reasonObject},
+		{`{"x":1,"audience_id":true,"message_id":5}`, "audience_id", reasonString},
+		{`{"unknown":{"a":[1,2,{"b":3}]},"space_id":1}`, "space_id", reasonString},
+		{`{"externalids":"","timestamp":true}`, "timestamp", reasonString},
+		{`{"audience-key":5,"action":{}}`, "action", reasonString},
+		{`{"profile":5,"profile":{"segment_id":"a"}}`, "profile", reasonObject},
+		{`{"external_ids":[{"type":"a","type":5}]}`, "external_ids[0].type", reasonString},
+	}
+	for _, tt := range tests {
+		_, err := Decode([]byte(tt.raw), decodeNow, DefaultLimits())
+		var de *DecodeError
+		if !errors.As(err, &de) || de.Code != CodeSchemaViolation || de.Field != tt.field || de.Reason != tt.reason {
+			t.Errorf("Decode(%s) = %v, want schema_violation: %s: %s", tt.raw, err, tt.field, tt.reason)
+		}
+	}
+}
+
+// TestDecodeTypeErrorFallback covers the slow path's defences: a record
+// encoding/json/v2 cannot read, or one where it finds no mistyped field, is
+// still refused as a schema violation, with encoding/json's path when there
+// is one.
 func TestDecodeTypeErrorFallback(t *testing.T) {
 	ute := &json.UnmarshalTypeError{Field: "external_ids.type"}
 	for _, raw := range []string{

@@ -6,7 +6,8 @@ package idsync
 // together). It reports false, leaving w in an unspecified state, whenever
 // the record holds anything it does not handle exactly as encoding/json
 // does; Decode then starts again with encoding/json, so that errors, their
-// codes and their paths are encoding/json's and the walker's, and every
+// codes and their paths are encoding/json's (and encoding/json/v2's for a
+// mistyped field), and every
 // accepted record decodes to the same wire event either way.
 //
 // What makes it give up: a syntax error of any kind, a key that differs
