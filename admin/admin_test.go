@@ -105,6 +105,17 @@ func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 // is checked against schemas/openapi.yaml (checkContract).
 func (h *harness) do(method, path, secret, body string, headers ...string) *httptest.ResponseRecorder {
 	h.t.Helper()
+	w, r := h.serve(method, path, secret, body, headers...)
+	if answered := checkContract(h.t, h.srv, r, body, w); answered != "" {
+		h.answered.Store(answered, true)
+	}
+	return w
+}
+
+// serve sends one request without the contract check (for measuring what
+// the server alone allocates); do is serve and the check.
+func (h *harness) serve(method, path, secret, body string, headers ...string) (*httptest.ResponseRecorder, *http.Request) {
+	h.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -118,10 +129,7 @@ func (h *harness) do(method, path, secret, body string, headers ...string) *http
 	}
 	w := httptest.NewRecorder()
 	h.srv.ServeHTTP(w, r)
-	if answered := checkContract(h.t, h.srv, r, body, w); answered != "" {
-		h.answered.Store(answered, true)
-	}
-	return w
+	return w, r
 }
 
 // expect checks the status and decodes the JSON body into v (when not nil).

@@ -67,8 +67,9 @@ func postPreview(t *testing.T, h *harness, body string) (previewResponse, int, u
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	w := h.do("POST", "/v1/preview", readSecret, body, "Content-Type", "application/json")
+	w, req := h.serve("POST", "/v1/preview", readSecret, body, "Content-Type", "application/json")
 	runtime.ReadMemStats(&after)
+	checkContract(t, h.srv, req, body, w) // after measuring: validating the response allocates too
 	size := w.Body.Len()
 	var r previewResponse
 	expect(t, w, http.StatusOK, &r)

@@ -55,6 +55,9 @@ type Config struct {
 	// ClientOpts are appended to the Kafka client options (TLS, SASL,
 	// dialer, logger).
 	ClientOpts []kgo.Opt
+
+	// afterMarkers, set by tests, runs when Replay has read the markers.
+	afterMarkers func()
 }
 
 func (c *Config) setDefaults() {
@@ -292,7 +295,13 @@ func parse(r *kgo.Record) Letter {
 // l): the input's key, value, headers and timestamp, and HeaderReplayOf.
 func (c *Client) replayRecord(r *kgo.Record, l *Letter) *kgo.Record {
 	headers := make([]kgo.RecordHeader, 0, l.originals+1)
-	headers = append(headers, r.Headers[:l.originals]...)
+	for _, h := range r.Headers[:l.originals] {
+		// An input replayed before and dead-lettered again names its
+		// earlier dead letter: only the newest replay is named.
+		if h.Key != HeaderReplayOf {
+			headers = append(headers, h)
+		}
+	}
 	headers = append(headers, kgo.RecordHeader{Key: HeaderReplayOf, Value: []byte(l.ID(c.cfg.DLQTopic))})
 	return &kgo.Record{Topic: c.cfg.InputTopic, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: l.inputTS}
 }

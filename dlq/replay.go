@@ -114,6 +114,7 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 		return sum, fmt.Errorf("dlq replay: %w", err)
 	}
 	defer c.end()
+	var tx *txn
 	if !opt.DryRun {
 		if err := c.makeMarkerTopic(ctx); err != nil {
 			return sum, fmt.Errorf("dlq replay: %w", err)
@@ -121,10 +122,26 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 		if err := c.fence(ctx); err != nil {
 			return sum, fmt.Errorf("dlq replay: %w", err)
 		}
+		// The producer that replays takes its producer id now, before the
+		// markers are read: from here any other replay of this topic is
+		// fenced (its next commit fails), and whatever it committed before
+		// is in the markers read below. Taking it at the first produce,
+		// after the counting pass, would let a replay that started later
+		// commit batches this one has already decided to replay.
+		if tx, err = c.newTxn(); err != nil {
+			return sum, fmt.Errorf("dlq replay: %w", err)
+		}
+		defer tx.close()
+		if _, _, err := tx.cl.ProducerID(ctx); err != nil {
+			return sum, fmt.Errorf("dlq replay: taking the transactional id %s: %w", c.cfg.TransactionalID, err)
+		}
 	}
 	done, err := c.replayed(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("dlq replay: reading the replay markers: %w", err)
+	}
+	if c.cfg.afterMarkers != nil {
+		c.cfg.afterMarkers()
 	}
 	sp, err := c.spanOf(ctx, c.cfg.DLQTopic, f.Since)
 	if err != nil {
@@ -173,17 +190,21 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 		return sum, nil
 	}
 
-	tx, err := c.newTxn()
-	if err != nil {
-		return sum, fmt.Errorf("dlq replay: %w", err)
-	}
-	defer tx.close()
+	// One input record dead-lettered for several destinations has a dead
+	// letter per destination: it is replayed once (the pipeline processes
+	// it for every destination), and each of its dead letters is marked.
+	sources := map[string]bool{}
 	_, err = c.scan(ctx, c.cfg.DLQTopic, sp, func(r *kgo.Record) error {
 		l := parse(r)
 		if !f.match(&l) || decide(&l) != OutcomeReplay {
 			return nil
 		}
-		if err := tx.add(ctx, c.replayRecord(r, &l), &kgo.Record{
+		var replay *kgo.Record
+		if src := fmt.Sprintf("%s/%d/%d", l.SourceTopic, l.SourcePartition, l.SourceOffset); !sources[src] {
+			sources[src] = true
+			replay = c.replayRecord(r, &l)
+		}
+		if err := tx.add(ctx, replay, &kgo.Record{
 			Topic: c.cfg.MarkerTopic, Key: []byte(l.markerKey()), Value: []byte(time.Now().UTC().Format(time.RFC3339)),
 		}); err != nil {
 			return err
@@ -329,8 +350,8 @@ func (c *Client) newTxn() (*txn, error) {
 	return &txn{cl: cl}, nil
 }
 
-// add produces a replay and its marker in the open transaction, opening
-// one when none is.
+// add produces a replay (nil: its input was replayed already in this run)
+// and its marker in the open transaction, opening one when none is.
 func (t *txn) add(ctx context.Context, replay, marker *kgo.Record) error {
 	if !t.open {
 		if err := t.cl.BeginTransaction(); err != nil {
@@ -339,6 +360,9 @@ func (t *txn) add(ctx context.Context, replay, marker *kgo.Record) error {
 		t.open = true
 	}
 	for _, r := range []*kgo.Record{replay, marker} {
+		if r == nil {
+			continue
+		}
 		t.wg.Add(1)
 		t.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 			defer t.wg.Done()

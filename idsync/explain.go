@@ -26,6 +26,9 @@ const (
 	// MappingAlreadySent: what the strategy picked is already sent under
 	// the same destination key by an earlier mapping.
 	MappingAlreadySent = "already_sent"
+	// MappingNotExplained: the explanation reached its bounds before this
+	// mapping; its candidates are counted in Omitted, not examined.
+	MappingNotExplained = "not_explained"
 )
 
 // The outcomes of a candidate.
@@ -104,6 +107,18 @@ func Explain(ev *Event, cfg *Config, phoneRegion string, b ExplainBounds) Explan
 			continue
 		case cfg.Setup != SetupCustomized && !IsDefaultIdentifierType(m.Segment):
 			me.Status = MappingCustomInDefault
+			out.Mappings = append(out.Mappings, me)
+			continue
+		}
+		if listed >= b.Candidates || bytes >= b.Bytes {
+			// Explaining costs no more than its bounds: past them a mapping
+			// is counted, not normalized.
+			me.Status = MappingNotExplained
+			for i := range ev.ExternalIDs {
+				if ev.ExternalIDs[i].Type == m.Segment {
+					me.Omitted++
+				}
+			}
 			out.Mappings = append(out.Mappings, me)
 			continue
 		}

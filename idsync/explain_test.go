@@ -203,5 +203,8 @@ func TestExplainBounds(t *testing.T) {
 		if listed+omitted != 3*500 {
 			t.Errorf("bounds %+v: %d listed + %d omitted, want 1500", b, listed, omitted)
 		}
+		if last := ex.Mappings[len(ex.Mappings)-1]; last.Status != MappingNotExplained {
+			t.Errorf("bounds %+v: the last mapping, past the bounds, is %s", b, last.Status)
+		}
 	}
 }
