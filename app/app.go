@@ -30,6 +30,19 @@ import (
 	"github.com/idsync/idsync/store"
 )
 
+// SettingsError is an error of Run caused by a setting that the
+// configuration's own validation cannot judge alone (it depends on the
+// mode): the command line reports it as invalid settings.
+type SettingsError struct {
+	Setting string
+	Err     error
+}
+
+func (e *SettingsError) Error() string { return e.Setting + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *SettingsError) Unwrap() error { return e.Err }
+
 // Options are what Run needs besides the configuration.
 type Options struct {
 	// Version is the build version, exported as idsync_build_info.
@@ -57,6 +70,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	log := opt.Logger
 	for _, d := range cfg.Deprecated() {
 		log.Warn("deprecated setting", "setting", d.Key, "detail", d.Message)
+	}
+	if cfg.Admin.Listen != "" && len(adminTokens(cfg)) == 0 {
+		// Refused before anything is built or dialled: a setting, not a
+		// failure while running.
+		return &SettingsError{Setting: "admin.tokens", Err: errors.New("the admin API is enabled (admin.listen) but no token is configured: set admin.tokens, or admin.listen to \"\" to disable the API")}
 	}
 	reg := newRegistry(opt.Version)
 

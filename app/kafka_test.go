@@ -49,6 +49,7 @@ func TestKafkaClientOptions(t *testing.T) {
 		{"lz4, AWS", func(k *config.Kafka) {
 			k.Compression = config.CompressionLZ4
 			k.SASL = config.SASL{Mechanism: config.SASLAWSMSKIAM, AWS: config.AWS{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s3cret"}}
+			k.TLS.Enabled = true
 		}, kgo.Lz4Compression(), kgo.NewOffset().AtStart(), 500 * time.Millisecond, "", "", "AWS_MSK_IAM", "idsync-test"},
 		{"SCRAM, exactly once", func(k *config.Kafka) {
 			k.Delivery = config.ExactlyOnce

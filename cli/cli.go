@@ -210,7 +210,43 @@ Environment of the client commands (the service ignores these):
 		newBenchCmd(env),
 		newVersionCmd(env),
 	)
+	strictBuiltins(root)
 	return root
+}
+
+// strictBuiltins makes cobra's own "completion" and "help" commands refuse
+// what they do not know as usage errors (exit 2), like every other command:
+// by default "idsync completion bogus" and "idsync help bogus" print a help
+// and exit 0.
+func strictBuiltins(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "completion":
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					cmd.SetOut(cmd.ErrOrStderr())
+					_ = cmd.Help()
+					return exitCode(ExitUsage)
+				}
+				return usageErrorf("unknown shell %q: want bash, zsh, fish or powershell", args[0])
+			}
+		case "help":
+			show := c.Run
+			c.Run = nil
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					if target, rest, err := root.Find(args); err != nil || target == root || len(rest) > 0 {
+						return usageErrorf("unknown help topic %q", strings.Join(args, " "))
+					}
+				}
+				show(cmd, args)
+				return nil
+			}
+		}
+	}
 }
 
 // legacyFlags rewrites the single-dash long flags the first CLI accepted

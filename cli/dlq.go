@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/idsync/idsync/app"
 	"github.com/idsync/idsync/dlq"
@@ -66,6 +67,10 @@ func (f *dlqFilterFlags) filter(now time.Time) (dlq.Filter, error) {
 		out.Destinations = append(out.Destinations, d)
 	}
 	out.SourcePartitions = f.partitions
+	if f.offsets != "" && len(f.partitions) == 0 {
+		// Offsets mean nothing across partitions.
+		return out, usageErrorf("--source-offsets needs --source-partition: offsets are positions in one partition")
+	}
 	if f.offsets != "" {
 		lo, hi, found := strings.Cut(f.offsets, "-")
 		if !found {
@@ -184,7 +189,7 @@ Exit codes: 0 done; 1 the read failed; 2 bad usage or invalid settings;
 		}
 		st, err := c.Stats(cmd.Context(), filter)
 		if err != nil {
-			return err
+			return refusedIfDenied(err)
 		}
 		warnUnread(env.Stderr, st.Unread)
 		if *out == outputJSON {
@@ -274,7 +279,7 @@ settings; 4 no broker could be reached.`,
 			listLimit = -1 // dlq: 0 is its default, -1 none
 		}
 		opt := dlq.ReplayOptions{DryRun: dryRun, Again: again, BatchSize: batch, ListLimit: listLimit}
-		bar := IsTerminal(env.Stderr) && !dryRun
+		bar := env.Terminal(env.Stderr) && !dryRun
 		if bar {
 			opt.Progress = func(done, total int) { progressBar(env.Stderr, done, total) }
 		}
@@ -294,11 +299,24 @@ settings; 4 no broker could be reached.`,
 			if errors.Is(rerr, cmd.Context().Err()) && cmd.Context().Err() != nil {
 				return fmt.Errorf("interrupted: %d dead letters replayed and committed; run the same command again to replay the rest", sum.Replayed)
 			}
-			return rerr
+			return refusedIfDenied(rerr)
 		}
 		return nil
 	})
 	return cmd
+}
+
+// refusedIfDenied gives an authorization refusal by the brokers (a
+// missing ACL on a topic, the group or the transactional id) the exit code
+// of a refusal by the server; other errors stay failures.
+func refusedIfDenied(err error) error {
+	for _, denied := range []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed,
+		kerr.TransactionalIDAuthorizationFailed, kerr.ClusterAuthorizationFailed} {
+		if errors.Is(err, denied) {
+			return &exitError{code: ExitRefused, err: err}
+		}
+	}
+	return err
 }
 
 func printReplay(w io.Writer, s dlq.Summary) {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -170,6 +172,28 @@ func TestLegacySingleDashFlags(t *testing.T) {
 		var warn strings.Builder
 		if got := legacyFlags(root, tt.in, &warn); strings.Join(got, " ") != strings.Join(tt.want, " ") {
 			t.Errorf("legacyFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestBuiltinsRefuseUnknown: cobra's completion and help commands refuse
+// what they do not know with the usage exit code, like every command.
+func TestBuiltinsRefuseUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"completion"}, ExitUsage},
+		{[]string{"completion", "tcsh"}, ExitUsage},
+		{[]string{"help", "bogus"}, ExitUsage},
+		{[]string{"help", "config", "nope"}, ExitUsage},
+		{[]string{"help", "config", "put"}, ExitOK},
+		{[]string{"completion", "bash"}, ExitOK},
+		{[]string{"help"}, ExitOK},
+	} {
+		var out, errOut bytes.Buffer
+		if code := Main(context.Background(), Env{Args: tc.args, Stdout: &out, Stderr: &errOut}); code != tc.code {
+			t.Errorf("idsync %v: exit %d, want %d\n%s", tc.args, code, tc.code, errOut.String())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -59,6 +60,9 @@ Exit codes: 0 clean shutdown; 1 failure while running; 2 invalid settings.`,
 			log.Warn("test clock offset in effect: this instance's clock is skewed", "offset", d)
 		}
 		err = app.Run(cmd.Context(), cfg, app.Options{Version: env.Version, Stdout: env.Stdout, Logger: log, Now: now})
+		if se := (*app.SettingsError)(nil); errors.As(err, &se) {
+			return &exitError{code: ExitUsage, err: err}
+		}
 		if err != nil {
 			log.Error("idsync stopped", "err", err)
 			return err

@@ -90,3 +90,16 @@ func TestRunWithClientEnv(t *testing.T) {
 		t.Errorf("typo: exit %d, stderr:\n%s", code, errOut.String())
 	}
 }
+
+// TestRunAdminWithoutTokens: the admin API on without a token is invalid
+// settings (exit 2), said before anything is dialled.
+func TestRunAdminWithoutTokens(t *testing.T) {
+	var errOut bytes.Buffer
+	code := Main(context.Background(), Env{
+		Args:   []string{"run", "--kafka.brokers", "127.0.0.1:1", "--redis.addrs", "127.0.0.1:1"},
+		Stdout: io.Discard, Stderr: &errOut, Environ: []string{"IDSYNC_ADMIN_LISTEN=127.0.0.1:0"},
+	})
+	if code != ExitUsage || !strings.Contains(errOut.String(), "admin.tokens: the admin API is enabled") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut.String())
+	}
+}

@@ -60,7 +60,7 @@ var kafkaClientFlagKeys = []struct{ flag, key, usage string }{
 	{"tls-key-file", "kafka.tls.key_file", "PEM client key (with --tls-cert-file)"},
 	{"tls-server-name", "kafka.tls.server_name", "name verified in the brokers' certificates"},
 	{"tls-insecure-skip-verify", "kafka.tls.insecure_skip_verify", "do not verify the brokers' certificates (tests only)"},
-	{"sasl-mechanism", "kafka.sasl.mechanism", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+	{"sasl-mechanism", "kafka.sasl.mechanism", "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM (their other settings from --config or IDSYNC_KAFKA_SASL_*)"},
 	{"sasl-username", "kafka.sasl.username", "SASL user name"},
 	{"sasl-password-file", "kafka.sasl.password_file", "file holding the SASL password (or set IDSYNC_KAFKA_SASL_PASSWORD)"},
 }

@@ -81,11 +81,11 @@ func TestAWSCredentialsFromEnvironment(t *testing.T) {
 		s    src
 		want AWS
 	}{
-		{"all from the environment", src{env: append([]string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM"}, awsEnv...)},
+		{"all from the environment", src{env: append([]string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "IDSYNC_KAFKA_TLS_ENABLED=true"}, awsEnv...)},
 			AWS{AccessKeyID: "AKIAENV", SecretAccessKey: "env-secret", SessionToken: "env-session"}},
-		{"settings win", src{file: "kafka: {sasl: {mechanism: AWS_MSK_IAM, aws: {access_key_id: AKIAFILE, secret_access_key: file-secret}}}\n", env: awsEnv},
+		{"settings win", src{file: "kafka: {tls: {enabled: true}, sasl: {mechanism: AWS_MSK_IAM, aws: {access_key_id: AKIAFILE, secret_access_key: file-secret}}}\n", env: awsEnv},
 			AWS{AccessKeyID: "AKIAFILE", SecretAccessKey: "file-secret", SessionToken: "env-session"}},
-		{"without a session token", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "AWS_ACCESS_KEY_ID=AKIAENV", "AWS_SECRET_ACCESS_KEY=env-secret"}},
+		{"without a session token", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "IDSYNC_KAFKA_TLS_ENABLED=true", "AWS_ACCESS_KEY_ID=AKIAENV", "AWS_SECRET_ACCESS_KEY=env-secret"}},
 			AWS{AccessKeyID: "AKIAENV", SecretAccessKey: "env-secret"}},
 		{"other mechanism", src{env: append([]string{"IDSYNC_KAFKA_SASL_MECHANISM=PLAIN", "IDSYNC_KAFKA_SASL_USERNAME=u", "IDSYNC_KAFKA_SASL_PASSWORD=p"}, awsEnv...)},
 			AWS{}},

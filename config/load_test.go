@@ -517,6 +517,7 @@ func TestInvalidSettings(t *testing.T) {
 		{"oauth token with PLAIN", src{file: "kafka: {sasl: {mechanism: PLAIN, username: u, password: pw-12345, oauth: {token: t0k3n}}}\n"}, "kafka.sasl.oauth.token", `is not used with kafka.sasl.mechanism "PLAIN"`},
 		{"oauth token without mechanism", src{env: []string{"IDSYNC_KAFKA_SASL_OAUTH_TOKEN=t0k3n"}}, "kafka.sasl.oauth.token", `is not used with kafka.sasl.mechanism ""`},
 		{"aws without credentials", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM"}}, "kafka.sasl.aws.access_key_id", "or the AWS_ACCESS_KEY_ID environment variable"},
+		{"aws without tls", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "AWS_ACCESS_KEY_ID=AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY=s3cret"}}, "kafka.tls.enabled", "Amazon MSK serves IAM authentication over TLS only"},
 		{"aws without secret", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "AWS_ACCESS_KEY_ID=AKIAEXAMPLE"}}, "kafka.sasl.aws.secret_access_key", "AWS_SECRET_ACCESS_KEY"},
 		{"aws keys with SCRAM", src{file: "kafka: {sasl: {mechanism: SCRAM-SHA-256, username: u, password: pw-12345, aws: {access_key_id: AKIAEXAMPLE}}}\n"}, "kafka.sasl.aws.access_key_id", "is not used"},
 		{"aws with a password", src{env: []string{"IDSYNC_KAFKA_SASL_MECHANISM=AWS_MSK_IAM", "AWS_ACCESS_KEY_ID=AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY=s3cret", "IDSYNC_KAFKA_SASL_PASSWORD=pw"}}, "kafka.sasl.password", "is not used"},

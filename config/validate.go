@@ -139,6 +139,12 @@ func (k *Kafka) validate(ps *problems) {
 	positive(ps, "kafka.dial_timeout", k.DialTimeout)
 	k.SASL.validate(ps)
 	k.TLS.validate(ps, "kafka.tls")
+	if k.SASL.Mechanism == SASLAWSMSKIAM && !k.TLS.Enabled {
+		// MSK's IAM listeners are TLS only; without it the signed
+		// credentials would travel in the clear to a listener that
+		// refuses them anyway.
+		ps.add("kafka.tls.enabled", "must be true with kafka.sasl.mechanism %s (Amazon MSK serves IAM authentication over TLS only)", SASLAWSMSKIAM)
+	}
 }
 
 // maxRackLen is the longest client rack franz-go accepts.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -644,7 +645,12 @@ const ExceptionClassPrefix = "idsync.error."
 // the destination concerned, if one is.
 func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
 	if len(msg) > maxErrorHeader {
-		msg = msg[:maxErrorHeader]
+		// Cut at a character boundary: the header is read as UTF-8.
+		cut := maxErrorHeader
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
 	}
 	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
 	partition := strconv.AppendInt(nil, int64(rec.Partition), 10)
