@@ -292,16 +292,20 @@ func parse(r *kgo.Record) Letter {
 }
 
 // replayRecord is what Replay produces for the dead letter r (parsed as
-// l): the input's key, value, headers and timestamp, and HeaderReplayOf.
-func (c *Client) replayRecord(r *kgo.Record, l *Letter) *kgo.Record {
-	headers := make([]kgo.RecordHeader, 0, l.originals+1)
+// l): the input's key, value, headers and timestamp, HeaderReplayOf, and
+// idsync.HeaderReplayAt with at, the replay's time (the pipeline resolves
+// the replayed event under the configuration in effect then).
+func (c *Client) replayRecord(r *kgo.Record, l *Letter, at time.Time) *kgo.Record {
+	headers := make([]kgo.RecordHeader, 0, l.originals+2)
 	for _, h := range r.Headers[:l.originals] {
 		// An input replayed before and dead-lettered again names its
 		// earlier dead letter: only the newest replay is named.
-		if h.Key != HeaderReplayOf {
+		if h.Key != HeaderReplayOf && h.Key != idsync.HeaderReplayAt {
 			headers = append(headers, h)
 		}
 	}
-	headers = append(headers, kgo.RecordHeader{Key: HeaderReplayOf, Value: []byte(l.ID(c.cfg.DLQTopic))})
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderReplayOf, Value: []byte(l.ID(c.cfg.DLQTopic))},
+		kgo.RecordHeader{Key: idsync.HeaderReplayAt, Value: []byte(at.UTC().Format(time.RFC3339Nano))})
 	return &kgo.Record{Topic: c.cfg.InputTopic, Key: r.Key, Value: r.Value, Headers: headers, Timestamp: l.inputTS}
 }

@@ -72,11 +72,14 @@ func TestParse(t *testing.T) {
 
 func TestReplayRecord(t *testing.T) {
 	c := &Client{cfg: Config{DLQTopic: "d", InputTopic: "in"}}
+	// The input was replayed once before (and dead-lettered again): its old
+	// replay headers give way to this replay's.
 	r := &kgo.Record{Partition: 3, Offset: 9, Key: []byte("k"), Value: []byte("v"),
-		Headers: append(hdrs("traceparent", "00-x-y-01", "x-tenant", "t1"), idsyncHeaders("2")...)}
+		Headers: append(hdrs("traceparent", "00-x-y-01", HeaderReplayOf, "d/0/1", "x-tenant", "t1", idsync.HeaderReplayAt, "2026-01-01T00:00:00Z"), idsyncHeaders("4")...)}
 	l := parse(r)
-	got := c.replayRecord(r, &l)
-	want := hdrs("traceparent", "00-x-y-01", "x-tenant", "t1", HeaderReplayOf, "d/3/9")
+	at := time.Date(2026, 6, 1, 12, 0, 0, 500, time.UTC)
+	got := c.replayRecord(r, &l, at)
+	want := hdrs("traceparent", "00-x-y-01", "x-tenant", "t1", HeaderReplayOf, "d/3/9", idsync.HeaderReplayAt, "2026-06-01T12:00:00.0000005Z")
 	if got.Topic != "in" || string(got.Key) != "k" || string(got.Value) != "v" || !got.Timestamp.Equal(time.UnixMilli(1700000000123)) ||
 		len(got.Headers) != len(want) {
 		t.Fatalf("replay record %+v", got)

@@ -194,6 +194,7 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 	// letter per destination: it is replayed once (the pipeline processes
 	// it for every destination), and each of its dead letters is marked.
 	sources := map[string]bool{}
+	at := time.Now()
 	_, err = c.scan(ctx, c.cfg.DLQTopic, sp, func(r *kgo.Record) error {
 		l := parse(r)
 		if !f.match(&l) || decide(&l) != OutcomeReplay {
@@ -202,7 +203,7 @@ func (c *Client) Replay(ctx context.Context, f Filter, opt ReplayOptions) (Summa
 		var replay *kgo.Record
 		if src := fmt.Sprintf("%s/%d/%d", l.SourceTopic, l.SourcePartition, l.SourceOffset); !sources[src] {
 			sources[src] = true
-			replay = c.replayRecord(r, &l)
+			replay = c.replayRecord(r, &l, at)
 		}
 		if err := tx.add(ctx, replay, &kgo.Record{
 			Topic: c.cfg.MarkerTopic, Key: []byte(l.markerKey()), Value: []byte(time.Now().UTC().Format(time.RFC3339)),

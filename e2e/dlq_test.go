@@ -154,3 +154,72 @@ func TestDLQReplayAfterFix(t *testing.T) {
 		t.Errorf("dlq stats with no broker: %v, want exit 4", err)
 	}
 }
+
+// TestDLQReplayAfterConnectionFix follows docs/operations.md for
+// invalid_config: a stored connection this binary cannot use dead-letters
+// its events; the connection is fixed with an ordinary edit; once the edit
+// is in effect the dead letters are replayed, resolved under the fixed
+// configuration (the replay's time, not the events'), and delivered. Every
+// step is a command of the docs.
+func TestDLQReplayAfterConnectionFix(t *testing.T) {
+	s := newStack(t, 3)
+	in := s.start("a", "IDSYNC_CONNECTIONS_ACTIVATION_DELAY=2s", "IDSYNC_CONNECTIONS_RETAIN_SUPERSEDED=2s")
+	// A record written by a newer idsync: a destination type this one does
+	// not know.
+	hour := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	record := `{"versions":[{"version":1,"updated_at":"` + hour + `","effective_at":"` + hour + `","config":{"destination_type":"tiktok_audiences","setup":"default"}}]}`
+	rdb := redisClient(t, s.redisAddr)
+	if err := rdb.HSet(context.Background(), s.prefix()+"{spa_fix/aud_fix}:connections", "hook", record).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	cl := s.client(kgo.DefaultProduceTopic(s.input))
+	now := time.Now().UTC().Format(time.RFC3339)
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint("spa_fix:use_", i)), Value: []byte(fmt.Sprintf(
+			`{"message_id":"f%d","timestamp":%q,"space_id":"spa_fix","audience_id":"aud_fix","action":"entered","profile":{"segment_id":"use_%d"},
+			"external_ids":[{"type":"email","id":"p%d@example.com","created_at":%q}]}`, i, now, i, i, now))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitCommitted(60 * time.Second)
+	if code, out, errOut := s.dlqCLI("stats", "--code", "invalid_config", "-o", "json"); code != 0 || !strings.Contains(out, `"hook": 8`) {
+		t.Fatalf("dlq stats: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The fix: an ordinary edit, in effect after the activation delay.
+	if code, out, errOut := in.cli("", "config", "get", "spa_fix", "aud_fix", "hook"); code != 0 || !strings.Contains(out+errOut, "tiktok_audiences") {
+		t.Fatalf("config get shows what is wrong: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := in.cli(`{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"email","destination":"email","strategy":"all"}]}`,
+		"config", "put", "spa_fix", "aud_fix", "hook", "-f", "-")
+	if code != 0 || !strings.Contains(out, "pending") {
+		t.Fatalf("config put: exit %d\n%s%s", code, out, errOut)
+	}
+	time.Sleep(3 * time.Second) // the delay (2s here, 5 minutes by default)
+	if code, out, _ := in.cli("", "config", "get", "spa_fix", "aud_fix", "hook", "-o", "json"); code != 0 || !strings.Contains(out, `"pending": null`) && !strings.Contains(out, `"pending":null`) {
+		t.Fatalf("the edit is not in effect yet:\n%s", out)
+	}
+
+	code, out, errOut = s.dlqCLI("replay", "--code", "invalid_config", "--destination", "hook")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d", n)) {
+		t.Fatalf("replay: exit %d\n%s%s", code, out, errOut)
+	}
+	dest := s.client(kgo.ConsumeTopics(s.topicOf("hook")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	for deadline := time.Now().Add(60 * time.Second); got < n && time.Now().Before(deadline); {
+		pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		dest.PollFetches(pctx).EachRecord(func(*kgo.Record) { got++ })
+		pcancel()
+	}
+	if got != n {
+		t.Fatalf("after the fix and the replay the destination holds %d records, want %d (dead letters now: %v)", got, n, in.metric("idsync_dlq_records_total"))
+	}
+	if dl := in.metric("idsync_dlq_records_total"); dl != n {
+		t.Errorf("%v dead letters in all, want the %d of before the fix", dl, n)
+	}
+}

@@ -23,6 +23,11 @@ const (
 	HeaderSourceOffset    = "idsync-source-offset"
 	// HeaderDestinationID names the destination of a fanout_limit dead letter.
 	HeaderDestinationID = "idsync-destination-id"
+	// HeaderReplayAt is set by `idsync dlq replay` on the records it puts
+	// back into the input topic: when they were replayed (RFC 3339). Such a
+	// record is resolved under the configuration in effect at that time
+	// (Event.ReplayedAt), so that a replay after a fix uses the fix.
+	HeaderReplayAt = "idsync-replay-at"
 )
 
 var (

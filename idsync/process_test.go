@@ -231,3 +231,31 @@ func TestJSONStringEscaping(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceTimeOfAReplay: a replayed event is resolved at its replay
+// time, when that is later than its own; never after the clock.
+func TestReferenceTimeOfAReplay(t *testing.T) {
+	now := t0.Add(10 * time.Hour)
+	for _, tc := range []struct {
+		name             string
+		ts, started, rep time.Duration
+		want             time.Duration
+	}{
+		{"plain", 1 * time.Hour, 0, 0, 1 * time.Hour},
+		{"replayed later", 1 * time.Hour, 0, 5 * time.Hour, 5 * time.Hour},
+		{"sync, replayed later", 1 * time.Hour, 2 * time.Hour, 5 * time.Hour, 5 * time.Hour},
+		{"replay time before the event's", 6 * time.Hour, 0, 5 * time.Hour, 6 * time.Hour},
+		{"replay time after the clock", 1 * time.Hour, 0, 20 * time.Hour, 10 * time.Hour},
+	} {
+		ev := &Event{Timestamp: t0.Add(tc.ts)}
+		if tc.started != 0 {
+			ev.Sync = &Sync{StartedAt: t0.Add(tc.started)}
+		}
+		if tc.rep != 0 {
+			ev.ReplayedAt = t0.Add(tc.rep)
+		}
+		if got := ev.ReferenceTime(now); !got.Equal(t0.Add(tc.want)) {
+			t.Errorf("%s: reference time %s, want %s", tc.name, got.Sub(t0), tc.want)
+		}
+	}
+}

@@ -48,6 +48,10 @@ type Event struct {
 	ExternalIDs []ExternalID
 	// Traits holds only the traits idsync forwards (Zendesk's name).
 	Traits Traits
+	// ReplayedAt is when the record was replayed from the dead-letter topic
+	// (HeaderReplayAt; zero for every other record). It is not part of the
+	// event's JSON: the pipeline sets it from the record's header.
+	ReplayedAt time.Time
 }
 
 // Sync identifies the audience sync run that produced an event.
@@ -72,11 +76,18 @@ type Traits struct {
 
 // ReferenceTime is the time that chooses the configuration version for the
 // event: sync.started_at when present, otherwise timestamp, clamped to now so
-// that no version is ever used before it is effective.
+// that no version is ever used before it is effective. A replayed event
+// (ReplayedAt set, later than that) takes the time of its replay: it was
+// dead-lettered under the configuration of its time, and is replayed to be
+// processed under the one fixed since. The replay time travels with the
+// record, so a redelivery resolves the same way.
 func (e *Event) ReferenceTime(now time.Time) time.Time {
 	ref := e.Timestamp
 	if e.Sync != nil && !e.Sync.StartedAt.IsZero() {
 		ref = e.Sync.StartedAt
+	}
+	if e.ReplayedAt.After(ref) {
+		ref = e.ReplayedAt
 	}
 	if ref.After(now) {
 		return now

@@ -176,6 +176,7 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 		p.m.processTime.Observe(time.Since(start).Seconds())
 		return
 	}
+	ev.ReplayedAt = replayedAt(w.rec)
 	conns, err := p.src.Connections(ctx, ev.SpaceID, ev.AudienceID)
 	if err != nil {
 		w.connErr = err
@@ -183,6 +184,26 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 	}
 	w.res = idsync.Process(ev, conns, now, p.cfg.Options)
 	p.m.processTime.Observe(time.Since(start).Seconds())
+}
+
+// replayedAt reads the record's idsync-replay-at header (the last one; a
+// value that is not a short RFC 3339 time is ignored, as if absent).
+func replayedAt(rec *kgo.Record) time.Time {
+	for i := len(rec.Headers) - 1; i >= 0; i-- {
+		h := rec.Headers[i]
+		if h.Key != idsync.HeaderReplayAt {
+			continue
+		}
+		if len(h.Value) > 64 {
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339Nano, string(h.Value))
+		if err != nil {
+			return time.Time{}
+		}
+		return t
+	}
+	return time.Time{}
 }
 
 // aloneOverhead is what a broker counts of a record produced alone besides
