@@ -17,20 +17,22 @@ run: build
 	./$(BIN) run --embedded
 
 # dist: static release binaries (CGO_ENABLED=0) for DIST_PLATFORMS into
-# dist/, named idsync-<version>-<os>-<arch> with the version from git
-# describe (also what `idsync version` prints), and dist/SHA256SUMS
-# (check with `cd dist && sha256sum -c SHA256SUMS`).
+# DIST_DIR (dist/), named idsync-<version>-<os>-<arch> with the version from
+# git describe (also what `idsync version` prints), and SHA256SUMS (check
+# with `cd dist && sha256sum -c SHA256SUMS`). deploy/deploytest's TestDist
+# runs it.
 DIST_PLATFORMS ?= linux/amd64 linux/arm64
+DIST_DIR ?= dist
 dist:
-	rm -rf dist
-	mkdir -p dist
+	rm -rf $(DIST_DIR)
+	mkdir -p $(DIST_DIR)
 	for p in $(DIST_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' \
-			-o dist/idsync-$(VERSION)-$$os-$$arch ./cmd/idsync || exit 1; \
+			-o $(DIST_DIR)/idsync-$(VERSION)-$$os-$$arch ./cmd/idsync || exit 1; \
 	done
-	cd dist && sha256sum idsync-* > SHA256SUMS
-	cat dist/SHA256SUMS
+	cd $(DIST_DIR) && sha256sum idsync-* > SHA256SUMS
+	cat $(DIST_DIR)/SHA256SUMS
 
 # test: real Kafka + Redis from deploy/local (unless IDSYNC_TEST_KAFKA and
 # IDSYNC_TEST_REDIS already point at running ones), then vet and race tests.
