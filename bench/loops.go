@@ -122,7 +122,6 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 		return nil, fmt.Errorf("bench: baseline client: %w", err)
 	}
 	x := e.exp
-	version := []byte("1")
 	produce := func(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 		if sess != nil {
 			sess.Produce(ctx, r, promise)
@@ -186,25 +185,10 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 				wg.Go(func() {
 					for i := range next {
 						for _, rec := range parts[i] {
-							ev := in.eventAt(rec.Partition, rec.Offset)
-							if ev < 0 {
-								continue
-							}
-							src := sourceHeader(rec)
-							key := rec.Key[min(len(rec.Key), len(Space)+1):]
-							for j, o := range x.of(ev) {
-								off := (ev*977 + j*131) % (len(x.filler) - int(o.size))
+							x.outputs(in, rec, func(r *kgo.Record) {
 								acks.Add(1)
-								produce(ctx, &kgo.Record{
-									Topic: x.topics[o.topic],
-									Key:   key,
-									Value: x.filler[off : off+int(o.size)],
-									Headers: []kgo.RecordHeader{
-										{Key: idsync.HeaderSource, Value: src},
-										{Key: idsync.HeaderConfigVersion, Value: version},
-									},
-								}, promise)
-							}
+								produce(ctx, r, promise)
+							})
 						}
 					}
 				})
@@ -241,6 +225,33 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 		return nil
 	}, nil
 }
+
+// outputs calls produce with each record idsync produces for the input
+// rec (same count, topics, keys, header names and value sizes; values cut
+// from real idsync output): what the baseline loops write.
+func (x *expected) outputs(in *input, rec *kgo.Record, produce func(*kgo.Record)) {
+	ev := in.eventAt(rec.Partition, rec.Offset)
+	if ev < 0 {
+		return
+	}
+	src := sourceHeader(rec)
+	key := rec.Key[min(len(rec.Key), len(Space)+1):]
+	for j, o := range x.of(ev) {
+		off := (ev*977 + j*131) % (len(x.filler) - int(o.size))
+		produce(&kgo.Record{
+			Topic: x.topics[o.topic],
+			Key:   key,
+			Value: x.filler[off : off+int(o.size)],
+			Headers: []kgo.RecordHeader{
+				{Key: idsync.HeaderSource, Value: src},
+				{Key: idsync.HeaderConfigVersion, Value: baselineVersion},
+			},
+		})
+	}
+}
+
+// baselineVersion is the config version header of the baselines' records.
+var baselineVersion = []byte("1")
 
 func sourceHeader(rec *kgo.Record) []byte {
 	b := make([]byte, 0, len(rec.Topic)+24)

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idsync/idsync/config"
-	"github.com/idsync/idsync/idsync"
 	"github.com/idsync/idsync/pipeline"
 )
 
@@ -72,7 +71,6 @@ func (e *env) rawLoop(in *input, group string, tr *tracker) (func(context.Contex
 	}
 	c.cl = cl
 	x := e.exp
-	version := []byte("1")
 	return func(ctx context.Context) error {
 		commitDone := make(chan struct{})
 		commitCtx, stopCommits := context.WithCancel(context.WithoutCancel(ctx))
@@ -109,25 +107,10 @@ func (e *env) rawLoop(in *input, group string, tr *tracker) (func(context.Contex
 				wg.Go(func() {
 					for i := range next {
 						for _, rec := range parts[i] {
-							ev := in.eventAt(rec.Partition, rec.Offset)
-							if ev < 0 {
-								continue
-							}
-							src := sourceHeader(rec)
-							key := rec.Key[min(len(rec.Key), len(Space)+1):]
-							for j, o := range x.of(ev) {
-								off := (ev*977 + j*131) % (len(x.filler) - int(o.size))
+							x.outputs(in, rec, func(r *kgo.Record) {
 								b.pending.Add(1)
-								cl.Produce(ctx, &kgo.Record{
-									Topic: x.topics[o.topic],
-									Key:   key,
-									Value: x.filler[off : off+int(o.size)],
-									Headers: []kgo.RecordHeader{
-										{Key: idsync.HeaderSource, Value: src},
-										{Key: idsync.HeaderConfigVersion, Value: version},
-									},
-								}, b.ack)
-							}
+								cl.Produce(ctx, r, b.ack)
+							})
 						}
 					}
 				})

@@ -12,8 +12,16 @@ import (
 // cli runs the real binary as an admin client of in.
 func (in *instance) cli(stdin string, args ...string) (code int, stdout, stderr string) {
 	in.t.Helper()
+	return runBinary(in.t, []string{"IDSYNC_ADMIN_ADDR=http://" + in.admin, "IDSYNC_ADMIN_TOKEN=" + adminToken}, stdin, args...)
+}
+
+// runBinary runs the real binary with args, the test's environment without
+// its IDSYNC_ settings plus env, and stdin; it returns the exit code and
+// what the command printed.
+func runBinary(t *testing.T, env []string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(cleanEnv(), "IDSYNC_ADMIN_ADDR=http://"+in.admin, "IDSYNC_ADMIN_TOKEN="+adminToken)
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -21,7 +29,7 @@ func (in *instance) cli(stdin string, args ...string) (code int, stdout, stderr 
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		in.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return code, out.String(), errb.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,20 +15,8 @@ import (
 // operator would with the service's environment.
 func (s *stack) dlqCLI(args ...string) (code int, stdout, stderr string) {
 	s.t.Helper()
-	cmd := exec.Command(binary, append([]string{"dlq"}, args...)...)
-	cmd.Env = append(cleanEnv(),
-		"IDSYNC_KAFKA_BROKERS="+strings.Join(s.brokers, ","),
-		"IDSYNC_KAFKA_INPUT_TOPIC="+s.input,
-		"IDSYNC_KAFKA_DLQ_TOPIC="+s.dlq())
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return runBinary(s.t, []string{"IDSYNC_KAFKA_BROKERS=" + strings.Join(s.brokers, ","),
+		"IDSYNC_KAFKA_INPUT_TOPIC=" + s.input, "IDSYNC_KAFKA_DLQ_TOPIC=" + s.dlq()}, "", append([]string{"dlq"}, args...)...)
 }
 
 // TestDLQReplayAfterFix follows docs/operations.md, "Replaying dead
@@ -148,10 +135,8 @@ func TestDLQReplayAfterFix(t *testing.T) {
 			t.Errorf("dlq %v: exit %d, want 2 (usage)\n%s", args, code, errOut)
 		}
 	}
-	cmd := exec.Command(binary, "dlq", "stats")
-	cmd.Env = append(cleanEnv(), "IDSYNC_KAFKA_BROKERS=127.0.0.1:1", "IDSYNC_KAFKA_DIAL_TIMEOUT=1s")
-	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 4 {
-		t.Errorf("dlq stats with no broker: %v, want exit 4", err)
+	if code, _, errOut := runBinary(t, []string{"IDSYNC_KAFKA_BROKERS=127.0.0.1:1", "IDSYNC_KAFKA_DIAL_TIMEOUT=1s"}, "", "dlq", "stats"); code != 4 {
+		t.Errorf("dlq stats with no broker: exit %d, want 4\n%s", code, errOut)
 	}
 }
 
