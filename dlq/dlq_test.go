@@ -357,8 +357,17 @@ func replays(t *testing.T, fx *fixture, want int) map[string][]*kgo.Record {
 // order and byte for byte, then HeaderReplayOf; the timestamp.
 func checkReplay(t *testing.T, r, in *kgo.Record, id string) {
 	t.Helper()
+	// The last header is the replay's time: recent, RFC 3339.
+	n := len(r.Headers)
+	if n == 0 || r.Headers[n-1].Key != idsync.HeaderReplayAt {
+		t.Errorf("replay %s: headers %v end without %s", id, r.Headers, idsync.HeaderReplayAt)
+		return
+	}
+	if at, err := time.Parse(time.RFC3339Nano, string(r.Headers[n-1].Value)); err != nil || time.Since(at) > 10*time.Minute || time.Until(at) > time.Minute {
+		t.Errorf("replay %s: %s %q, %v", id, idsync.HeaderReplayAt, r.Headers[n-1].Value, err)
+	}
 	want := append(slices.Clone(in.Headers), kgo.RecordHeader{Key: HeaderReplayOf, Value: []byte(id)})
-	same := slices.EqualFunc(r.Headers, want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) })
+	same := slices.EqualFunc(r.Headers[:n-1], want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) })
 	if !same || !bytes.Equal(r.Key, in.Key) || !bytes.Equal(r.Value, in.Value) || !r.Timestamp.Equal(in.Timestamp) {
 		t.Errorf("replay %s: key %q headers %v timestamp %s; want the input's key %q headers %v timestamp %s",
 			id, r.Key, r.Headers, r.Timestamp, in.Key, want, in.Timestamp)
