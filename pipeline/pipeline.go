@@ -495,11 +495,13 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	acks := newAcks(p)
 	p.waits.inFlight(time.Now())
 	stops := p.records(hard, acks, parts)
-	if p.sess != nil {
-		// Learn every failure before deciding to commit or abort.
-		if err := p.cl.Flush(hard); err != nil && hard.Err() == nil {
-			p.log.Warn("flushing the transaction's records", "err", err)
-		}
+	// Every record of the batch is produced: send what still lingers now.
+	// The batch waits for all its acknowledgements anyway, so lingering
+	// (kafka.producer_linger) would only add to every batch's wait and to
+	// every event's latency. In exactly_once this also learns every failure
+	// before deciding to commit or abort.
+	if err := p.cl.Flush(hard); err != nil && hard.Err() == nil {
+		p.log.Warn("flushing the batch's records", "err", err)
 	}
 	acks.wait()
 	p.waits.inFlight(time.Time{})
