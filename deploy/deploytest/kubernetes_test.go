@@ -153,6 +153,7 @@ func TestKustomize(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			objs := objects(t, build(t, dir))
 			checkDeployment(t, objs)
+			checkGOMEMLIMIT(t, objs)
 			switch name {
 			case "production":
 				so := objs["ScaledObject"]["idsync"]
