@@ -143,18 +143,24 @@ func TestKustomize(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(hpaDir, "kustomization.yaml"), []byte(kz), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The exactly_once variant: the production overlay with
+	// components/exactly-once after its scaler.
+	eosDir := exactlyOnceDir(t)
 	mustExist(t, filepath.Join(kdir, "components/hpa/prometheus-adapter-values.yaml"), "prometheus-adapter rule for the HPA")
 
 	for name, dir := range map[string]string{
-		"base":       filepath.Join(kdir, "base"),
-		"production": filepath.Join(kdir, "overlays/production"),
-		"base+hpa":   hpaDir,
+		"base":                    filepath.Join(kdir, "base"),
+		"production":              filepath.Join(kdir, "overlays/production"),
+		"base+hpa":                hpaDir,
+		"production+exactly-once": eosDir,
 	} {
 		t.Run(name, func(t *testing.T) {
 			objs := objects(t, build(t, dir))
 			checkDeployment(t, objs)
 			checkGOMEMLIMIT(t, objs)
 			switch name {
+			case "production+exactly-once":
+				checkExactlyOnce(t, objs)
 			case "production":
 				so := objs["ScaledObject"]["idsync"]
 				if so == nil {
@@ -201,9 +207,9 @@ func TestKustomize(t *testing.T) {
 
 func checkDeployment(t *testing.T, objs map[string]map[string]obj) {
 	t.Helper()
-	d := objs["Deployment"]["idsync"]
+	d, kind := idsyncWorkload(objs)
 	if d == nil {
-		t.Fatal("no Deployment idsync")
+		t.Fatal("no Deployment or StatefulSet idsync")
 	}
 	pod := obj(d.get("spec", "template").(map[string]any))
 	podLabels := pod.strMap("metadata", "labels")
@@ -267,6 +273,9 @@ func checkDeployment(t *testing.T, objs map[string]map[string]obj) {
 		case "IDSYNC_KAFKA_INSTANCE_ID":
 			t.Errorf("the Deployment sets the deprecated IDSYNC_KAFKA_INSTANCE_ID (idsync would log a warning at every start)")
 		case "IDSYNC_KAFKA_GROUP_INSTANCE_ID":
+			if kind == "StatefulSet" {
+				continue // stable pod names: checkExactlyOnce
+			}
 			t.Errorf("the Deployment sets IDSYNC_KAFKA_GROUP_INSTANCE_ID: its pod names change at every rollout, so static membership only delays the hand-over of partitions")
 		}
 	}
@@ -319,7 +328,7 @@ const secretPlaceholder = "REPLACE-"
 // Secret's placeholder values by generated ones.
 func loadK8s(t *testing.T, objs map[string]map[string]obj, fill bool) (*config.Config, error) {
 	t.Helper()
-	d := objs["Deployment"]["idsync"]
+	d, _ := idsyncWorkload(objs)
 	pod := obj(d.get("spec", "template", "spec").(map[string]any))
 	c := obj(pod.get("containers", 0).(map[string]any))
 	volumes := map[string]obj{}
