@@ -161,7 +161,11 @@ func TestKustomize(t *testing.T) {
 			switch name {
 			case "production+exactly-once":
 				checkExactlyOnce(t, objs)
+				checkServiceMonitor(t, objs)
+				checkNetworkPolicy(t, objs)
 			case "production":
+				checkServiceMonitor(t, objs)
+				checkNetworkPolicy(t, objs)
 				so := objs["ScaledObject"]["idsync"]
 				if so == nil {
 					t.Fatal("no KEDA ScaledObject")
