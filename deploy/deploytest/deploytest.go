@@ -270,10 +270,14 @@ func DashboardQueries(root, window string) ([]string, error) {
 	return out, nil
 }
 
-// PrometheusRulePath is generated from RulesPath by `go generate
-// ./deploy/deploytest` (genrules), relative to Root: the Prometheus
-// Operator's PrometheusRule of the kustomize component.
-const PrometheusRulePath = "deploy/kubernetes/components/monitoring/prometheusrule.yaml"
+// Files generated from RulesPath by `go generate ./deploy/deploytest`
+// (genrules), relative to Root: the Prometheus Operator's PrometheusRule of
+// the kustomize component, and the copy the Helm chart's PrometheusRule
+// template embeds (a chart reads no file outside its directory).
+const (
+	PrometheusRulePath = "deploy/kubernetes/components/monitoring/prometheusrule.yaml"
+	HelmRulesPath      = "deploy/helm/idsync/files/prometheus-rules.yml"
+)
 
 //go:generate go run ./genrules
 

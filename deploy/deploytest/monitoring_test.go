@@ -12,9 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// TestPrometheusRuleInSync: the PrometheusRule of components/monitoring is
-// what `go generate ./deploy/deploytest` writes from
-// deploy/prometheus/rules/idsync.yml, and
+// TestPrometheusRuleInSync: the PrometheusRule of components/monitoring and
+// the Helm chart's copy of the rules are what `go generate
+// ./deploy/deploytest` writes from deploy/prometheus/rules/idsync.yml, and
 // the PrometheusRule kustomize builds carries the same groups, rules,
 // expressions, durations, labels and annotations as that file, parsed.
 func TestPrometheusRuleInSync(t *testing.T) {
@@ -24,6 +24,7 @@ func TestPrometheusRuleInSync(t *testing.T) {
 	}
 	for path, want := range map[string][]byte{
 		PrometheusRulePath: PrometheusRule(rules),
+		HelmRulesPath:      rules,
 	} {
 		got, err := os.ReadFile(filepath.Join(Root(), path))
 		if err != nil {

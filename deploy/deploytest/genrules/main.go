@@ -1,6 +1,7 @@
 // Command genrules writes the Prometheus Operator's PrometheusRule of
-// deploy/kubernetes/components/monitoring from
-// deploy/prometheus/rules/idsync.yml, the one source of the rules. Run it with `go generate ./deploy/deploytest`.
+// deploy/kubernetes/components/monitoring and the Helm chart's copy of the
+// alert rules from deploy/prometheus/rules/idsync.yml, the one source of
+// the rules. Run it with `go generate ./deploy/deploytest`.
 package main
 
 import (
@@ -19,6 +20,7 @@ func main() {
 	}
 	for path, content := range map[string][]byte{
 		deploytest.PrometheusRulePath: deploytest.PrometheusRule(rules),
+		deploytest.HelmRulesPath:      rules,
 	} {
 		if err := os.WriteFile(filepath.Join(root, path), content, 0o644); err != nil {
 			log.Fatal(err)
