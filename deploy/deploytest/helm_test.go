@@ -298,3 +298,71 @@ func TestHelmGOMEMLIMIT(t *testing.T) {
 		t.Errorf("memory limit 1G: err = %v, want a failure naming resources.limits.memory", err)
 	}
 }
+
+// TestHelmValues: the values the equality test leaves at their defaults do
+// what the chart's README says.
+func TestHelmValues(t *testing.T) {
+	h := renderHelm(t, map[string]any{
+		"fullnameOverride": "ids",
+		"secrets":          map[string]any{"create": false, "name": "from-vault"},
+		"goMemLimit":       "400MiB",
+		"extraEnv":         []any{map[string]any{"name": "IDSYNC_LOG_LEVEL", "value": "debug"}},
+		"serviceMonitor":   map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}},
+		"prometheusRule":   map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}},
+		"networkPolicy":    map[string]any{"enabled": true, "extraEgressPorts": []any{26379}},
+		"config": map[string]any{
+			"ops":   map[string]any{"listen": "0.0.0.0:9100"},
+			"redis": map[string]any{"addrs": []any{"redis-a:7000", "redis-b:7001"}},
+		},
+	})
+	if len(h["Secret"]) != 0 {
+		t.Errorf("secrets.create false: Secrets %v rendered", slices.Collect(maps.Keys(h["Secret"])))
+	}
+	d := h["Deployment"]["ids"]
+	if d == nil {
+		t.Fatalf("fullnameOverride ids: Deployments %v", slices.Collect(maps.Keys(h["Deployment"])))
+	}
+	for _, want := range []string{"ConfigMap/ids-config", "Service/ids-metrics", "Service/ids-admin", "PodDisruptionBudget/ids", "NetworkPolicy/ids"} {
+		kind, name, _ := strings.Cut(want, "/")
+		if h[kind][name] == nil {
+			t.Errorf("fullnameOverride ids: no %s", want)
+		}
+	}
+	pod := obj(d.get("spec", "template", "spec").(map[string]any))
+	if pod.str("volumes", 1, "secret", "secretName") != "from-vault" {
+		t.Errorf("secrets.name: the pod mounts %v", pod.get("volumes", 1))
+	}
+	env := map[string]string{}
+	for _, e := range pod.list("containers", 0, "env") {
+		env[e.str("name")] = e.str("value")
+	}
+	if env["GOMEMLIMIT"] != "400MiB" || env["IDSYNC_LOG_LEVEL"] != "debug" {
+		t.Errorf("goMemLimit, extraEnv: env %v", env)
+	}
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+		if h[kind]["ids"].str("metadata", "labels", "release") != "kps" {
+			t.Errorf("%s labels %v, want release: kps", kind, h[kind]["ids"].get("metadata", "labels"))
+		}
+	}
+	// The ops port follows config.ops.listen everywhere; the policy lets
+	// out the Redis ports of config.redis.addrs and the extra one.
+	if pod.str("containers", 0, "ports", 0, "containerPort") != "9100" || h["Service"]["ids-metrics"].str("spec", "ports", 0, "port") != "9100" {
+		t.Errorf("ops.listen :9100: container ports %v, Service ports %v", pod.get("containers", 0, "ports"), h["Service"]["ids-metrics"].get("spec", "ports"))
+	}
+	checkNetworkPolicy(t, map[string]map[string]obj{
+		"NetworkPolicy": {"idsync": h["NetworkPolicy"]["ids"]},
+		"Deployment":    {"idsync": d},
+		"ConfigMap":     {"ids-config": h["ConfigMap"]["ids-config"]},
+		// The Secret the operator provides, with the chart's keys.
+		"Secret": {"from-vault": obj{"stringData": map[string]any{
+			"kafka-password": "REPLACE-", "redis-password": "REPLACE-", "admin-write-token": "REPLACE-", "admin-read-token": "REPLACE-",
+		}}},
+	})
+	var egress []string
+	for _, e := range h["NetworkPolicy"]["ids"].list("spec", "egress") {
+		egress = append(egress, e.str("ports", 0, "port"))
+	}
+	if !slices.Contains(egress, "26379") || !slices.Contains(egress, "7001") {
+		t.Errorf("networkPolicy egress ports %v, want 7000, 7001 and 26379 among them", egress)
+	}
+}
