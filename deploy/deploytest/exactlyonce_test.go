@@ -23,6 +23,14 @@ func idsyncWorkload(objs map[string]map[string]obj) (obj, string) {
 // components/exactly-once (after its KEDA scaler) and returns its directory.
 func exactlyOnceDir(t *testing.T) string {
 	t.Helper()
+	return kustomization(t, "overlays/production", "components/exactly-once")
+}
+
+// kustomization writes a kustomization of the resource res with the
+// components comps (paths under deploy/kubernetes) and returns its
+// directory.
+func kustomization(t *testing.T, res string, comps ...string) string {
+	t.Helper()
 	kdir := filepath.Join(Root(), "deploy/kubernetes")
 	dir := t.TempDir()
 	rel := func(p string) string {
@@ -32,7 +40,10 @@ func exactlyOnceDir(t *testing.T) string {
 		}
 		return r
 	}
-	kz := fmt.Sprintf("resources:\n  - %s\ncomponents:\n  - %s\n", rel("overlays/production"), rel("components/exactly-once"))
+	kz := fmt.Sprintf("resources:\n  - %s\ncomponents:\n", rel(res))
+	for _, c := range comps {
+		kz += fmt.Sprintf("  - %s\n", rel(c))
+	}
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kz), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -117,15 +117,7 @@ func productionValues(t *testing.T) map[string]any {
 // kustomize tests.
 func TestHelmRendersKustomize(t *testing.T) {
 	kdir := filepath.Join(Root(), "deploy/kubernetes")
-	eosBase := t.TempDir()
-	rel, err := filepath.Rel(eosBase, kdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kz := "resources:\n  - " + rel + "/base\ncomponents:\n  - " + rel + "/components/exactly-once\n"
-	if err := os.WriteFile(filepath.Join(eosBase, "kustomization.yaml"), []byte(kz), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	eosBase := kustomization(t, "base", "components/exactly-once")
 	eos := map[string]any{"enabled": true}
 	prodEOS := productionValues(t)
 	prodEOS["exactlyOnce"] = eos

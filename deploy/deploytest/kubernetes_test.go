@@ -120,13 +120,17 @@ func subset(sel, labels map[string]string) bool {
 	return true
 }
 
-// TestKustomize: the base, the production overlay (KEDA) and the base with
-// the HPA component build, and what they build is a deployment idsync can
-// run: probes on its ops port, a grace period beyond its shutdown timeout,
-// non-root and read-only, spread over nodes, a disruption budget and
-// services that select its pods, the transactional id's suffix from the pod name,
+// TestKustomize: the base, the production overlay (KEDA, monitoring,
+// network policy), the base with the HPA component, and both with
+// components/exactly-once build, and what they build is a deployment
+// idsync can run: probes on its ops port, a grace period beyond its
+// shutdown timeout, non-root and read-only, spread over nodes, a
+// disruption budget and services that select its pods, the transactional
+// id's suffix from the pod name, GOMEMLIMIT at 90 % of the memory limit,
 // scalers capped at the input's partitions, and a configuration (with its
-// secret files) that config.Load accepts.
+// secret files) that config.Load accepts; the production overlay's
+// ServiceMonitor and NetworkPolicy fit that configuration, and the
+// exactly_once variants are StatefulSets with stable ids.
 func TestKustomize(t *testing.T) {
 	kdir := filepath.Join(Root(), "deploy/kubernetes")
 	// The HPA alternative: the base with components/hpa instead of keda.
@@ -153,12 +157,18 @@ func TestKustomize(t *testing.T) {
 		"production":              filepath.Join(kdir, "overlays/production"),
 		"base+hpa":                hpaDir,
 		"production+exactly-once": eosDir,
+		"base+hpa+exactly-once":   kustomization(t, "base", "components/hpa", "components/exactly-once"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			objs := objects(t, build(t, dir))
 			checkDeployment(t, objs)
 			checkGOMEMLIMIT(t, objs)
 			switch name {
+			case "base+hpa+exactly-once":
+				checkExactlyOnce(t, objs)
+				if objs["HorizontalPodAutoscaler"]["idsync"] == nil {
+					t.Error("no HorizontalPodAutoscaler")
+				}
 			case "production+exactly-once":
 				checkExactlyOnce(t, objs)
 				checkServiceMonitor(t, objs)
