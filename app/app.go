@@ -11,6 +11,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -153,7 +154,16 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			return err
 		}
 		h = newHTTPMetrics(reg, "admin").instrument(h)
-		if adm, err = listen("admin", cfg.Admin.Listen, h, log); err != nil {
+		var tc *tls.Config
+		if cfg.Admin.TLSCertFile != "" {
+			certs, err := newCertReloader(cfg.Admin.TLSCertFile, cfg.Admin.TLSKeyFile, log.With("component", "admin"))
+			if err != nil {
+				ops.shutdown(context.Background())
+				return &SettingsError{Setting: "admin.tls_cert_file", Err: err}
+			}
+			tc = certs.tlsConfig()
+		}
+		if adm, err = listenTLS("admin", cfg.Admin.Listen, h, tc, log); err != nil {
 			ops.shutdown(context.Background())
 			return err
 		}

@@ -29,9 +29,9 @@ func banner(w io.Writer, cfg *config.Config, ops, adm *server, emb *embedded, to
 	fmt.Fprintf(w, "  redis      %s\n", strings.Join(cfg.Redis.Addrs, ","))
 	fmt.Fprintf(w, "  metrics    http://%s/metrics   (health: /healthz, /readyz)\n", ops.addr())
 	if adm != nil {
-		fmt.Fprintf(w, "  admin API  http://%s\n", adm.addr())
+		fmt.Fprintf(w, "  admin API  %s\n", adm.url())
 		if cfg.Admin.Console {
-			fmt.Fprintf(w, "  console    http://%s/ui/\n", adm.addr())
+			fmt.Fprintf(w, "  console    %s/ui/\n", adm.url())
 		}
 	}
 	if emb == nil {
@@ -44,9 +44,9 @@ func banner(w io.Writer, cfg *config.Config, ops, adm *server, emb *embedded, to
 	fmt.Fprintf(w, "  idsync tail %s --brokers %s\n", cfg.Kafka.DLQTopic, brokers)
 	if adm != nil && len(tokens) > 0 && tokens[0].Secret == DemoToken {
 		if cfg.Admin.Console {
-			fmt.Fprintf(w, "  open http://%s/ui/ and sign in with the token %s\n", adm.addr(), DemoToken)
+			fmt.Fprintf(w, "  open %s/ui/ and sign in with the token %s\n", adm.url(), DemoToken)
 		}
-		fmt.Fprintf(w, "  export IDSYNC_ADMIN_ADDR=http://%s IDSYNC_ADMIN_TOKEN=%s   (the demo token, write scope)\n", adm.addr(), DemoToken)
+		fmt.Fprintf(w, "  export IDSYNC_ADMIN_ADDR=%s IDSYNC_ADMIN_TOKEN=%s   (the demo token, write scope)\n", adm.url(), DemoToken)
 		fmt.Fprintf(w, "  idsync config list %s %s\n", demo.Space, demo.Connections()[0].Audience)
 		fmt.Fprintf(w, "  idsync config history %s %s %s\n", demo.Space, demo.Connections()[0].Audience, demo.Connections()[0].Destination)
 	}

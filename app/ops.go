@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,21 +69,33 @@ type server struct {
 	ln   net.Listener
 	log  *slog.Logger
 	done chan error
+	// scheme is http, or https when the listener serves TLS.
+	scheme string
 }
 
 // listen binds addr now (so a taken port fails start-up with its name) and
 // serves h in the background.
 func listen(name, addr string, h http.Handler, log *slog.Logger) (*server, error) {
+	return listenTLS(name, addr, h, nil, log)
+}
+
+// listenTLS is listen serving HTTPS with tc (plain HTTP when tc is nil).
+func listenTLS(name, addr string, h http.Handler, tc *tls.Config, log *slog.Logger) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
+	scheme := "http"
+	if tc != nil {
+		ln, scheme = tls.NewListener(ln, tc), "https"
+	}
 	s := &server{
-		name: name,
-		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute},
-		ln:   ln,
-		log:  log,
-		done: make(chan error, 1),
+		name:   name,
+		srv:    &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute},
+		ln:     ln,
+		log:    log,
+		done:   make(chan error, 1),
+		scheme: scheme,
 	}
 	go func() {
 		err := s.srv.Serve(ln)
@@ -96,6 +109,9 @@ func listen(name, addr string, h http.Handler, log *slog.Logger) (*server, error
 
 // addr is where the server listens (the bound port when addr had :0).
 func (s *server) addr() string { return s.ln.Addr().String() }
+
+// url is the server's base URL.
+func (s *server) url() string { return s.scheme + "://" + s.addr() }
 
 // shutdown stops accepting, lets requests in flight finish until ctx ends,
 // then closes what is left.

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,7 +148,7 @@ func unwrapURLError(err error) error {
 // adminFlags are the flags of every admin API client command: where the
 // API is and the token to send.
 type adminFlags struct {
-	addr, token, tokenFile string
+	addr, token, tokenFile, caFile string
 }
 
 // bind registers --addr, --token and --token-file as persistent flags of
@@ -157,6 +159,7 @@ func (f *adminFlags) bind(cmd *cobra.Command) {
 	fs.StringVar(&f.addr, "addr", "", "admin API address (default $"+config.EnvAdminAddr+", else "+defaultAdminAddr+"; host:port means http)")
 	fs.StringVar(&f.token, "token", "", "bearer token (default $"+config.EnvAdminToken+"); prefer --token-file or the environment: a flag shows in ps")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token (default $"+config.EnvAdminTokenFile+")")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM CAs that verify an https admin address (default $"+config.EnvAdminCAFile+", else the system's)")
 }
 
 // client returns the API client the flags and the environment describe.
@@ -179,6 +182,21 @@ func (f *adminFlags) client(env Env) (*apiClient, error) {
 	api, err := newAPIClient(addr, token)
 	if err != nil {
 		return nil, &exitError{code: ExitUsage, err: err}
+	}
+	caFile := f.caFile
+	if caFile == "" {
+		caFile = env.Getenv(config.EnvAdminCAFile)
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		pool := x509.NewCertPool()
+		if err == nil && !pool.AppendCertsFromPEM(pem) {
+			err = errors.New("no PEM certificate in it")
+		}
+		if err != nil {
+			return nil, &exitError{code: ExitUsage, err: fmt.Errorf("CA file %s: %w", caFile, err)}
+		}
+		api.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
 	return api, nil
 }

@@ -325,6 +325,11 @@ type Admin struct {
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
 	// Console serves the web console under /ui/ on the admin listener.
 	Console bool `mapstructure:"console"`
+	// TLSCertFile and TLSKeyFile (PEM) make the admin listener serve HTTPS
+	// (set both or neither). The files are read again when they change, so
+	// a renewed certificate is served without a restart.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
 }
 
 // Token is one admin bearer token.

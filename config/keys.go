@@ -33,11 +33,13 @@ const (
 	EnvAdminToken = envPrefix + "ADMIN_TOKEN"
 	// EnvAdminTokenFile names a file holding the client's bearer token.
 	EnvAdminTokenFile = envPrefix + "ADMIN_TOKEN_FILE"
+	// EnvAdminCAFile names PEM CAs that verify an https admin address.
+	EnvAdminCAFile = envPrefix + "ADMIN_CA_FILE"
 )
 
 // clientEnv are the client commands' variables, by exact name: a variable
 // that is only close to one of them (a typo) is still refused.
-var clientEnv = []string{EnvAdminAddr, EnvAdminToken, EnvAdminTokenFile}
+var clientEnv = []string{EnvAdminAddr, EnvAdminToken, EnvAdminTokenFile, EnvAdminCAFile}
 
 var durationType = reflect.TypeFor[time.Duration]()
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -296,6 +297,18 @@ func (p *Processing) validate(ps *problems) {
 // the token.
 func (a *Admin) validate(ps *problems, embedded bool) {
 	listen(ps, "admin.listen", a.Listen, true)
+	switch {
+	case (a.TLSCertFile == "") != (a.TLSKeyFile == ""):
+		key := "admin.tls_key_file"
+		if a.TLSCertFile == "" {
+			key = "admin.tls_cert_file"
+		}
+		ps.add(key, "required with the other of admin.tls_cert_file and admin.tls_key_file")
+	case a.TLSCertFile != "":
+		if _, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile); err != nil {
+			ps.add("admin.tls_cert_file", "cannot be used with admin.tls_key_file: %v", err)
+		}
+	}
 	if a.MaxBodyBytes < 1 {
 		ps.add("admin.max_body_bytes", "must be at least 1 (got %d)", a.MaxBodyBytes)
 	}
