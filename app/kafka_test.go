@@ -127,19 +127,32 @@ func TestKafkaClientMetricsSubsystem(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-		if !strings.HasPrefix(mf.GetName(), "idsync_kafka_") {
-			t.Errorf("client metric %s is not under idsync_kafka_", mf.GetName())
+	wants := []string{"idsync_kafka_connects_total", "idsync_kafka_produce_uncompressed_bytes_total",
+		"idsync_kafka_produce_compressed_bytes_total", "idsync_kafka_produce_records_total", "idsync_kafka_write_bytes_total"}
+	// The produce metrics are recorded by a hook that may run just after
+	// ProduceSync returns: gather until they are there (or 10 s).
+	var names map[string]bool
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = map[string]bool{}
+		for _, mf := range mfs {
+			names[mf.GetName()] = true
+			if !strings.HasPrefix(mf.GetName(), "idsync_kafka_") {
+				t.Errorf("client metric %s is not under idsync_kafka_", mf.GetName())
+			}
+		}
+		all := true
+		for _, want := range wants {
+			all = all && names[want]
+		}
+		if all || time.Now().After(deadline) {
+			break
 		}
 	}
-	for _, want := range []string{"idsync_kafka_connects_total", "idsync_kafka_produce_uncompressed_bytes_total",
-		"idsync_kafka_produce_compressed_bytes_total", "idsync_kafka_produce_records_total", "idsync_kafka_write_bytes_total"} {
+	for _, want := range wants {
 		if !names[want] {
 			t.Errorf("no %s among %v", want, names)
 		}

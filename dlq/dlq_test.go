@@ -220,6 +220,21 @@ func run(t *testing.T, mode pipeline.Delivery, keep bool) *fixture {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the committed offsets
 	}
+	// In exactly_once the group's offsets are visible before the commit
+	// markers of the dead letters' transaction are written: wait until no
+	// transaction of the dead-letter topic is open or finishing, so that a
+	// read_committed reader sees every dead letter.
+	for {
+		lso, err1 := adm.ListCommittedOffsets(context.Background(), fx.dlq)
+		hwm, err2 := adm.ListEndOffsets(context.Background(), fx.dlq)
+		if err1 == nil && err2 == nil && settled(lso, hwm) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead letters' transactions did not settle within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return fx
 }
 
