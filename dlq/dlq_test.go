@@ -235,6 +235,25 @@ func run(t *testing.T, mode pipeline.Delivery, keep bool) *fixture {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// And until a reader sees them all: what the tests below count.
+	want := 0
+	for _, n := range fx.expected(func(int, *kgo.Record) bool { return true }) {
+		want += n
+	}
+	c, err := New(Config{Brokers: fx.brokers, DLQTopic: fx.dlq, InputTopic: fx.input, IdleTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := c.Stats(context.Background(), Filter{})
+		if err == nil && st.Matched >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead letters are not all readable within 60s: %d of %d (%v)", st.Matched, want, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return fx
 }
 
