@@ -127,7 +127,11 @@ func run(t *testing.T, mode pipeline.Delivery, keep bool) *fixture {
 	fx := &fixture{k: k, brokers: k.Brokers(), input: prefix + ".input", dlq: prefix + ".dlq",
 		base: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	for _, topic := range []string{fx.input, fx.dlq} {
-		if resp, err := adm.CreateTopic(context.Background(), 2, 1, nil, topic); err != nil || resp.Err != nil {
+		// The inputs are dated 2026-06-01 and dead letters keep their
+		// input's timestamp: with the broker's default retention (7 days,
+		// counted from record timestamps) a retention check would delete
+		// them mid-test. Keep them.
+		if resp, err := adm.CreateTopic(context.Background(), 2, 1, keepForever(), topic); err != nil || resp.Err != nil {
 			t.Fatalf("creating %s: %v %v", topic, err, resp.Err)
 		}
 	}
@@ -647,4 +651,11 @@ func TestReplayAfterFix(t *testing.T) {
 	if st.Matched != nBroken {
 		t.Errorf("%d invalid_config dead letters after the replay, want the %d from before it", st.Matched, nBroken)
 	}
+}
+
+// keepForever is a topic configuration without time-based retention, for
+// topics whose records carry old timestamps.
+func keepForever() map[string]*string {
+	never := "-1"
+	return map[string]*string{"retention.ms": &never}
 }

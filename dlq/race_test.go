@@ -64,7 +64,9 @@ func inputCounts(t *testing.T, k *stacktest.Cluster, input string) map[string]in
 
 func raceTopics(t *testing.T) (*stacktest.Cluster, string, string) {
 	k := stacktest.Kafka(t)
-	input, dlqTopic := k.Topic(t, 1), k.Topic(t, 1)
+	// The letters are dated 2023: no time-based retention (see keepForever).
+	keep := map[string]string{"retention.ms": "-1"}
+	input, dlqTopic := k.TopicWithConfig(t, 1, keep), k.TopicWithConfig(t, 1, keep)
 	return k, input, dlqTopic
 }
 
