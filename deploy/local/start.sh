@@ -67,6 +67,12 @@ start_kafka() {
 		share.coordinator.state.topic.replication.factor=1
 		share.coordinator.state.topic.min.isr=1
 
+		# Tests: no time-based retention. Records keep their producers'
+		# timestamps, and fixtures date events in the past (outputs and dead
+		# letters carry their input's timestamp): a retention check would
+		# delete them mid-test. The data is deleted by stop.sh anyway.
+		log.retention.ms=-1
+
 		# Tests: join groups without the 3 s wait for more members; tests create
 		# their topics explicitly, auto-creation stays on for hand use.
 		group.initial.rebalance.delay.ms=0
