@@ -154,12 +154,7 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 			if fetches.IsClientClosed() || ctx.Err() != nil {
 				return nil
 			}
-			var parts [][]*kgo.Record
-			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-				if len(p.Records) > 0 {
-					parts = append(parts, p.Records)
-				}
-			})
+			parts := partitionsOf(fetches)
 			if len(parts) == 0 {
 				continue
 			}
@@ -179,25 +174,10 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 				}
 				acks.Done()
 			}
-			var wg sync.WaitGroup
-			next := make(chan int)
-			for range min(runtime.GOMAXPROCS(0), len(parts)) {
-				wg.Go(func() {
-					for i := range next {
-						for _, rec := range parts[i] {
-							x.outputs(in, rec, func(r *kgo.Record) {
-								acks.Add(1)
-								produce(ctx, r, promise)
-							})
-						}
-					}
-				})
-			}
-			for i := range parts {
-				next <- i
-			}
-			close(next)
-			wg.Wait()
+			x.produceAll(in, parts, func(r *kgo.Record) {
+				acks.Add(1)
+				produce(ctx, r, promise)
+			})
 			if sess != nil {
 				committed, err := sess.End(context.WithoutCancel(ctx), kgo.TryCommit)
 				acks.Wait()
@@ -224,6 +204,40 @@ func (e *env) baselineLoop(in *input, group string, tr *tracker) (func(context.C
 		}
 		return nil
 	}, nil
+}
+
+// partitionsOf returns the records of each partition of a poll that has
+// any.
+func partitionsOf(fetches kgo.Fetches) [][]*kgo.Record {
+	var parts [][]*kgo.Record
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			parts = append(parts, p.Records)
+		}
+	})
+	return parts
+}
+
+// produceAll calls produce with the outputs of every record of parts, the
+// partitions spread over GOMAXPROCS workers (each partition's records in
+// order on one worker), and returns when all are handed over.
+func (x *expected) produceAll(in *input, parts [][]*kgo.Record, produce func(*kgo.Record)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(parts)) {
+		wg.Go(func() {
+			for i := range next {
+				for _, rec := range parts[i] {
+					x.outputs(in, rec, produce)
+				}
+			}
+		})
+	}
+	for i := range parts {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // outputs calls produce with each record idsync produces for the input

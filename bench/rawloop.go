@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,35 +90,15 @@ func (e *env) rawLoop(in *input, group string, tr *tracker) (func(context.Contex
 			if fetches.IsClientClosed() || ctx.Err() != nil {
 				return nil
 			}
-			var parts [][]*kgo.Record
-			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-				if len(p.Records) > 0 {
-					parts = append(parts, p.Records)
-				}
-			})
+			parts := partitionsOf(fetches)
 			if len(parts) == 0 {
 				continue
 			}
 			b := c.begin(parts)
-			var wg sync.WaitGroup
-			next := make(chan int)
-			for range min(runtime.GOMAXPROCS(0), len(parts)) {
-				wg.Go(func() {
-					for i := range next {
-						for _, rec := range parts[i] {
-							x.outputs(in, rec, func(r *kgo.Record) {
-								b.pending.Add(1)
-								cl.Produce(ctx, r, b.ack)
-							})
-						}
-					}
-				})
-			}
-			for i := range parts {
-				next <- i
-			}
-			close(next)
-			wg.Wait()
+			x.produceAll(in, parts, func(r *kgo.Record) {
+				b.pending.Add(1)
+				cl.Produce(ctx, r, b.ack)
+			})
 			b.ack(nil, nil) // the batch's own reference: it is fully produced
 			if err := c.err(); err != nil {
 				return err

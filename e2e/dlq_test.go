@@ -185,9 +185,16 @@ func TestDLQReplayAfterConnectionFix(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "pending") {
 		t.Fatalf("config put: exit %d\n%s%s", code, out, errOut)
 	}
-	time.Sleep(3 * time.Second) // the delay (2s here, 5 minutes by default)
-	if code, out, _ := in.cli("", "config", "get", "spa_fix", "aud_fix", "hook", "-o", "json"); code != 0 || !strings.Contains(out, `"pending": null`) && !strings.Contains(out, `"pending":null`) {
-		t.Fatalf("the edit is not in effect yet:\n%s", out)
+	// Wait for the edit to take effect (2s here, 5 minutes by default), as
+	// the docs say: config get shows no pending version.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, out, _ := in.cli("", "config", "get", "spa_fix", "aud_fix", "hook", "-o", "json")
+		if code == 0 && (strings.Contains(out, `"pending": null`) || strings.Contains(out, `"pending":null`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the edit is not in effect after 30s:\n%s", out)
+		}
 	}
 
 	code, out, errOut = s.dlqCLI("replay", "--code", "invalid_config", "--destination", "hook")

@@ -634,6 +634,16 @@ func TestConsole(t *testing.T) {
 	}
 }
 
+// waitAPI polls cond until it holds, failing the test after within.
+func waitAPI(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: not within %s", what, within)
+		}
+	}
+}
+
 // lastAddedEmailHash is the SHA-256 Facebook receives for the sample's
 // newest email: trimmed, lower-cased, hashed.
 func lastAddedEmailHash(t *testing.T, sample string) (string, []string) {
@@ -685,7 +695,6 @@ func TestConsoleActivation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: runs in make test (needs chromium from deploy/local/install.sh)")
 	}
-	const delay = 4 * time.Second
 	base, _ := startIdsync(t, "connections:\n  activation_delay: 4s\n  retain_superseded: 4s\n")
 	u := &ui{t: t, ctx: browser(t), base: base, shot: t.TempDir()}
 	u.answerDialogs()
@@ -724,7 +733,13 @@ func TestConsoleActivation(t *testing.T) {
 	u.waitText("#versions", "Pending: version 3")
 	u.run("catalog", chromedp.Navigate(base+"/ui/#/catalog"))
 	u.waitText("main h1", "Destination types")
-	time.Sleep(delay + 2*time.Second)
+	// Once version 3 is in effect, the left screen's countdown would have
+	// fired within a second and a half (a 1 s tick, then 0.5 s).
+	waitAPI(t, 30*time.Second, "version 3 in effect", func() bool {
+		_, got := api(t, base, "GET", path+"timer", readToken, "")
+		return got["pending"] == nil
+	})
+	time.Sleep(1500 * time.Millisecond)
 	if h1 := u.text("main h1"); h1 != "Destination types" {
 		t.Errorf("after the countdown of a screen left behind, the page shows %q", h1)
 	}
@@ -747,10 +762,10 @@ func TestConsoleActivation(t *testing.T) {
 	if code, _ := api(t, base, "DELETE", path+"race", writeToken, "", "If-Match", "1"); code != 200 {
 		t.Fatal("deleting")
 	}
-	time.Sleep(delay + time.Second) // the deletion takes effect
-	if code, _ := api(t, base, "GET", path+"race", readToken, ""); code != 404 {
-		t.Fatalf("the deletion did not take effect: GET %d", code)
-	}
+	waitAPI(t, 30*time.Second, "the deletion to take effect", func() bool {
+		code, _ := api(t, base, "GET", path+"race", readToken, "")
+		return code == 404
+	})
 	u.run("history", chromedp.Navigate(base+"/ui/#/history?space="+space+"&audience="+audience+"&destination=race"))
 	u.waitText("#history", "deleted")
 	u.click("button.restore[data-version='1']")
