@@ -5,6 +5,7 @@
 #   - kcat (Debian package kcat, a librdkafka client: the end-to-end tests
 #     feed and read the binary with it as an independent client), only when
 #     missing;
+#   - openssl, for certs.sh (the TLS stacks' certificates), only when missing;
 #   - chromium (Debian package chromium): the web console's browser tests
 #     (webui/browser_test.go) drive it headless, only when missing;
 #   - checks that Java 17+ and Maven are on PATH (they are not installed here:
@@ -67,6 +68,18 @@ if ! command -v chromium >/dev/null; then
 		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 	else
 		missing+=("chromium (as root: apt-get install -y chromium)")
+	fi
+fi
+
+# openssl, the same way: certs.sh makes the TLS stacks' certificates with it.
+if ! command -v openssl >/dev/null; then
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+		log "installing openssl from Debian packages"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends openssl >/dev/null
+	else
+		missing+=("openssl (as root: apt-get install -y openssl)")
 	fi
 fi
 
