@@ -3,12 +3,14 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -23,6 +25,10 @@ import (
 // external_audience_id, two versions apiece) into one Cache and reports
 // the process's resident memory (VmRSS, after a GC that returns freed
 // memory to the OS) and the live heap. Issue 7's target: ≤ 1 GiB RSS.
+//
+// With a real Redis it also reports what the records take in Redis
+// (redis-B/connection: INFO memory's used_memory before and after the load,
+// per connection), the input of the capacity model in docs/operations.md.
 //
 // It writes ~1M records to Redis, so it runs only with IDSYNC_BENCH_1M=1.
 // With IDSYNC_TEST_REDIS it uses that Redis and the process holds nothing
@@ -56,6 +62,7 @@ func BenchmarkCache1MConnectionsRSS(b *testing.B) {
 			rdb.Del(ctx, iter.Val())
 		}
 	}()
+	usedBefore := redisUsedMemory(ctx, rdb)
 	pipe := rdb.Pipeline()
 	for a := range audiences {
 		fields := make([]any, 0, 2*perAudience)
@@ -80,6 +87,7 @@ func BenchmarkCache1MConnectionsRSS(b *testing.B) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		b.Fatal(err)
 	}
+	usedAfter := redisUsedMemory(ctx, rdb)
 	for range b.N {
 		runtime.GC()
 		debug.FreeOSMemory()
@@ -110,8 +118,26 @@ func BenchmarkCache1MConnectionsRSS(b *testing.B) {
 		b.ReportMetric(float64(rss-rssBefore)/1024, "rss-growth-MB")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB-cache")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(audiences*perAudience), "heap-B/connection")
+		if os.Getenv("IDSYNC_TEST_REDIS") != "" && usedBefore > 0 && usedAfter > usedBefore {
+			b.ReportMetric(float64(usedAfter-usedBefore)/(audiences*perAudience), "redis-B/connection")
+		}
 		runtime.KeepAlive(c)
 	}
+}
+
+// redisUsedMemory returns INFO memory's used_memory, 0 when it cannot be read.
+func redisUsedMemory(ctx context.Context, rdb *redis.Client) int64 {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // vmRSSKB returns this process's VmRSS in KiB.
