@@ -201,8 +201,9 @@ func (s *shaper) planRecords(ps *planScratch) (DeadLetter, bool) {
 	var msgID, dest int
 	ps.envelope, msgID, dest = s.writeEnvelope(ps.envelope[:0])
 	s.envelope = ps.envelope
-	// "<message id>:<destination id>:" quoted: two colons and two quotes.
-	s.idLen = msgID + dest
+	// "<message id>:<destination id>:" quoted: two colons and two quotes,
+	// and a resync's ":resync:<id>" (a valid resync id needs no escape).
+	s.idLen = msgID + dest + resyncIDLen(s.ev)
 	// The quoted length of every selected value, key by key.
 	lens := ps.lens[:0]
 	for _, vs := range s.sel.values {

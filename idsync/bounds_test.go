@@ -341,7 +341,11 @@ func checkBounds(t testing.TB, ev *Event, res Result, opt Options) {
 		if !json.Valid(o.Value) {
 			t.Fatalf("%s: invalid JSON output: %q", o.MessageID, o.Value)
 		}
-		if o.Key != ev.SegmentID || !strings.HasPrefix(o.MessageID, ev.MessageID+":"+o.DestinationID+":") {
+		base := ev.MessageID
+		if ev.ResyncID != "" {
+			base += ":resync:" + ev.ResyncID
+		}
+		if o.Key != ev.SegmentID || !strings.HasPrefix(o.MessageID, base+":"+o.DestinationID+":") {
 			t.Fatalf("output key %q id %q", o.Key, o.MessageID)
 		}
 		perDest[o.DestinationID] += len(o.Value)

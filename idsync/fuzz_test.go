@@ -104,8 +104,18 @@ func FuzzProcess(f *testing.F) {
 		if err := opt.Check(); err != nil {
 			t.Fatal(err)
 		}
+		if rows%2 == 1 {
+			// A resync's records: longer message ids and envelopes, which
+			// the plan (checked by planHook) must count.
+			ev.ResyncID = "rs_fuzz-1"
+		}
 		res := Process(ev, conns, benchNow, opt)
 		checkBounds(t, ev, res, opt)
+		for _, o := range res.Outputs {
+			if hasResync := strings.Contains(o.MessageID, ":resync:rs_fuzz-1:"); hasResync != (ev.ResyncID != "") {
+				t.Fatalf("message id %q with resync id %q", o.MessageID, ev.ResyncID)
+			}
+		}
 		for _, d := range res.DeadLetters {
 			if d.Code != CodeFanoutLimit && d.Code != CodeOutputTooLarge {
 				t.Fatalf("dead letter %+v", d)

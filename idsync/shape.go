@@ -92,10 +92,10 @@ func (s *shaper) googleOperation() string {
 // messageIDs writes the message ids of the destination's n records into
 // one string, so that they cost one allocation together.
 func (s *shaper) messageIDs(n int) {
-	s.idPrefix = len(s.ev.MessageID) + len(s.dest) + 2
+	s.idPrefix = len(s.ev.MessageID) + resyncIDLen(s.ev) + len(s.dest) + 2
 	ids := make([]byte, 0, n*(s.idPrefix+decimalLen(n)))
 	for i := range n {
-		ids = append(ids, s.ev.MessageID...)
+		ids = appendIDBase(ids, s.ev)
 		ids = append(ids, ':')
 		ids = append(ids, s.dest...)
 		ids = append(ids, ':')
@@ -104,7 +104,8 @@ func (s *shaper) messageIDs(n int) {
 	s.ids = string(ids)
 }
 
-// messageID returns "<source message_id>:<destination_id>:<n>". Records
+// messageID returns "<source message_id>:<destination_id>:<n>" (with
+// ":resync:<resync id>" after the source message id for a resync). Records
 // are opened in order, n = 0, 1, 2, …: the id is then the next substring of
 // the ids messageIDs wrote; any other n gets a string of its own.
 func (s *shaper) messageID(n int) string {
@@ -116,12 +117,36 @@ func (s *shaper) messageID(n int) string {
 		}
 	}
 	id := make([]byte, 0, s.idPrefix+8)
-	id = append(id, s.ev.MessageID...)
+	id = appendIDBase(id, s.ev)
 	id = append(id, ':')
 	id = append(id, s.dest...)
 	id = append(id, ':')
 	id = strconv.AppendInt(id, int64(n), 10)
 	return string(id)
+}
+
+// resyncMark is what a resync's message ids hold between the source message
+// id and the resync id.
+const resyncMark = ":resync:"
+
+// resyncIDLen is what ev's resync adds to each message id: nothing for an
+// event that is not re-sent by a resync.
+func resyncIDLen(ev *Event) int {
+	if ev.ResyncID == "" {
+		return 0
+	}
+	return len(resyncMark) + len(ev.ResyncID)
+}
+
+// appendIDBase appends the start of ev's message ids: its message_id, and
+// for a resync ":resync:<resync id>".
+func appendIDBase(b []byte, ev *Event) []byte {
+	b = append(b, ev.MessageID...)
+	if ev.ResyncID != "" {
+		b = append(b, resyncMark...)
+		b = append(b, ev.ResyncID...)
+	}
+	return b
 }
 
 // decimalLen is the number of decimal digits of n ≥ 0.
@@ -164,6 +189,9 @@ func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
 	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
 	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
 	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
+	if ev.ResyncID != "" {
+		b = b.litStr(`,"resync_id":`, ev.ResyncID)
+	}
 	return b.lit(`},"payload":`), msgID, dest
 }
 

@@ -52,6 +52,15 @@ type Event struct {
 	// (HeaderReplayAt; zero for every other record). It is not part of the
 	// event's JSON: the pipeline sets it from the record's header.
 	ReplayedAt time.Time
+	// ResyncID names the resync that re-sends this event (empty for every
+	// other event; docs/resync.md). It is not part of the event's JSON:
+	// the pipeline sets it from the resync it runs. Process then writes it
+	// in each record's envelope ("idsync":{"resync_id":…}) and in each
+	// message id, "<message_id>:resync:<resync id>:<destination_id>:<n>",
+	// so that a resync's records are told apart from the event's first
+	// delivery and a replay of the same resync yields the same ids. It must
+	// pass ValidResyncID.
+	ResyncID string
 }
 
 // Sync identifies the audience sync run that produced an event.
