@@ -26,6 +26,9 @@ type metrics struct {
 	batches       prometheus.Counter
 	rebalances    *prometheus.CounterVec
 	produceErrors prometheus.Counter
+	resyncCursors prometheus.Gauge
+	resyncMembers prometheus.Counter
+	resyncIgnored prometheus.Counter
 
 	// The labelled counters the per-record path uses, looked up once.
 	outputBy    map[idsync.DestinationType]prometheus.Counter
@@ -87,6 +90,18 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 			Name: "idsync_rebalances_total",
 			Help: "Consumer group rebalance events seen by this instance, by kind.",
 		}, []string{"kind"}),
+		resyncCursors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "idsync_resync_partitions_active",
+			Help: "Input partitions of this instance with a resync in progress (docs/resync.md).",
+		}),
+		resyncMembers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idsync_resync_members_total",
+			Help: "Members of resync snapshots passed by this instance (sent, or left to the live stream).",
+		}),
+		resyncIgnored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idsync_resync_control_ignored_total",
+			Help: "Resync control records ignored: an unknown resync, or resync disabled on this instance.",
+		}),
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_produce_errors_total",
 			Help: "Records the producer failed to deliver; each is retried (its input partition waits) or, when the broker refuses it for good, dead-lettered.",
@@ -94,7 +109,7 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 	}
 	waiting := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "idsync_partitions_waiting",
-		Help: "Input partitions of this instance stopped at a record until a cause passes, by reason (config_unavailable, topic_missing, destination_unavailable, dlq_unavailable). /readyz lists them.",
+		Help: "Input partitions of this instance stopped at a record until a cause passes, by reason (config_unavailable, topic_missing, destination_unavailable, dlq_unavailable, membership_unavailable). /readyz lists them.",
 	}, []string{"reason"})
 	waitingCollectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -127,7 +142,8 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 		m.rebalances.WithLabelValues(k)
 	}
 	reg.MustRegister(m.input, m.output, m.dlq, m.skipped, m.unmatched, m.invalid, m.processTime,
-		m.endToEnd, m.lag, m.missingTopics, m.batches, m.rebalances, m.produceErrors)
+		m.endToEnd, m.lag, m.missingTopics, m.batches, m.rebalances, m.produceErrors,
+		m.resyncCursors, m.resyncMembers, m.resyncIgnored)
 	reg.MustRegister(waitingCollectors...)
 	return m
 }

@@ -87,6 +87,20 @@ type Config struct {
 	// 10s).
 	LagInterval time.Duration
 
+	// MembershipTopic is the compacted topic of the membership the pipeline
+	// has seen (docs/resync.md); "" keeps none, and resyncs are ignored.
+	MembershipTopic string
+	// Resyncs are read when a resync's control record is met (nil: none
+	// run).
+	Resyncs Resyncs
+	// ResyncRate bounds the members per second this instance's resyncs
+	// pass (default 2000); ResyncStepMembers the members of one step
+	// (default 500); ResyncMaxMembers the members of one audience in one
+	// partition a resync holds in memory (default 5,000,000).
+	ResyncRate        float64
+	ResyncStepMembers int
+	ResyncMaxMembers  int
+
 	Limits  idsync.Limits
 	Options idsync.Options
 	// ClientOpts are appended to the Kafka client options (TLS, SASL,
@@ -142,6 +156,15 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ResyncRate == 0 {
+		c.ResyncRate = 2000
+	}
+	if c.ResyncStepMembers == 0 {
+		c.ResyncStepMembers = 500
+	}
+	if c.ResyncMaxMembers == 0 {
+		c.ResyncMaxMembers = 5_000_000
+	}
 	if c.Options == (idsync.Options{}) {
 		c.Options = idsync.DefaultOptions()
 	}
@@ -163,6 +186,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("delivery %q is not %s or %s", c.Delivery, AtLeastOnce, ExactlyOnce)
 	case c.Delivery == ExactlyOnce && c.TransactionalID == "":
 		return errors.New("exactly_once needs a transactional id")
+	case c.MembershipTopic != "" && (c.MembershipTopic == c.InputTopic || c.MembershipTopic == c.DLQTopic):
+		return fmt.Errorf("membership topic %q must differ from the input and dead-letter topics", c.MembershipTopic)
+	case c.ResyncRate < 0 || c.ResyncStepMembers < 0 || c.ResyncMaxMembers < 0:
+		return errors.New("resync rate, step members and max members must not be negative")
 	case c.MaxInflightBytes < int(c.MaxRecordBytes):
 		return fmt.Errorf("max in-flight bytes %d is below the max record size %d", c.MaxInflightBytes, c.MaxRecordBytes)
 	}
@@ -192,6 +219,29 @@ type Pipeline struct {
 	owned   map[int32]bool
 	// lagNow asks the lag refresher for a refresh now (after an assignment).
 	lagNow chan struct{}
+	// rs are the resyncs running on owned partitions; paced are the input
+	// partitions paused at a resync control record, until when.
+	rs    *resyncs
+	paced map[topicPartition]time.Time
+	// heads and headMore say, for the batch in hand, which partitions (by
+	// index) start with a control record, and whether records followed it.
+	heads, headMore map[int]bool
+}
+
+// pacedDue returns the paced partitions whose pause is over, and forgets
+// them.
+func (p *Pipeline) pacedDue(now time.Time) map[string][]int32 {
+	var out map[string][]int32
+	for tp, until := range p.paced {
+		if !now.Before(until) {
+			if out == nil {
+				out = map[string][]int32{}
+			}
+			out[tp.topic] = append(out[tp.topic], tp.partition)
+			delete(p.paced, tp)
+		}
+	}
+	return out
 }
 
 type topicPartition struct {
@@ -217,6 +267,8 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		refusals: newRefusals(),
 		owned:    map[int32]bool{},
 		lagNow:   make(chan struct{}, 1),
+		rs:       newResyncs(),
+		paced:    map[topicPartition]time.Time{},
 	}
 	opts := append(ClientOptions(cfg),
 		kgo.OnPartitionsAssigned(p.onAssigned),
@@ -270,6 +322,10 @@ func ClientOptions(cfg Config) []kgo.Opt {
 	}
 	if cfg.ProducerLinger > 0 {
 		opts = append(opts, kgo.ProducerLinger(cfg.ProducerLinger))
+	}
+	if cfg.MembershipTopic != "" {
+		// Membership and control records go to the partition they name.
+		opts = append(opts, kgo.RecordPartitioner(newPartitioner(cfg.MembershipTopic, cfg.InputTopic)))
 	}
 	if cfg.Delivery == ExactlyOnce {
 		opts = append(opts,
@@ -340,6 +396,11 @@ func (p *Pipeline) forget(cl *kgo.Client, parts map[string][]int32, kind string)
 	}
 	p.ownedMu.Unlock()
 	cl.ResumeFetchPartitions(p.waits.drop(parts))
+	for _, part := range parts[p.cfg.InputTopic] {
+		delete(p.paced, topicPartition{p.cfg.InputTopic, part})
+	}
+	cl.ResumeFetchPartitions(parts)
+	p.forgetResyncs(parts)
 	p.refusals.forget(parts)
 	p.assigned.Add(int64(-n))
 	p.m.rebalances.WithLabelValues(kind).Inc()
@@ -413,9 +474,14 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 			// Their next fetch starts again at the record that waited.
 			p.cl.ResumeFetchPartitions(resume)
 		}
+		if resume := p.pacedDue(time.Now()); len(resume) > 0 {
+			p.cl.ResumeFetchPartitions(resume)
+		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if p.waits.anyPaused() {
 			pollCtx, cancel = context.WithTimeout(ctx, p.cfg.RetryBackoff)
+		} else if len(p.paced) > 0 {
+			pollCtx, cancel = context.WithTimeout(ctx, resyncWait/4)
 		}
 		var fetches kgo.Fetches
 		if p.sess != nil {
@@ -484,6 +550,30 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		if p.waits.probing(topicPartition{pt.Topic, pt.Partition}, pt.Records[0].Offset) && len(pt.Records) > 1 {
 			probed[i] = pt.Records[1].Offset
 			pt.Records = pt.Records[:1]
+		}
+	}
+	// A control record (a resync's) is handled alone, at the head of its
+	// partition's records: everything before it is committed by then, so
+	// the membership it reads is the partition's up to it.
+	p.heads, p.headMore = map[int]bool{}, map[int]bool{}
+	for i := range parts {
+		pt := &parts[i]
+		for j, r := range pt.Records {
+			if !isControl(r) {
+				continue
+			}
+			if j > 0 {
+				probed[i] = r.Offset
+				pt.Records = pt.Records[:j]
+				break
+			}
+			p.heads[i] = true
+			if len(pt.Records) > 1 {
+				p.headMore[i] = true
+				probed[i] = pt.Records[1].Offset
+				pt.Records = pt.Records[:1]
+			}
+			break
 		}
 	}
 	p.topics.beginBatch()
@@ -558,6 +648,14 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		}
 		r := s.rec
 		setOffset(rewind, r, r.Offset)
+		if s.pace > 0 {
+			// Paused without a cause to wait for: a resync's control
+			// record, for its start time or the rate limit.
+			p.waits.passed(tp)
+			pause[r.Topic] = append(pause[r.Topic], r.Partition)
+			p.paced[tp] = now.Add(s.pace)
+			continue
+		}
 		if s.reason == "" {
 			p.waits.passed(tp) // refused for good: goes on at once, the refusal learnt
 			continue

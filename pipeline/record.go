@@ -37,6 +37,12 @@ type work struct {
 	rec  *kgo.Record
 	part int // index of its partition in the batch
 	done bool
+	// control: one of idsync's control records (see control), handled
+	// when produced; more: records of its partition followed it in the
+	// fetch.
+	control, more bool
+	// ev is the decoded event (for its membership record).
+	ev *idsync.Event
 	// decodeErr, else connErr (its configuration cannot be read, or can
 	// never be), else res.
 	decodeErr error
@@ -53,6 +59,10 @@ type stop struct {
 	reason   string
 	cause    error
 	shutdown bool
+	// pace, when positive, is how long the partition is paused at rec
+	// without waiting for any cause: a resync control record that must
+	// wait for its start time or the rate limit (see deferControl).
+	pace time.Duration
 	// probe: the wait follows a failed produce, so the partition's next
 	// attempts try its stopped record alone (see waits.probing).
 	probe bool
@@ -77,6 +87,12 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 	for i, pt := range parts {
 		for _, r := range pt.Records {
 			all = append(all, work{rec: r, part: i})
+		}
+		if p.heads[i] {
+			// A control record is alone in its partition's records (see
+			// batch).
+			w := &all[len(all)-1]
+			w.control, w.more = true, p.headMore[i]
 		}
 	}
 	stops := make([]*stop, len(parts))
@@ -121,7 +137,7 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 		// window: their results are dropped now to keep the bound.
 		for k := end; k < to; k++ {
 			if all[k].done {
-				all[k] = work{rec: all[k].rec, part: all[k].part}
+				all[k] = work{rec: all[k].rec, part: all[k].part, control: all[k].control, more: all[k].more}
 			}
 		}
 		w.end = end
@@ -168,6 +184,9 @@ type win struct {
 // process decodes w's record, resolves its audience's connections and runs
 // idsync.Process. It only reads: emit acts on the result.
 func (p *Pipeline) process(ctx context.Context, w *work) {
+	if w.control {
+		return // handled when produced, in order
+	}
 	start := time.Now()
 	now := p.cfg.Now()
 	ev, err := idsync.Decode(w.rec.Value, now, p.cfg.Limits)
@@ -177,6 +196,9 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 		return
 	}
 	ev.ReplayedAt = replayedAt(w.rec)
+	if p.cfg.MembershipTopic != "" {
+		w.ev = ev
+	}
 	conns, err := p.src.Connections(ctx, ev.SpaceID, ev.AudienceID)
 	if err != nil {
 		w.connErr = err
@@ -227,6 +249,9 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	rec := w.rec
 	if ctx.Err() != nil {
 		return &stop{rec: rec, shutdown: true} // past the shutdown deadline: leave the rest uncommitted
+	}
+	if w.control {
+		return p.control(ctx, a, rec, w.more)
 	}
 	var code idsync.Code
 	var msg string
@@ -309,6 +334,11 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 			return &stop{rec: rec, reason: WaitTopic, cause: err}
 		}
 	}
+	if w.ev != nil {
+		if err := p.topics.membership(ctx); err != nil {
+			return &stop{rec: rec, reason: WaitTopic, cause: err}
+		}
+	}
 
 	p.m.input.Inc()
 	p.count(res)
@@ -354,6 +384,15 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	}
 	for _, d := range dls {
 		a.deadLetter(ctx, rec, d.Code, d.Message, d.DestinationID, in)
+	}
+	if w.ev != nil {
+		// The membership after this event, in the same transaction (or
+		// before the same commit) as its outputs.
+		m := p.membershipRecord(rec, w.ev)
+		a.control(ctx, rec, &m)
+		if len(p.rs.byPart) > 0 {
+			p.touch(rec.Partition, w.ev)
+		}
 	}
 	return nil
 }
@@ -665,6 +704,13 @@ const ExceptionClassPrefix = "idsync.error."
 // the input record's own headers and with its timestamp; destination names
 // the destination concerned, if one is.
 func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
+	a.deadLetterOf(ctx, rec, rec, code, msg, destination, in)
+}
+
+// deadLetterOf is deadLetter for a record rec that src, the input record
+// in hand, brought: a resync's membership record. A failure to produce it
+// stops src's partition.
+func (a *acks) deadLetterOf(ctx context.Context, rec, src *kgo.Record, code idsync.Code, msg, destination string, in *inputAck) {
 	if len(msg) > maxErrorHeader {
 		// Cut at a character boundary: the header is read as UTF-8.
 		cut := maxErrorHeader
@@ -673,7 +719,7 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		}
 		msg = msg[:cut]
 	}
-	r, _ := a.p.refusals.get(refusalKey{rec.Topic, rec.Partition, rec.Offset, destination, true})
+	r, _ := a.p.refusals.get(refusalKey{src.Topic, src.Partition, src.Offset, destination, true})
 	partition := strconv.AppendInt(nil, int64(rec.Partition), 10)
 	offset := strconv.AppendInt(nil, rec.Offset, 10)
 	own := make([]kgo.RecordHeader, 0, 16)
@@ -759,13 +805,21 @@ func (a *acks) deadLetter(ctx context.Context, rec *kgo.Record, code idsync.Code
 		Value:     value,
 		Headers:   headers,
 		Timestamp: ts,
-		Context:   &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: rec, dest: destination, dlq: true},
+		Context:   &recordMeta{Context: ctx, counter: a.p.m.dlqBy[code], in: in, src: src, dest: destination, dlq: true},
 	}
 	if limited {
 		a.produceAlone(ctx, dl)
 	} else {
 		a.produce(ctx, dl)
 	}
+}
+
+// control produces r, a record of idsync's own (membership, resync
+// control) that the input record src needs: it is acknowledged with the
+// batch, and a failure stops src's partition like any of src's records.
+func (a *acks) control(ctx context.Context, src, r *kgo.Record) {
+	r.Context = &recordMeta{Context: ctx, src: src}
+	a.produce(ctx, r)
 }
 
 // wait blocks until every promise of the batch has run.

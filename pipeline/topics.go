@@ -106,6 +106,74 @@ func (t *topics) forDestination(ctx context.Context, id string) (string, error) 
 	return topic, nil
 }
 
+// membership returns nil once the membership topic exists with at least
+// the input topic's partitions (docs/resync.md): created compacted, with
+// the input's partition count, when creation is on. A missing topic, or
+// one with too few partitions, is an error wrapping errTopicNotReady, so
+// the input partition waits (topic_missing) with a log line naming the
+// problem.
+func (t *topics) membership(ctx context.Context) error {
+	topic := t.cfg.MembershipTopic
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.known[topic] {
+		return nil
+	}
+	if last, ok := t.missing[topic]; ok && time.Since(last) < t.cfg.RetryBackoff {
+		return fmt.Errorf("topic %s: %w", topic, errTopicNotReady)
+	}
+	err := t.checkMembership(ctx)
+	if err != nil {
+		if _, was := t.missing[topic]; !was {
+			t.log.Warn("membership topic not usable; input records wait for it", "topic", topic, "err", err)
+		}
+		t.missing[topic] = time.Now()
+		t.pruneMissing()
+		return fmt.Errorf("topic %s: %w: %w", topic, errTopicNotReady, err)
+	}
+	delete(t.missing, topic)
+	t.pruneMissing()
+	t.known[topic] = true
+	return nil
+}
+
+func (t *topics) checkMembership(ctx context.Context) error {
+	topic := t.cfg.MembershipTopic
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	details, err := t.adm.ListTopics(ctx, t.cfg.InputTopic, topic)
+	if err != nil {
+		return fmt.Errorf("describing topics %s and %s: %w", t.cfg.InputTopic, topic, err)
+	}
+	in, ok := details[t.cfg.InputTopic]
+	if !ok || in.Err != nil {
+		return fmt.Errorf("describing input topic %s: %v", t.cfg.InputTopic, in.Err)
+	}
+	want := int32(len(in.Partitions))
+	m, ok := details[topic]
+	if !ok || m.Err != nil {
+		if !t.cfg.CreateTopics {
+			return fmt.Errorf("membership topic %s does not exist and topic creation is disabled (create it compacted, with %d partitions)", topic, want)
+		}
+		maxBytes := strconv.Itoa(int(t.cfg.MaxRecordBytes))
+		compact := "compact"
+		resp, err := t.adm.CreateTopic(ctx, want, t.cfg.TopicReplicationFactor,
+			map[string]*string{"max.message.bytes": &maxBytes, "cleanup.policy": &compact}, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating membership topic %s: %w", topic, err)
+		}
+		t.log.Info("membership topic created", "topic", topic, "partitions", want)
+		return nil
+	}
+	if got := int32(len(m.Partitions)); got < want {
+		return fmt.Errorf("membership topic %s has %d partitions, fewer than the %d of input topic %s: add partitions to it", topic, got, want, t.cfg.InputTopic)
+	}
+	return nil
+}
+
 // dlq returns nil once the DLQ topic exists (see ensure).
 func (t *topics) dlq(ctx context.Context) error { return t.ensure(ctx, t.cfg.DLQTopic) }
 

@@ -25,7 +25,7 @@ const (
 
 // WaitReasons lists every reason a partition can wait, for metric
 // initialisation.
-var WaitReasons = []string{WaitConfig, WaitTopic, WaitDestination, WaitDLQ}
+var WaitReasons = []string{WaitConfig, WaitTopic, WaitDestination, WaitDLQ, WaitMembership}
 
 // Wait describes one input partition that is waiting: stopped at Offset
 // (nothing past it is committed) since Since, because of Reason.

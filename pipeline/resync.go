@@ -1,0 +1,721 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idsync/idsync/idsync"
+)
+
+// A resync (docs/resync.md) runs as a chain of control records in the input
+// topic, one chain per input partition: the admin API writes a start record
+// into every partition; the instance that owns the partition takes the
+// snapshot of the partition's membership when it reaches that record, and
+// each step sends the next members and writes the next control record
+// (with the cursor) into the same partition, in the same transaction
+// (exactly_once) or before the offset commit (at_least_once) as its
+// records. A step is thus ordered with the partition's live events, and
+// committed, fenced and resumed exactly like them.
+
+// HeaderControl marks an input record as one of idsync's own control
+// records; its value is ControlResync for a resync's.
+const HeaderControl = "idsync-control"
+
+// ControlResync is HeaderControl's value on a resync's control records.
+const ControlResync = "resync"
+
+// HeaderResync names the resync on every record a resync sends.
+const HeaderResync = "idsync-resync"
+
+// WaitMembership: the membership topic cannot be read now (a resync step
+// waits for it).
+const WaitMembership = "membership_unavailable"
+
+// maxControlBytes bounds a control record's value.
+const maxControlBytes = 4 << 10
+
+// resyncControl is a resync control record's value. Step 0 is the start
+// record the admin API writes; every later step carries the cursor.
+type resyncControl struct {
+	ResyncID string `json:"resync_id"`
+	Step     int64  `json:"step"`
+	// End is the membership partition's end offset when the resync
+	// started on it: the snapshot is the membership before it.
+	End int64 `json:"membership_end"`
+	// Next is the membership offset the step reads from.
+	Next int64 `json:"next"`
+	// Done counts the snapshot's members passed so far (sent or skipped);
+	// Total is the snapshot's members.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+}
+
+// ResyncStartRecords returns the start records of resync id for an input
+// topic of partitions partitions, one per partition.
+func ResyncStartRecords(topic string, partitions int32, id string) []*kgo.Record {
+	value, _ := json.Marshal(resyncControl{ResyncID: id})
+	out := make([]*kgo.Record, partitions)
+	for p := range partitions {
+		out[p] = &kgo.Record{Topic: topic, Partition: p, Value: value,
+			Headers: []kgo.RecordHeader{{Key: HeaderControl, Value: []byte(ControlResync)}}}
+	}
+	return out
+}
+
+// isControl reports whether rec is one of idsync's control records.
+func isControl(rec *kgo.Record) bool {
+	for _, h := range rec.Headers {
+		if h.Key == HeaderControl {
+			return true
+		}
+	}
+	return false
+}
+
+// parseControl reads a control record, naming what is wrong with one that
+// is not a resync control record idsync wrote.
+func parseControl(rec *kgo.Record) (resyncControl, error) {
+	var c resyncControl
+	kind := ""
+	for _, h := range rec.Headers {
+		if h.Key == HeaderControl {
+			kind = string(h.Value)
+		}
+	}
+	switch {
+	case kind != ControlResync:
+		return c, fmt.Errorf("control record of unknown kind %.64q", kind)
+	case len(rec.Value) > maxControlBytes:
+		return c, fmt.Errorf("resync control record of %d bytes, above %d", len(rec.Value), maxControlBytes)
+	}
+	if err := json.Unmarshal(rec.Value, &c); err != nil {
+		return c, fmt.Errorf("resync control record: %w", err)
+	}
+	switch {
+	case !idsync.ValidResyncID(c.ResyncID):
+		return c, errors.New("resync control record: resync_id is not a resync id")
+	case c.Step < 0 || c.End < 0 || c.Next < 0 || c.Done < 0 || c.Total < 0:
+		return c, errors.New("resync control record: a negative step, offset or count")
+	case c.Step > 0 && c.Next > c.End:
+		return c, errors.New("resync control record: next is past membership_end")
+	}
+	return c, nil
+}
+
+// Resyncs is where the pipeline reads the resyncs it is asked to run.
+type Resyncs interface {
+	// Resync returns the resync named id, nil (and no error) when there is
+	// none. An error means it cannot be read now: the partition waits.
+	Resync(ctx context.Context, id string) (*idsync.Resync, error)
+}
+
+// ResyncProgress is one partition's progress in a resync, as this instance
+// last saw it.
+type ResyncProgress struct {
+	ResyncID  string    `json:"resync_id"`
+	Partition int32     `json:"partition"`
+	Done      int64     `json:"done"`
+	Total     int64     `json:"total"`
+	Sent      int64     `json:"sent"`
+	Finished  bool      `json:"finished"`
+	Cancelled bool      `json:"cancelled,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// cursorKey names a resync on one partition.
+type cursorKey struct {
+	id   string
+	part int32
+}
+
+// cursor is a resync's state on a partition this instance owns, built from
+// the membership partition when the instance first meets the resync's
+// chain there (see initCursor).
+type cursor struct {
+	job  *idsync.Resync
+	part int32
+	end  int64
+	// last maps each member of the audience to the offset of its last
+	// membership record (-1-offset for a tombstone).
+	last map[memberHash]int64
+	// touched are the members with a membership record at or past end:
+	// their live events since the start send them (or their exit).
+	touched map[memberHash]struct{}
+	// maxStep is the highest step handled in this ownership: a lower or
+	// equal one is a copy left by a redelivery, and is dropped.
+	maxStep int64
+	// reader reads the membership partition from pos; pending are records
+	// it fetched past what a step used.
+	reader  *kgo.Client
+	pos     int64
+	pending []*kgo.Record
+	// total is the snapshot's members; started says the membership
+	// partition records that this resync started on it already.
+	total   int64
+	started bool
+}
+
+// resyncs is the pipeline's resync state. Only the loop goroutine touches
+// cursors and tokens; progress is read by the admin API.
+type resyncs struct {
+	cursors map[cursorKey]*cursor
+	byPart  map[int32][]*cursor
+	tokens  float64
+	filled  time.Time
+
+	mu       sync.Mutex
+	progress map[cursorKey]ResyncProgress
+}
+
+func newResyncs() *resyncs {
+	return &resyncs{cursors: map[cursorKey]*cursor{}, byPart: map[int32][]*cursor{},
+		progress: map[cursorKey]ResyncProgress{}}
+}
+
+// ResyncProgress returns this instance's progress in resync id, one entry
+// per partition it has worked on.
+func (p *Pipeline) ResyncProgress(id string) []ResyncProgress {
+	p.rs.mu.Lock()
+	defer p.rs.mu.Unlock()
+	var out []ResyncProgress
+	for k, v := range p.rs.progress {
+		if k.id == id {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (p *Pipeline) setProgress(c resyncControl, part int32, sent int64, finished, cancelled bool) {
+	p.rs.mu.Lock()
+	defer p.rs.mu.Unlock()
+	k := cursorKey{c.ResyncID, part}
+	old := p.rs.progress[k]
+	p.rs.progress[k] = ResyncProgress{ResyncID: c.ResyncID, Partition: part, Done: c.Done, Total: c.Total,
+		Sent: old.Sent + sent, Finished: finished, Cancelled: cancelled, Updated: time.Now()}
+	if len(p.rs.progress) > maxProgressEntries {
+		// Bounded: the oldest finished entries go first.
+		var oldest cursorKey
+		var at time.Time
+		for k, v := range p.rs.progress {
+			if (v.Finished || v.Cancelled) && (at.IsZero() || v.Updated.Before(at)) {
+				oldest, at = k, v.Updated
+			}
+		}
+		if !at.IsZero() {
+			delete(p.rs.progress, oldest)
+		}
+	}
+}
+
+// maxProgressEntries bounds the progress entries kept for the admin API.
+const maxProgressEntries = 4096
+
+// dropCursor forgets a cursor and closes its reader.
+func (p *Pipeline) dropCursor(k cursorKey) {
+	c := p.rs.cursors[k]
+	if c == nil {
+		return
+	}
+	if c.reader != nil {
+		c.reader.Close()
+	}
+	delete(p.rs.cursors, k)
+	list := p.rs.byPart[k.part]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(p.rs.byPart, k.part)
+	} else {
+		p.rs.byPart[k.part] = list
+	}
+	p.m.resyncCursors.Set(float64(len(p.rs.cursors)))
+}
+
+// forgetResyncs drops the cursors of input partitions this member no longer
+// owns: their next owner builds its own from the membership topic.
+func (p *Pipeline) forgetResyncs(parts map[string][]int32) {
+	for _, part := range parts[p.cfg.InputTopic] {
+		for _, c := range append([]*cursor(nil), p.rs.byPart[part]...) {
+			p.dropCursor(cursorKey{c.job.ID, part})
+		}
+	}
+}
+
+// touch records that a live event of profile in (space, audience) was
+// handled on partition part: a resync running there leaves the profile to
+// the live stream.
+func (p *Pipeline) touch(part int32, ev *idsync.Event) {
+	for _, c := range p.rs.byPart[part] {
+		if c.job.SpaceID == ev.SpaceID && c.job.AudienceID == ev.AudienceID {
+			c.touched[hashMember(ev.SegmentID)] = struct{}{}
+		}
+	}
+}
+
+// takeTokens returns how many members a step may send now, at most want,
+// by the instance's rate limit.
+func (p *Pipeline) takeTokens(want int) int {
+	now := time.Now()
+	rate := p.cfg.ResyncRate
+	if !p.rs.filled.IsZero() {
+		p.rs.tokens += now.Sub(p.rs.filled).Seconds() * rate
+	} else {
+		p.rs.tokens = float64(p.cfg.ResyncStepMembers)
+	}
+	p.rs.tokens = min(p.rs.tokens, max(rate, float64(p.cfg.ResyncStepMembers)))
+	p.rs.filled = now
+	n := min(want, int(p.rs.tokens))
+	return max(n, 0)
+}
+
+func (p *Pipeline) spendTokens(n int) { p.rs.tokens -= float64(n) }
+
+// resyncWait is how long a partition whose only record is a control record
+// that must wait (for its start time or the rate limit) stays paused at
+// most: live records that arrive behind it wait no longer than this.
+const resyncWait = time.Second
+
+// control handles a control record at the head of its partition's batch
+// records; more says whether records followed it in the fetch. It returns
+// nil once the record is handled (its offset may be committed), or why the
+// partition stops at it.
+func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more bool) *stop {
+	c, err := parseControl(rec)
+	if err != nil {
+		return p.deadLetterRecord(ctx, a, rec, idsync.CodeMalformedJSON, err.Error())
+	}
+	if p.cfg.MembershipTopic == "" || p.cfg.Resyncs == nil {
+		p.m.resyncIgnored.Inc()
+		p.log.Warn("resync control record ignored: this instance keeps no membership (resync disabled)",
+			"resync_id", c.ResyncID, "partition", rec.Partition, "offset", rec.Offset)
+		return nil
+	}
+	job, err := p.cfg.Resyncs.Resync(ctx, c.ResyncID)
+	if err != nil {
+		return &stop{rec: rec, reason: WaitConfig, cause: fmt.Errorf("reading resync %s: %w", c.ResyncID, err)}
+	}
+	k := cursorKey{c.ResyncID, rec.Partition}
+	if job == nil || job.Cancelled() {
+		p.dropCursor(k)
+		p.setProgress(c, rec.Partition, 0, false, true)
+		if job == nil {
+			p.m.resyncIgnored.Inc()
+			p.log.Warn("resync control record ignored: no such resync", "resync_id", c.ResyncID,
+				"partition", rec.Partition, "offset", rec.Offset)
+		}
+		return nil
+	}
+	if now := p.cfg.Now(); now.Before(job.StartAt) {
+		// Not yet: the snapshot is taken at the start time, so that the
+		// members who enter before it are in it.
+		return p.deferControl(ctx, a, rec, c, more, job.StartAt.Sub(now))
+	}
+	cur := p.rs.cursors[k]
+	if cur != nil && c.Step <= cur.maxStep {
+		return nil // a copy from a redelivery: this chain went on already
+	}
+	if cur == nil {
+		if cur, err = p.initCursor(ctx, job, rec.Partition, c); err != nil {
+			return &stop{rec: rec, reason: WaitMembership, cause: err}
+		}
+		if c.Step == 0 && cur.started {
+			// A second start record of the same resync (a retried
+			// request): the chain already exists.
+			p.dropCursor(k)
+			return nil
+		}
+	}
+	if c.Step == 0 {
+		c = resyncControl{ResyncID: c.ResyncID, Step: 0, End: cur.end, Total: cur.total}
+	}
+	want := p.takeTokens(p.cfg.ResyncStepMembers)
+	if want == 0 {
+		return p.deferControl(ctx, a, rec, c, more, time.Duration(float64(time.Second)/p.cfg.ResyncRate))
+	}
+	return p.step(ctx, a, rec, cur, c, want)
+}
+
+// deferControl leaves a control record for later: with records behind it,
+// a copy of it goes to the end of the partition (and the live records flow
+// on); alone, the partition waits up to resyncWait.
+func (p *Pipeline) deferControl(ctx context.Context, a *acks, rec *kgo.Record, c resyncControl, more bool, d time.Duration) *stop {
+	if more {
+		c.Step++ // the copy is the next step of the chain
+		if c.Step == 1 {
+			// A start record stays a start record.
+			c.Step = 0
+		}
+		a.control(ctx, rec, p.controlRecord(rec, c))
+		return nil
+	}
+	return &stop{rec: rec, pace: min(d, resyncWait)}
+}
+
+// controlRecord is the next control record of rec's chain.
+func (p *Pipeline) controlRecord(rec *kgo.Record, c resyncControl) *kgo.Record {
+	value, _ := json.Marshal(c)
+	return &kgo.Record{Topic: p.cfg.InputTopic, Partition: rec.Partition, Value: value,
+		Headers: []kgo.RecordHeader{{Key: HeaderControl, Value: []byte(ControlResync)}}}
+}
+
+// initCursor builds the cursor of job on partition part from the
+// membership partition: every record up to its end (read committed in
+// exactly_once, once no transaction is open on it).
+func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int32, c resyncControl) (*cursor, error) {
+	hwm, err := p.membershipEnd(ctx, part)
+	if err != nil {
+		return nil, err
+	}
+	cur := &cursor{job: job, part: part, end: c.End, last: map[memberHash]int64{}, touched: map[memberHash]struct{}{},
+		maxStep: -1}
+	if c.Step == 0 {
+		cur.end = hwm
+	}
+	startKey := resyncStartedKey(job.ID)
+	err = p.readMembership(ctx, part, 0, hwm, func(r *kgo.Record) error {
+		if string(r.Key) == string(startKey) {
+			cur.started = true
+			return nil
+		}
+		space, audience, profile, err := parseMembershipKey(r.Key)
+		if err != nil || space != job.SpaceID || audience != job.AudienceID {
+			return nil
+		}
+		h := hashMember(profile)
+		if r.Value == nil {
+			cur.last[h] = -1 - r.Offset
+		} else {
+			cur.last[h] = r.Offset
+		}
+		if len(cur.last) > p.cfg.ResyncMaxMembers {
+			return fmt.Errorf("audience %s has more than resync.max_members_per_partition (%d) members in partition %d",
+				job.AudienceID, p.cfg.ResyncMaxMembers, part)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for h, o := range cur.last {
+		off := o
+		if o < 0 {
+			off = -1 - o // a tombstone's offset
+		}
+		switch {
+		case off >= cur.end:
+			cur.touched[h] = struct{}{}
+		case o >= 0:
+			total++
+		}
+	}
+	cur.total = total
+	if c.Step > 0 {
+		cur.total = c.Total
+	}
+	cur.pos = c.Next
+	p.rs.cursors[cursorKey{job.ID, part}] = cur
+	p.rs.byPart[part] = append(p.rs.byPart[part], cur)
+	p.m.resyncCursors.Set(float64(len(p.rs.cursors)))
+	return cur, nil
+}
+
+// resyncStartedKey is the membership key that records a resync's start on
+// a partition (a key membershipKey never writes: it starts with a zero
+// length and is not followed by two more ids).
+func resyncStartedKey(id string) []byte { return append([]byte{0, 0xff}, id...) }
+
+// membershipEnd returns the end of membership partition part: in
+// exactly_once, once it equals the last stable offset (no transaction open
+// on it), up to a few seconds.
+func (p *Pipeline) membershipEnd(ctx context.Context, part int32) (int64, error) {
+	adm := kadm.NewClient(p.cl)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, p.cfg.MembershipTopic)
+		if err != nil {
+			return 0, fmt.Errorf("listing the end offsets of %s: %w", p.cfg.MembershipTopic, err)
+		}
+		end, ok := ends.Lookup(p.cfg.MembershipTopic, part)
+		if !ok || end.Err != nil {
+			return 0, fmt.Errorf("end offset of %s partition %d: %v", p.cfg.MembershipTopic, part, end.Err)
+		}
+		if p.sess == nil {
+			return end.Offset, nil
+		}
+		stable, err := adm.ListCommittedOffsets(ctx, p.cfg.MembershipTopic)
+		if err != nil {
+			return 0, fmt.Errorf("listing the stable offsets of %s: %w", p.cfg.MembershipTopic, err)
+		}
+		if lso, ok := stable.Lookup(p.cfg.MembershipTopic, part); ok && lso.Err == nil && lso.Offset >= end.Offset {
+			return end.Offset, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s partition %d has a transaction open past its end %d", p.cfg.MembershipTopic, part, end.Offset)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// membershipReadTimeout bounds one wait for membership records.
+const membershipReadTimeout = 10 * time.Second
+
+// newReader returns a client reading membership partition part from offset.
+func (p *Pipeline) newReader(part int32, offset int64) (*kgo.Client, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.ClientID(p.cfg.ClientID + "-resync"),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{p.cfg.MembershipTopic: {part: kgo.NewOffset().At(offset)}}),
+		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
+		// Transaction markers take offsets too: kept (and skipped by the
+		// readers), a read of [from, to) sees its last offset.
+		kgo.KeepControlRecords(),
+	}, p.cfg.ClientOpts...)
+	if p.sess != nil {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating the membership reader: %w", err)
+	}
+	return cl, nil
+}
+
+// readMembership calls fn with every record of membership partition part
+// in [from, to).
+func (p *Pipeline) readMembership(ctx context.Context, part int32, from, to int64, fn func(*kgo.Record) error) error {
+	if from >= to {
+		return nil
+	}
+	cl, err := p.newReader(part, from)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		recs, err := pollMembership(ctx, cl)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Offset >= to {
+				return nil
+			}
+			if !r.Attrs.IsControl() {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			if r.Offset >= to-1 {
+				return nil
+			}
+		}
+	}
+}
+
+// pollMembership returns the next records of a membership reader.
+func pollMembership(ctx context.Context, cl *kgo.Client) ([]*kgo.Record, error) {
+	pctx, cancel := context.WithTimeout(ctx, membershipReadTimeout)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(pctx)
+		if err := pctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading the membership topic: %w", err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("reading the membership topic: %w", ferr)
+		}
+		if recs := fs.Records(); len(recs) > 0 {
+			return recs, nil
+		}
+	}
+}
+
+// step sends the next members of cur's snapshot, up to want, and writes
+// the next control record (none once the snapshot is done).
+func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *cursor, c resyncControl, want int) *stop {
+	job := cur.job
+	conns, err := p.src.Connections(ctx, job.SpaceID, job.AudienceID)
+	if err != nil {
+		return &stop{rec: rec, reason: WaitConfig, cause: err}
+	}
+	var conn []idsync.Connection
+	for _, x := range conns {
+		if x.DestinationID == job.DestinationID {
+			conn = append(conn, x)
+		}
+	}
+	topic := ""
+	if len(conn) > 0 {
+		if topic, err = p.topics.forDestination(ctx, job.DestinationID); err != nil {
+			return &stop{rec: rec, reason: WaitTopic, cause: err}
+		}
+	}
+	if err := p.topics.dlq(ctx); err != nil {
+		return &stop{rec: rec, reason: WaitTopic, cause: err}
+	}
+	if cur.reader == nil || cur.pos != c.Next {
+		if cur.reader != nil {
+			cur.reader.Close()
+		}
+		if cur.reader, err = p.newReader(cur.part, c.Next); err != nil {
+			return &stop{rec: rec, reason: WaitMembership, cause: err}
+		}
+		cur.pos, cur.pending = c.Next, nil
+	}
+	next, done, sent := c.Next, c.Done, int64(0)
+	passed := 0
+	now := p.cfg.Now()
+	for passed < want && next < cur.end {
+		if len(cur.pending) == 0 {
+			recs, err := pollMembership(ctx, cur.reader)
+			if err != nil {
+				// The reader is rebuilt at the next attempt.
+				cur.reader.Close()
+				cur.reader = nil
+				return &stop{rec: rec, reason: WaitMembership, cause: err}
+			}
+			cur.pending = recs
+		}
+		r := cur.pending[0]
+		cur.pending = cur.pending[1:]
+		if r.Offset < next {
+			continue
+		}
+		if r.Offset >= cur.end {
+			next = cur.end
+			break
+		}
+		next = r.Offset + 1
+		if r.Attrs.IsControl() {
+			continue // a transaction marker
+		}
+		_, _, profile, err := parseMembershipKey(r.Key)
+		if err != nil || r.Value == nil {
+			continue
+		}
+		h := hashMember(profile)
+		if cur.last[h] != r.Offset {
+			continue // not the member's last record, or not this audience
+		}
+		done++
+		passed++
+		if _, ok := cur.touched[h]; ok {
+			continue
+		}
+		n, s := p.resend(ctx, a, rec, r, job, conn, topic, now)
+		if s != nil {
+			return s
+		}
+		sent += int64(n)
+	}
+	cur.pos = next
+	if next >= cur.end && len(cur.pending) == 0 {
+		// Nothing of the snapshot is left: a compacted tail may end below
+		// cur.end, which is still where the snapshot ends.
+		next = cur.end
+	}
+	cur.maxStep = c.Step
+	p.spendTokens(passed)
+	nc := resyncControl{ResyncID: c.ResyncID, Step: c.Step + 1, End: cur.end, Next: next, Done: done, Total: cur.total}
+	if c.Step == 0 {
+		// The start of the resync on this partition, recorded in the
+		// membership partition: a second start record finds it.
+		a.control(ctx, rec, &kgo.Record{Topic: p.cfg.MembershipTopic, Partition: rec.Partition,
+			Key: resyncStartedKey(job.ID), Value: []byte(rec.Topic)})
+	}
+	finished := next >= cur.end
+	if !finished {
+		a.control(ctx, rec, p.controlRecord(rec, nc))
+	}
+	p.m.resyncMembers.Add(float64(passed))
+	p.setProgress(nc, rec.Partition, sent, finished, false)
+	if finished {
+		p.dropCursor(cursorKey{job.ID, rec.Partition})
+		p.log.Info("resync finished on partition", "resync_id", job.ID, "partition", rec.Partition, "members", done)
+	}
+	return nil
+}
+
+// resend sends one member of a resync's snapshot (membership record m) to
+// the resync's destination, through idsync.Process under the version in
+// effect at the resync's start. It returns how many records it produced.
+func (p *Pipeline) resend(ctx context.Context, a *acks, ctl, m *kgo.Record, job *idsync.Resync, conn []idsync.Connection, topic string, now time.Time) (int, *stop) {
+	ev, err := idsync.Decode(m.Value, now, p.cfg.Limits)
+	if err != nil {
+		// Stored from an event that decoded once; with other limits now,
+		// it is dead-lettered like any record.
+		a.deadLetterOf(ctx, m, ctl, idsync.CodeOf(err), "resync "+job.ID+": "+err.Error(), "", nil)
+		return 0, nil
+	}
+	if len(conn) == 0 {
+		return 0, nil // the connection was deleted: nothing to send
+	}
+	ev.ResyncID = job.ID
+	ev.ReplayedAt = job.StartAt
+	res := idsync.Process(ev, conn, now, p.cfg.Options)
+	for _, d := range res.DeadLetters {
+		a.deadLetterOf(ctx, m, ctl, d.Code, "resync "+job.ID+": "+d.Message, d.DestinationID, nil)
+	}
+	if len(res.Outputs) == 0 {
+		return 0, nil
+	}
+	if r, ok := p.refusals.get(refusalKey{ctl.Topic, ctl.Partition, ctl.Offset, job.DestinationID, false}); ok {
+		a.deadLetterOf(ctx, m, ctl, idsync.CodeDestinationRefused,
+			fmt.Sprintf("resync %s: destination %s: the broker refused its record for good: %v", job.ID, job.DestinationID, r.err), job.DestinationID, nil)
+		return 0, nil
+	}
+	src := sourceHeader(m)
+	id := []byte(job.ID)
+	n := 0
+	for i := range res.Outputs {
+		o := &res.Outputs[i]
+		if size := p.recordSize(m, o, &traceHeaders{}); size > int(p.cfg.MaxRecordBytes) {
+			a.deadLetterOf(ctx, m, ctl, idsync.CodeOutputTooLarge,
+				fmt.Sprintf("resync %s: destination %s: a record would exceed the record size limit of %d bytes", job.ID, o.DestinationID, p.cfg.MaxRecordBytes), o.DestinationID, nil)
+			continue
+		}
+		r := &kgo.Record{Topic: topic, Key: []byte(o.Key), Value: o.Value, Timestamp: now,
+			Headers: []kgo.RecordHeader{
+				{Key: idsync.HeaderSource, Value: src},
+				{Key: idsync.HeaderConfigVersion, Value: versionHeader(o.ConfigVersion)},
+				{Key: HeaderResync, Value: id},
+			}}
+		r.Context = &recordMeta{Context: ctx, counter: p.m.outputBy[o.DestinationType], src: ctl, dest: o.DestinationID}
+		if _, limited := p.topics.limit(topic); limited {
+			a.produceAlone(ctx, r)
+		} else {
+			a.produce(ctx, r)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// deadLetterRecord dead-letters rec whole (its topic must be there first).
+func (p *Pipeline) deadLetterRecord(ctx context.Context, a *acks, rec *kgo.Record, code idsync.Code, msg string) *stop {
+	if err := p.topics.dlq(ctx); err != nil {
+		return &stop{rec: rec, reason: WaitTopic, cause: err}
+	}
+	p.m.input.Inc()
+	a.deadLetter(ctx, rec, code, msg, "", nil)
+	return nil
+}
