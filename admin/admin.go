@@ -80,6 +80,9 @@ type Options struct {
 	// Now is the clock (default time.Now). It decides which version is
 	// active or pending, and is preview's processor clock.
 	Now func() time.Time
+	// Resyncs runs resyncs (docs/resync.md); nil: the resync routes answer
+	// 503, as this server cannot start one.
+	Resyncs Resyncs
 	// Logger receives one line per request and the details of store
 	// failures (default: discard). No line holds a token secret, a request
 	// body or a path id.

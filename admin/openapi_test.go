@@ -182,7 +182,10 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 // that every documented status of every operation was answered, so the
 // document holds no status the server never gives.
 func TestOpenAPILive(t *testing.T) {
-	h := newHarness(t)
+	rs := newFakeResyncs()
+	h := newHarness(t, func(o *Options) { o.Resyncs = rs })
+	// Resyncs disabled: the resync routes answer 503.
+	off := newHarness(t)
 	k, err := loadContract()
 	if err != nil {
 		t.Fatal(err)
@@ -273,6 +276,44 @@ func TestOpenAPILive(t *testing.T) {
 		{"GET", "/v1/nothing", readSecret, "", nil, 404, nil},
 		{"PATCH", path, writeSecret, "", nil, 405, nil},
 	}
+	// Resyncs (docs/resync.md).
+	resync, resyncs := path+"/resync", path+"/resyncs"
+	rsFail := func(err error) func() {
+		return func() { rs.mu.Lock(); rs.failNext = err; rs.mu.Unlock() }
+	}
+	calls = append(calls, []struct {
+		method, path, secret, body string
+		headers                    []string
+		status                     int
+		before                     func()
+	}{
+		{"POST", base + "/none_01/resync", writeSecret, "{}", nil, 404, nil},
+		{"POST", resync, writeSecret, "{}", nil, 202, nil},
+		{"POST", resync, writeSecret, `{"start_at":"2026-06-01T13:00:00Z"}`, []string{contentType, ct}, 202, nil},
+		{"POST", resync, writeSecret, `{"start_at":"tomorrow"}`, nil, 400, nil},
+		{"POST", resync, writeSecret, `{"start_at":"2027-06-01T13:00:00Z"}`, nil, 400, nil},
+		{"POST", base + "/zd_01/resync", writeSecret, "{}", nil, 409, nil},
+		{"POST", resync, readSecret, "{}", nil, 403, nil},
+		{"POST", resync, "", "{}", nil, 401, nil},
+		{"POST", resync, writeSecret, huge, nil, 413, nil},
+		{"POST", resync, writeSecret, "{}", []string{contentType, "text/plain"}, 415, nil},
+		{"POST", resync, writeSecret, "{}", nil, 500, rsFail(down)},
+		{"GET", resyncs, readSecret, "", nil, 200, nil},
+		{"GET", base + "/NO/resyncs", readSecret, "", nil, 400, nil},
+		{"GET", resyncs, "", "", nil, 401, nil},
+		{"GET", resyncs, readSecret, "", nil, 500, rsFail(down)},
+		{"GET", "/v1/resyncs/rs_nope", readSecret, "", nil, 404, nil},
+		{"GET", "/v1/resyncs/NOPE", readSecret, "", nil, 400, nil},
+		{"GET", "/v1/resyncs/rs_nope", "", "", nil, 401, nil},
+		{"GET", "/v1/resyncs/rs_nope", readSecret, "", nil, 409, rsFail(unusable)},
+		{"GET", "/v1/resyncs/rs_nope", readSecret, "", nil, 500, rsFail(down)},
+		{"DELETE", "/v1/resyncs/rs_nope", writeSecret, "", nil, 404, nil},
+		{"DELETE", "/v1/resyncs/NOPE", writeSecret, "", nil, 400, nil},
+		{"DELETE", "/v1/resyncs/rs_nope", readSecret, "", nil, 403, nil},
+		{"DELETE", "/v1/resyncs/rs_nope", "", "", nil, 401, nil},
+		{"DELETE", "/v1/resyncs/rs_nope", writeSecret, "", nil, 409, rsFail(unusable)},
+		{"DELETE", "/v1/resyncs/rs_nope", writeSecret, "", nil, 500, rsFail(down)},
+	}...)
 	for i, c := range calls {
 		if c.before != nil {
 			c.before()
@@ -282,6 +323,30 @@ func TestOpenAPILive(t *testing.T) {
 			t.Errorf("call %d: %s %s answered %d, want %d; body %s", i, c.method, c.path, w.Code, c.status, w.Body)
 		}
 	}
+	// A resync started above, read and cancelled by its id.
+	var started struct {
+		ID string `json:"id"`
+	}
+	rs.mu.Lock()
+	started.ID = rs.order[0]
+	rs.mu.Unlock()
+	for _, c := range []struct{ method, secret string }{{"GET", readSecret}, {"DELETE", writeSecret}, {"DELETE", writeSecret}} {
+		if w := h.do(c.method, "/v1/resyncs/"+started.ID, c.secret, ""); w.Code != 200 {
+			t.Errorf("%s resync: %d %s", c.method, w.Code, w.Body)
+		}
+	}
+	for _, c := range []struct{ method, path, secret string }{
+		{"POST", resync, writeSecret}, {"GET", resyncs, readSecret}, {"GET", "/v1/resyncs/rs_1", readSecret}, {"DELETE", "/v1/resyncs/rs_1", writeSecret},
+	} {
+		body := ""
+		if c.method == "POST" {
+			body = "{}"
+		}
+		if w := off.do(c.method, c.path, c.secret, body); w.Code != 503 {
+			t.Errorf("resync disabled: %s %s answered %d, want 503", c.method, c.path, w.Code)
+		}
+	}
+	off.answered.Range(func(k, v any) bool { h.answered.Store(k, v); return true })
 	for _, op := range k.api.Operations() {
 		for _, status := range k.api.Statuses(op) {
 			if _, ok := h.answered.Load(fmt.Sprintf("%s %d", op, status)); !ok {

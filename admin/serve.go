@@ -24,6 +24,9 @@ const (
 	patternTypes       = "/v1/destination-types"
 	patternPreview     = "/v1/preview"
 	patternWhoami      = "/v1/whoami"
+	patternResyncStart = "/v1/spaces/{space}/audiences/{audience}/connections/{destination}/resync"
+	patternResyncList  = "/v1/spaces/{space}/audiences/{audience}/connections/{destination}/resyncs"
+	patternResync      = "/v1/resyncs/{id}"
 )
 
 // endpoint is one method of a route.
@@ -53,6 +56,11 @@ func (s *Server) routes() {
 	s.handle(patternTypes, endpoint{http.MethodGet, ScopeRead, s.types})
 	s.handle(patternPreview, endpoint{http.MethodPost, ScopeRead, s.preview})
 	s.handle(patternWhoami, endpoint{http.MethodGet, ScopeRead, s.whoami})
+	s.handle(patternResyncStart, endpoint{http.MethodPost, ScopeWrite, s.startResync})
+	s.handle(patternResyncList, endpoint{http.MethodGet, ScopeRead, s.listResyncs})
+	s.handle(patternResync,
+		endpoint{http.MethodGet, ScopeRead, s.getResync},
+		endpoint{http.MethodDelete, ScopeWrite, s.cancelResync})
 }
 
 // whoamiView answers GET /v1/whoami: the calling token's name and scope, so

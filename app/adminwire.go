@@ -31,7 +31,7 @@ func adminTokens(cfg *config.Config) []admin.Token {
 	return out
 }
 
-func adminHandler(st *store.Store, cfg *config.Config, tokens []admin.Token, now func() time.Time, log *slog.Logger) (http.Handler, error) {
+func adminHandler(st *store.Store, rs admin.Resyncs, cfg *config.Config, tokens []admin.Token, now func() time.Time, log *slog.Logger) (http.Handler, error) {
 	if len(tokens) == 0 {
 		return nil, errors.New("admin.tokens: the admin API is enabled (admin.listen) but no token is configured")
 	}
@@ -46,6 +46,7 @@ func adminHandler(st *store.Store, cfg *config.Config, tokens []admin.Token, now
 		Process:      cfg.Processing.Options(),
 		Topics:       tmpl,
 		Activation:   cfg.Connections.Activation(),
+		Resyncs:      rs,
 		Now:          now,
 		Logger:       log,
 	})

@@ -98,10 +98,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	reg.MustRegister(newRedisPoolCollector(rdb))
 
 	st, err := store.New(rdb, store.Options{
-		Prefix:     cfg.Redis.KeyPrefix,
-		Activation: cfg.Connections.Activation(),
-		AuditLimit: cfg.Connections.AuditLimit,
-		Now:        opt.Now,
+		Prefix:          cfg.Redis.KeyPrefix,
+		Activation:      cfg.Connections.Activation(),
+		AuditLimit:      cfg.Connections.AuditLimit,
+		Now:             opt.Now,
+		ResyncRetention: cfg.Resync.Retention,
 	})
 	if err != nil {
 		return fmt.Errorf("connection store: %w", err)
@@ -120,6 +121,18 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	pcfg, err := pipelineConfig(cfg, reg, log, opt.Now)
 	if err != nil {
 		return err
+	}
+	var rs *resyncs
+	if cfg.Resync.Enabled {
+		pcfg.MembershipTopic = cfg.Resync.MembershipTopicFor(cfg.Kafka.GroupID)
+		pcfg.Resyncs = st
+		pcfg.ResyncRate = float64(cfg.Resync.Rate)
+		pcfg.ResyncStepMembers = cfg.Resync.StepMembers
+		pcfg.ResyncMaxMembers = cfg.Resync.MaxMembersPerPartition
+		if rs, err = newResyncs(st, cfg, opt.Now, log.With("component", "resync")); err != nil {
+			return err
+		}
+		defer rs.close()
 	}
 	p, err := pipeline.New(pcfg, cache, reg, log.With("component", "pipeline"))
 	if err != nil {
@@ -148,7 +161,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	var tokens []admin.Token
 	if cfg.Admin.Listen != "" {
 		tokens = adminTokens(cfg)
-		h, err := adminHandler(st, cfg, tokens, opt.Now, log.With("component", "admin"))
+		var ars admin.Resyncs
+		if rs != nil {
+			ars = rs
+		}
+		h, err := adminHandler(st, ars, cfg, tokens, opt.Now, log.With("component", "admin"))
 		if err != nil {
 			ops.shutdown(context.Background())
 			return err
@@ -175,6 +192,13 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	defer stopAll()
 	cacheDone := make(chan error, 1)
 	go func() { cacheDone <- cache.Run(runCtx) }()
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if rs != nil {
+			publishResyncProgress(runCtx, p, st, pcfg.TransactionalID, time.Second, log.With("component", "resync"))
+		}
+	}()
 	if emb != nil {
 		go emb.feed(ctx, cfg)
 		go summarize(ctx, opt.Stdout, reg, 5*time.Second)
@@ -193,6 +217,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	ops.shutdown(shutdownCtx)
 	stopAll()
+	<-progressDone
 	if err := <-cacheDone; err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("configuration cache stopped", "err", err)
 	}

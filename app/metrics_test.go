@@ -122,7 +122,7 @@ func TestAdminRequestMetrics(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	const token = "test-token-0123456789"
-	api, err := adminHandler(st, cfg, []admin.Token{{Name: "t", Secret: token, Scope: admin.ScopeWrite}}, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api, err := adminHandler(st, nil, cfg, []admin.Token{{Name: "t", Secret: token, Scope: admin.ScopeWrite}}, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,8 @@ it failed (5xx).`)
   idsync config list spa_1 aud_1 -o json | jq '.connections[].destination_id'`
 	c.admin.bind(group)
 	c.output = bindOutput(group, true, "output: text (for people) or json (the server's JSON unchanged)")
-	group.AddCommand(c.putCmd(), c.getCmd(), c.listCmd(), c.deleteCmd(), c.historyCmd(), c.previewCmd(), c.typesCmd())
+	group.AddCommand(c.putCmd(), c.getCmd(), c.listCmd(), c.deleteCmd(), c.historyCmd(), c.previewCmd(), c.typesCmd(),
+		c.resyncCmd(), c.resyncStatusCmd(), c.resyncCancelCmd(), c.resyncsCmd())
 	return group
 }
 

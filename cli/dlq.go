@@ -281,7 +281,7 @@ settings; 4 no broker could be reached.`,
 		opt := dlq.ReplayOptions{DryRun: dryRun, Again: again, BatchSize: batch, ListLimit: listLimit}
 		bar := env.Terminal(env.Stderr) && !dryRun
 		if bar {
-			opt.Progress = func(done, total int) { progressBar(env.Stderr, done, total) }
+			opt.Progress = func(done, total int) { progressBar(env.Stderr, "replaying", done, total) }
 		}
 		sum, rerr := c.Replay(cmd.Context(), filter, opt)
 		if bar && sum.Replayed > 0 {
@@ -352,14 +352,14 @@ func printReplay(w io.Writer, s dlq.Summary) {
 	}
 }
 
-// progressBar redraws one line on a terminal: done of total and a bar.
-func progressBar(w io.Writer, done, total int) {
+// progressBar redraws one line on a terminal: what, done of total and a bar.
+func progressBar(w io.Writer, what string, done, total int) {
 	const width = 30
 	filled := width
 	if total > 0 {
-		filled = done * width / total
+		filled = min(max(done*width/total, 0), width)
 	}
-	fmt.Fprintf(w, "\rreplaying [%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), done, total)
+	fmt.Fprintf(w, "\r%s [%s%s] %d/%d", what, strings.Repeat("#", filled), strings.Repeat(" ", width-filled), done, total)
 }
 
 func warnUnread(w io.Writer, parts []int32) {

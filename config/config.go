@@ -32,6 +32,8 @@ type Config struct {
 	Connections Connections `mapstructure:"connections"`
 	// Processing bounds what one input record may cost.
 	Processing Processing `mapstructure:"processing"`
+	// Resync keeps the membership and runs resyncs (docs/resync.md).
+	Resync Resync `mapstructure:"resync"`
 	// Admin is the admin HTTP API.
 	Admin Admin `mapstructure:"admin"`
 	// Ops is the metrics and health listener.
@@ -257,6 +259,37 @@ type Redis struct {
 	TLS TLS `mapstructure:"tls"`
 }
 
+// Resync configures the membership topic and resyncs (docs/resync.md).
+type Resync struct {
+	// Enabled keeps the membership topic and runs resyncs.
+	Enabled bool `mapstructure:"enabled"`
+	// MembershipTopic is the compacted topic of the membership idsync has
+	// seen, with the input topic's partition count; "" is
+	// "<kafka.group_id>.membership" (see MembershipTopicFor).
+	MembershipTopic string `mapstructure:"membership_topic"`
+	// Rate bounds the members per second one instance's resyncs pass.
+	Rate int `mapstructure:"rate"`
+	// StepMembers bounds the members of one resync step (one transaction
+	// in exactly_once).
+	StepMembers int `mapstructure:"step_members"`
+	// MaxMembersPerPartition bounds the members of one audience in one
+	// input partition a resync holds in memory (about 48 bytes each).
+	MaxMembersPerPartition int `mapstructure:"max_members_per_partition"`
+	// Retention is how long a resync and its progress are kept in Redis.
+	Retention time.Duration `mapstructure:"retention"`
+}
+
+// MembershipTopicFor returns the membership topic of a deployment whose
+// consumer group is groupID: r.MembershipTopic, or by default
+// "<group_id>.membership" (one per deployment: two groups on one input keep
+// their own).
+func (r *Resync) MembershipTopicFor(groupID string) string {
+	if r.MembershipTopic != "" {
+		return r.MembershipTopic
+	}
+	return groupID + ".membership"
+}
+
 // Connections tunes the activation of configuration versions (DESIGN.md §3)
 // and the in-process cache of connection configurations.
 type Connections struct {
@@ -449,6 +482,13 @@ func Default() Config {
 			MaxEventOutputBytes: opt.MaxEventOutputBytes,
 			MaxFacebookRows:     opt.MaxFacebookRows,
 			LagInterval:         10 * time.Second,
+		},
+		Resync: Resync{
+			Enabled:                true,
+			Rate:                   2000,
+			StepMembers:            500,
+			MaxMembersPerPartition: 5_000_000,
+			Retention:              30 * 24 * time.Hour,
 		},
 		Admin: Admin{
 			Listen:       "127.0.0.1:8088",

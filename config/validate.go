@@ -55,6 +55,7 @@ func (c *Config) Validate() error {
 	if p := c.Processing.MaxInflightBytes; p < int64(c.Kafka.ProducerBatchMaxBytes) {
 		ps.add("processing.max_inflight_bytes", "must be at least kafka.producer_batch_max_bytes (%d): the producer buffers at least one whole record batch, got %d", c.Kafka.ProducerBatchMaxBytes, p)
 	}
+	c.Resync.validate(&ps, &c.Kafka)
 	c.Admin.validate(&ps, c.Embedded.Enabled)
 	listen(&ps, "ops.listen", c.Ops.Listen, false)
 	logLevel(&ps, "log.level", c.Log.Level)
@@ -288,6 +289,28 @@ func (p *Processing) validate(ps *problems) {
 	atLeast(ps, "processing.max_event_output_bytes", p.MaxEventOutputBytes, 1)
 	atLeast(ps, "processing.max_facebook_rows", p.MaxFacebookRows, 1)
 	positive(ps, "processing.lag_interval", p.LagInterval)
+}
+
+func (r *Resync) validate(ps *problems, k *Kafka) {
+	if !r.Enabled {
+		return
+	}
+	m := r.MembershipTopicFor(k.GroupID)
+	switch {
+	case r.MembershipTopic != "":
+		topic(ps, "resync.membership_topic", r.MembershipTopic)
+	case k.GroupID != "" && !topicRE.MatchString(m):
+		ps.add("resync.membership_topic", "the default, kafka.group_id followed by .membership, is not a valid topic name: set resync.membership_topic")
+	}
+	if m == k.InputTopic || m == k.DLQTopic {
+		ps.add("resync.membership_topic", "must differ from kafka.input_topic and kafka.dlq_topic")
+	}
+	atLeast(ps, "resync.rate", r.Rate, 1)
+	atLeast(ps, "resync.step_members", r.StepMembers, 1)
+	atLeast(ps, "resync.max_members_per_partition", r.MaxMembersPerPartition, 1)
+	if r.Retention < time.Second {
+		ps.add("resync.retention", "must be at least 1s (got %s)", formatDuration(r.Retention))
+	}
 }
 
 // validate checks the admin settings. Outside the embedded demo a token

@@ -549,6 +549,11 @@ func TestReliabilitySlowDestination(t *testing.T) {
 	if _, err := s.adm.CreateTopic(ctx, 3, 1, nil, s.dlq()); err != nil {
 		t.Fatal(err)
 	}
+	// The membership topic too (docs/resync.md): creation is off.
+	compact := "compact"
+	if _, err := s.adm.CreateTopic(ctx, 3, 1, map[string]*string{"cleanup.policy": &compact}, s.group()+".membership"); err != nil {
+		t.Fatal(err)
+	}
 	const inflight = 16 << 20
 	in := s.start("a", "IDSYNC_KAFKA_CREATE_TOPICS=false", fmt.Sprint("IDSYNC_PROCESSING_MAX_INFLIGHT_BYTES=", inflight),
 		"IDSYNC_KAFKA_FETCH_MAX_BYTES=8388608")

@@ -27,6 +27,9 @@ type Resync struct {
 	CreatedAt time.Time `json:"created_at"`
 	// CreatedBy names the admin token that asked for it.
 	CreatedBy string `json:"created_by"`
+	// Partitions is the input topic's partition count when the resync was
+	// started: one start record went to each.
+	Partitions int32 `json:"partitions"`
 	// CancelledAt is set once the resync is cancelled: partitions not
 	// finished then send nothing more.
 	CancelledAt *time.Time `json:"cancelled_at,omitempty"`
@@ -70,6 +73,24 @@ func (r *Resync) Check() error {
 		return errors.New("start_at: missing")
 	}
 	return nil
+}
+
+// ResyncProgress is a resync's progress on one input partition.
+type ResyncProgress struct {
+	Partition int32 `json:"partition"`
+	// Done counts the partition's snapshot members passed so far (sent,
+	// or left to the live stream because a live event of theirs came
+	// during the resync); Total is the snapshot's members.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// Sent counts the records sent (as far as this instance knows: a
+	// restarted step counts again).
+	Sent      int64 `json:"sent"`
+	Finished  bool  `json:"finished"`
+	Cancelled bool  `json:"cancelled,omitempty"`
+	// Instance names the instance that reported it.
+	Instance string    `json:"instance,omitempty"`
+	Updated  time.Time `json:"updated"`
 }
 
 // maxIDLen bounds the space and audience ids of a resync.

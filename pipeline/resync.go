@@ -38,6 +38,10 @@ const HeaderResync = "idsync-resync"
 // waits for it).
 const WaitMembership = "membership_unavailable"
 
+// errTooManyMembers: an audience has more members in a partition than a
+// resync may hold (resync.max_members_per_partition).
+var errTooManyMembers = errors.New("too many members")
+
 // maxControlBytes bounds a control record's value.
 const maxControlBytes = 4 << 10
 
@@ -116,19 +120,6 @@ type Resyncs interface {
 	Resync(ctx context.Context, id string) (*idsync.Resync, error)
 }
 
-// ResyncProgress is one partition's progress in a resync, as this instance
-// last saw it.
-type ResyncProgress struct {
-	ResyncID  string    `json:"resync_id"`
-	Partition int32     `json:"partition"`
-	Done      int64     `json:"done"`
-	Total     int64     `json:"total"`
-	Sent      int64     `json:"sent"`
-	Finished  bool      `json:"finished"`
-	Cancelled bool      `json:"cancelled,omitempty"`
-	Updated   time.Time `json:"updated"`
-}
-
 // cursorKey names a resync on one partition.
 type cursorKey struct {
 	id   string
@@ -171,23 +162,37 @@ type resyncs struct {
 	filled  time.Time
 
 	mu       sync.Mutex
-	progress map[cursorKey]ResyncProgress
+	progress map[cursorKey]idsync.ResyncProgress
 }
 
 func newResyncs() *resyncs {
 	return &resyncs{cursors: map[cursorKey]*cursor{}, byPart: map[int32][]*cursor{},
-		progress: map[cursorKey]ResyncProgress{}}
+		progress: map[cursorKey]idsync.ResyncProgress{}}
 }
 
 // ResyncProgress returns this instance's progress in resync id, one entry
 // per partition it has worked on.
-func (p *Pipeline) ResyncProgress(id string) []ResyncProgress {
+func (p *Pipeline) ResyncProgress(id string) []idsync.ResyncProgress {
 	p.rs.mu.Lock()
 	defer p.rs.mu.Unlock()
-	var out []ResyncProgress
+	var out []idsync.ResyncProgress
 	for k, v := range p.rs.progress {
 		if k.id == id {
 			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ResyncUpdates returns the progress entries updated since since, by
+// resync id, for the caller to publish (see app).
+func (p *Pipeline) ResyncUpdates(since time.Time) map[string][]idsync.ResyncProgress {
+	p.rs.mu.Lock()
+	defer p.rs.mu.Unlock()
+	out := map[string][]idsync.ResyncProgress{}
+	for k, v := range p.rs.progress {
+		if !v.Updated.Before(since) {
+			out[k.id] = append(out[k.id], v)
 		}
 	}
 	return out
@@ -198,7 +203,7 @@ func (p *Pipeline) setProgress(c resyncControl, part int32, sent int64, finished
 	defer p.rs.mu.Unlock()
 	k := cursorKey{c.ResyncID, part}
 	old := p.rs.progress[k]
-	p.rs.progress[k] = ResyncProgress{ResyncID: c.ResyncID, Partition: part, Done: c.Done, Total: c.Total,
+	p.rs.progress[k] = idsync.ResyncProgress{Partition: part, Done: c.Done, Total: c.Total,
 		Sent: old.Sent + sent, Finished: finished, Cancelled: cancelled, Updated: time.Now()}
 	if len(p.rs.progress) > maxProgressEntries {
 		// Bounded: the oldest finished entries go first.
@@ -303,6 +308,19 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 		return nil
 	}
 	job, err := p.cfg.Resyncs.Resync(ctx, c.ResyncID)
+	if err == nil && job != nil {
+		if cerr := job.Check(); cerr != nil || job.ID != c.ResyncID {
+			err = fmt.Errorf("%w: stored resync %s: %v", idsync.ErrUnusableConfig, c.ResyncID, cerr)
+		}
+	}
+	if errors.Is(err, idsync.ErrUnusableConfig) {
+		// A stored resync that can never be used: it does not run (an
+		// operator cancels it and asks again).
+		p.m.resyncIgnored.Inc()
+		p.log.Warn("resync control record ignored: the stored resync cannot be used", "resync_id", c.ResyncID,
+			"partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return nil
+	}
 	if err != nil {
 		return &stop{rec: rec, reason: WaitConfig, cause: fmt.Errorf("reading resync %s: %w", c.ResyncID, err)}
 	}
@@ -327,7 +345,14 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 		return nil // a copy from a redelivery: this chain went on already
 	}
 	if cur == nil {
-		if cur, err = p.initCursor(ctx, job, rec.Partition, c); err != nil {
+		if cur, err = p.initCursor(ctx, job, rec.Partition, c); errors.Is(err, errTooManyMembers) {
+			// It will not pass by itself: the resync ends on this
+			// partition, its control record dead-lettered with the reason.
+			p.setProgress(c, rec.Partition, 0, false, true)
+			p.log.Error("resync stopped on partition", "resync_id", c.ResyncID, "partition", rec.Partition, "err", err)
+			return p.deadLetterRecord(ctx, a, rec, idsync.CodeFanoutLimit, "resync "+c.ResyncID+": "+err.Error())
+		}
+		if err != nil {
 			return &stop{rec: rec, reason: WaitMembership, cause: err}
 		}
 		if c.Step == 0 && cur.started {
@@ -400,8 +425,8 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 			cur.last[h] = r.Offset
 		}
 		if len(cur.last) > p.cfg.ResyncMaxMembers {
-			return fmt.Errorf("audience %s has more than resync.max_members_per_partition (%d) members in partition %d",
-				job.AudienceID, p.cfg.ResyncMaxMembers, part)
+			return fmt.Errorf("%w: audience %s has more than resync.max_members_per_partition (%d) members in partition %d",
+				errTooManyMembers, job.AudienceID, p.cfg.ResyncMaxMembers, part)
 		}
 		return nil
 	})

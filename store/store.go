@@ -94,6 +94,9 @@ type Options struct {
 	AuditLimit int
 	// Now is the clock (default time.Now). Tests inject one.
 	Now func() time.Time
+	// ResyncRetention is how long a resync and its progress are kept
+	// (default DefaultResyncRetention).
+	ResyncRetention time.Duration
 }
 
 // MaxPrefixLen is the longest key prefix CheckPrefix accepts, in bytes.
@@ -131,6 +134,8 @@ type Store struct {
 	now     func() time.Time
 	channel string
 	strs    *interner
+	// resyncRetention: see Options.ResyncRetention.
+	resyncRetention time.Duration
 }
 
 // New returns a Store on rdb. It validates opt and applies the defaults
@@ -161,14 +166,21 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	switch {
+	case opt.ResyncRetention == 0:
+		opt.ResyncRetention = DefaultResyncRetention
+	case opt.ResyncRetention < time.Second:
+		return nil, fmt.Errorf("store: resync retention %s is below a second", opt.ResyncRetention)
+	}
 	return &Store{
-		rdb:     rdb,
-		prefix:  opt.Prefix,
-		act:     opt.Activation,
-		limit:   int64(opt.AuditLimit),
-		now:     opt.Now,
-		channel: opt.Prefix + "notifications",
-		strs:    newInterner(),
+		resyncRetention: opt.ResyncRetention,
+		rdb:             rdb,
+		prefix:          opt.Prefix,
+		act:             opt.Activation,
+		limit:           int64(opt.AuditLimit),
+		now:             opt.Now,
+		channel:         opt.Prefix + "notifications",
+		strs:            newInterner(),
 	}, nil
 }
 
