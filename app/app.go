@@ -267,6 +267,7 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		return pipeline.Config{}, err
 	}
 	opts = append(opts, conn...)
+	connOpts := append([]kgo.Opt{kgo.WithLogger(kslog.New(KafkaLogger(log, cfg.Log)))}, conn...)
 	suffix := k.TransactionalIDSuffix
 	if suffix == "" {
 		if suffix, err = os.Hostname(); err != nil {
@@ -298,6 +299,7 @@ func pipelineConfig(cfg *config.Config, reg prometheus.Registerer, log *slog.Log
 		Limits:                 cfg.Processing.Limits(),
 		Options:                cfg.ProcessOptions(), // MaxRecordBytes from kafka.producer_batch_max_bytes
 		ClientOpts:             opts,
+		ConnOpts:               connOpts,
 		Now:                    now,
 	}, nil
 }

@@ -106,6 +106,10 @@ type Config struct {
 	// ClientOpts are appended to the Kafka client options (TLS, SASL,
 	// dialer, logger, hooks).
 	ClientOpts []kgo.Opt
+	// ConnOpts are what the pipeline's other clients (the resync readers
+	// of the membership topic) need to reach the brokers: TLS, SASL,
+	// dialer, logger; no hooks (metrics hooks register once).
+	ConnOpts []kgo.Opt
 	// Now is the processor's clock (default time.Now).
 	Now func() time.Time
 }

@@ -134,7 +134,8 @@ type cursor struct {
 	part int32
 	end  int64
 	// last maps each member of the audience to the offset of its last
-	// membership record (-1-offset for a tombstone).
+	// membership record before end (-1-offset for a tombstone): the
+	// snapshot.
 	last map[memberHash]int64
 	// touched are the members with a membership record at or past end:
 	// their live events since the start send them (or their exit).
@@ -419,6 +420,12 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 			return nil
 		}
 		h := hashMember(profile)
+		if r.Offset >= cur.end {
+			// Written by the live stream since the start: it sends this
+			// member.
+			cur.touched[h] = struct{}{}
+			return nil
+		}
 		if r.Value == nil {
 			cur.last[h] = -1 - r.Offset
 		} else {
@@ -434,15 +441,8 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 		return nil, err
 	}
 	var total int64
-	for h, o := range cur.last {
-		off := o
-		if o < 0 {
-			off = -1 - o // a tombstone's offset
-		}
-		switch {
-		case off >= cur.end:
-			cur.touched[h] = struct{}{}
-		case o >= 0:
+	for _, o := range cur.last {
+		if o >= 0 {
 			total++
 		}
 	}
@@ -511,7 +511,7 @@ func (p *Pipeline) newReader(part int32, offset int64) (*kgo.Client, error) {
 		// Transaction markers take offsets too: kept (and skipped by the
 		// readers), a read of [from, to) sees its last offset.
 		kgo.KeepControlRecords(),
-	}, p.cfg.ClientOpts...)
+	}, p.cfg.ConnOpts...)
 	if p.sess != nil {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
