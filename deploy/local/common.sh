@@ -134,17 +134,18 @@ fetch_kafka_jars() {
 
 REDIS_TLS="${REDIS_TLS:-0}"
 
-# redis_tls_mode ROOT [--tls]: sets REDIS_TLS from --tls when starting
-# (remembering it in ROOT/tls), else from what the start remembered, so that
-# kill, restart and status need no flag.
+# redis_tls_mode ROOT COMMAND [--tls]: sets REDIS_TLS. start takes it from
+# --tls alone (and remembers it in ROOT/tls); the other commands from what
+# the start remembered, so that kill, restart and status need no flag.
 redis_tls_mode() {
-	local root="$1"
-	shift
-	if [[ "${1:-}" == --tls ]]; then
-		REDIS_TLS=1
+	local root="$1" cmd="$2"
+	shift 2
+	if [[ "$cmd" == start ]]; then
+		[[ "${1:-}" == --tls ]] && REDIS_TLS=1
 	elif [[ -f "$root/tls" ]]; then
 		REDIS_TLS=1
 	fi
+	return 0
 }
 
 # redis_require: redis-server and redis-cli are installed; with TLS, the

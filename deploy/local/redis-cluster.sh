@@ -109,7 +109,7 @@ node_dir() {
 
 cmd="${1:-}"
 shift || true
-redis_tls_mode "$root" "$@"
+redis_tls_mode "$root" "$cmd" "$@"
 case "$cmd" in
 start) cluster_start ;;
 stop) redis_nodes_stop "$root" ;;

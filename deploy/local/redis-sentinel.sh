@@ -134,7 +134,7 @@ node_dir() {
 
 cmd="${1:-}"
 shift || true
-redis_tls_mode "$root" "$@"
+redis_tls_mode "$root" "$cmd" "$@"
 case "$cmd" in
 start) sentinel_start ;;
 stop) redis_nodes_stop "$root" ;;
