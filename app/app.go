@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
@@ -93,7 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	rdb := redis.NewUniversalClient(redisOpts)
+	rdb := newRedisClient(redisOpts)
 	defer rdb.Close()
 	reg.MustRegister(newRedisPoolCollector(rdb))
 
