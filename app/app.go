@@ -101,6 +101,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		Activation: cfg.Connections.Activation(),
 		AuditLimit: cfg.Connections.AuditLimit,
 		Now:        opt.Now,
+
+		ReplicaAcks:       cfg.Redis.ReplicaAcks,
+		ReplicaAckTimeout: cfg.Redis.ReplicaAckTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("connection store: %w", err)

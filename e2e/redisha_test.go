@@ -224,7 +224,10 @@ func testFailover(t *testing.T, h *haDeployment) {
 	editAud := onVictim(t, h, victim, "aud_edits")
 	lateAud := onVictim(t, h, victim, "aud_late")
 
-	settings := append([]string{"IDSYNC_CONNECTIONS_CACHE_TTL=10m"}, h.settings...)
+	// Edits wait for the master's replica (WAIT), so that an acknowledged
+	// edit survives the master's death; the cache TTL is long, so that
+	// only a notification brings an edit to the running instance.
+	settings := append([]string{"IDSYNC_CONNECTIONS_CACHE_TTL=10m", "IDSYNC_REDIS_REPLICA_ACKS=1"}, h.settings...)
 	in := s.start("a", settings...)
 	in.seedDemo()
 	hook := json.RawMessage(`{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"user_id","destination":"userId","strategy":"last_added"}]}`)

@@ -39,6 +39,9 @@ type env struct {
 	prefix string
 	space  string
 	cmds   *counter
+	// replicas is how many replicas each master has (0 for a standalone
+	// server).
+	replicas int
 }
 
 // backends returns the Redis servers the suites run against: miniredis
@@ -59,11 +62,15 @@ func backends() []backend {
 		}},
 		{name: "redis-cluster", open: func(t *testing.T) *env {
 			r := stacktest.RedisCluster(t)
-			return newUniversalEnv(t, r.Options(), r.Prefix())
+			e := newUniversalEnv(t, r.Options(), r.Prefix())
+			e.replicas = 1
+			return e
 		}},
 		{name: "redis-sentinel", open: func(t *testing.T) *env {
 			r := stacktest.RedisSentinel(t)
-			return newUniversalEnv(t, r.Options(), r.Prefix())
+			e := newUniversalEnv(t, r.Options(), r.Prefix())
+			e.replicas = 1
+			return e
 		}},
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -85,4 +86,32 @@ func mastersOf(t *testing.T, cc *redis.ClusterClient, keys func(func(string) boo
 		}
 	}
 	return masters
+}
+
+// TestStoreReplicaAcks: with ReplicaAcks, an edit succeeds once that many
+// replicas have it (Cluster, Sentinel: one replica each), and without
+// them fails with ErrNotReplicated after ReplicaAckTimeout — though it was
+// applied on the master, which History shows.
+func TestStoreReplicaAcks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		s := e.store(t, nil, Options{Activation: testActivation(), ReplicaAcks: 1, ReplicaAckTimeout: 200 * time.Millisecond})
+		k := Key{e.space, "aud_1", "hook_1"}
+		v, err := s.Put(ctx, k, webhook("v1"), "alice", 0)
+		if e.replicas > 0 {
+			if err != nil || v.Version != 1 {
+				t.Fatalf("Put with a replica to acknowledge: %+v, %v", v, err)
+			}
+			return
+		}
+		if !errors.Is(err, ErrNotReplicated) {
+			t.Fatalf("Put without replicas: err = %v, want ErrNotReplicated", err)
+		}
+		if h, err := s.History(ctx, k); err != nil || len(h) != 1 {
+			t.Errorf("History after ErrNotReplicated: %d entries, %v; want the applied edit", len(h), err)
+		}
+	})
+	if _, err := New(redis.NewClient(&redis.Options{}), Options{ReplicaAcks: -1}); err == nil {
+		t.Error("New accepted negative replica acknowledgements")
+	}
 }
