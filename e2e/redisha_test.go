@@ -152,9 +152,11 @@ func (h *haDeployment) waitPromoted(t *testing.T, key, victim string, since time
 }
 
 // kill SIGKILLs the Redis server at addr (found by its INFO process_id: the
-// deployment runs on this machine) and registers its restart, through the
-// deploy/local script, for the end of the test.
-func (h *haDeployment) kill(t *testing.T, addr string) {
+// deployment runs on this machine) and returns the function that starts
+// it again with the deploy/local script and waits until the deployment is
+// whole (a master with a synchronised replica); the test's cleanup calls
+// it if the test did not.
+func (h *haDeployment) kill(t *testing.T, addr string) (restart func()) {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: h.r.Options().TLSConfig})
 	info, err := c.Info(t.Context(), "server").Result()
@@ -175,12 +177,17 @@ func (h *haDeployment) kill(t *testing.T, addr string) {
 		t.Fatalf("killing the Redis server at %s (pid %d): %v", addr, pid, err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	t.Cleanup(func() {
-		cmd := exec.Command("bash", "../deploy/local/"+h.script, "restart", port)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("restarting the killed node %s with deploy/local/%s (run with the IDSYNC_RUN_DIR and ports it was started with): %v\n%s", addr, h.script, err, out)
-		}
-	})
+	var once sync.Once
+	restart = func() {
+		once.Do(func() {
+			cmd := exec.Command("bash", "../deploy/local/"+h.script, "restart", port)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("restarting the killed node %s with deploy/local/%s (run with the IDSYNC_RUN_DIR and ports it was started with): %v\n%s", addr, h.script, err, out)
+			}
+		})
+	}
+	t.Cleanup(restart)
+	return restart
 }
 
 // onVictim returns the first name base_N whose audience key hashes to the
@@ -268,10 +275,16 @@ func testFailover(t *testing.T, h *haDeployment) {
 	}()
 	time.Sleep(2 * time.Second)
 	committedAtKill := s.committedFraction(context.Background())
-	h.kill(t, victim)
+	restart := h.kill(t, victim)
 	killed := time.Now()
 	failover := h.waitPromoted(t, "{"+demo.Space+"/"+editAud+"}", victim, killed)
 	t.Logf("failover: %s after the SIGKILL of %s", failover.Round(time.Millisecond), victim)
+	// The promoted master has no replica until the killed node is back:
+	// with redis.replica_acks=1 edits are refused meanwhile, as they must
+	// be. The operator's part: start it again.
+	restart()
+	whole := time.Since(killed)
+	t.Logf("whole again: %s after the SIGKILL", whole.Round(time.Millisecond))
 	time.Sleep(5 * time.Second)
 	close(stopEdits)
 	<-editsDone
@@ -319,7 +332,7 @@ func testFailover(t *testing.T, h *haDeployment) {
 		editsBack = lastRefused.Sub(killed).Seconds()
 	}
 	report(t, map[string]any{"events": len(inputs), "edits_refused_until_s": round(editsBack), "edits": len(edits), "edits_acknowledged": ok, "edits_refused": refused,
-		"refusals": statuses, "lost_edits": lost, "failover_s": round(failover.Seconds()),
+		"refusals": statuses, "lost_edits": lost, "failover_s": round(failover.Seconds()), "whole_again_s": round(whole.Seconds()),
 		"invalidation_after_failover_s": round(invalidation.Seconds()), "max_partition_stall_s": round(maxStall.Seconds()),
 		"committed_at_kill": round(committedAtKill), "missing": tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
 	if tl.missing+tl.unexpected != 0 {
@@ -328,9 +341,9 @@ func testFailover(t *testing.T, h *haDeployment) {
 	if ok == 0 {
 		t.Error("no edit was acknowledged during the test")
 	}
-	if back := time.Duration(editsBack * float64(time.Second)); back > failover+5*time.Second {
-		t.Errorf("edits were refused until %s after the kill, %s after the deployment had failed over (limit 5s): the client kept an old map of the deployment",
-			back.Round(time.Millisecond), (back - failover).Round(time.Millisecond))
+	if back := time.Duration(editsBack * float64(time.Second)); back > whole+5*time.Second {
+		t.Errorf("edits were refused until %s after the kill, %s after the deployment was whole again (limit 5s)",
+			back.Round(time.Millisecond), (back - whole).Round(time.Millisecond))
 	}
 	if maxStall > 15*time.Second {
 		t.Errorf("a partition made no progress for %s during the failover (limit 15s): the warm cache should keep serving", maxStall)
