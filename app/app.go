@@ -94,6 +94,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	rdb := newRedisClient(redisOpts)
 	defer rdb.Close()
+	if !cfg.Embedded.Enabled {
+		if err := checkRedis(ctx, rdb, cfg.Redis, log); err != nil {
+			return err
+		}
+	}
 	reg.MustRegister(newRedisPoolCollector(rdb))
 
 	st, err := store.New(rdb, store.Options{
