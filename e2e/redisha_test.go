@@ -230,15 +230,9 @@ func testFailover(t *testing.T, h *haDeployment) {
 	victim := h.victim(t, s.prefix()+"notifications")
 	editAud := onVictim(t, h, victim, "aud_edits")
 	lateAud := onVictim(t, h, victim, "aud_late")
-
-	// Edits wait for the master's replica (WAIT), so that an acknowledged
-	// edit survives the master's death; the cache TTL is long, so that
-	// only a notification brings an edit to the running instance.
-	settings := append([]string{"IDSYNC_CONNECTIONS_CACHE_TTL=10m", "IDSYNC_REDIS_REPLICA_ACKS=1"}, h.settings...)
-	in := s.start("a", settings...)
+	in := s.start("a", haSettings(h)...)
 	in.seedDemo()
-	hook := json.RawMessage(`{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"user_id","destination":"userId","strategy":"last_added"}]}`)
-	in.put(demo.Space, lateAud, "late_a", hook)
+	in.put(demo.Space, lateAud, "late_a", hookConfig)
 
 	// The stream the instance processes, and a trickle of events of
 	// lateAud kept apart from it (its connections change below).
@@ -248,33 +242,9 @@ func testFailover(t *testing.T, h *haDeployment) {
 	s.waitFraction(0.01, 60*time.Second)
 	time.Sleep(5 * time.Second) // a warm, steady stream
 	stalls := s.watchStalls()
-
-	// Edits through the admin API, every 100 ms, from before the kill
-	// until 5 s after the failover.
-	var (
-		mu    sync.Mutex
-		edits []editResult
-	)
-	stopEdits := make(chan struct{})
-	editsDone := make(chan struct{})
-	go func() {
-		defer close(editsDone)
-		hc := &http.Client{Timeout: 10 * time.Second}
-		for i := 0; ; i++ {
-			select {
-			case <-stopEdits:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			r := in.tryPut(hc, demo.Space, editAud, fmt.Sprintf("edit_%04d", i), hook)
-			r.at = time.Now()
-			mu.Lock()
-			edits = append(edits, r)
-			mu.Unlock()
-		}
-	}()
+	ed := in.startEdits(editAud)
 	time.Sleep(2 * time.Second)
-	committedAtKill := s.committedFraction(context.Background())
+
 	restart := h.kill(t, victim)
 	killed := time.Now()
 	failover := h.waitPromoted(t, "{"+demo.Space+"/"+editAud+"}", victim, killed)
@@ -286,70 +256,221 @@ func testFailover(t *testing.T, h *haDeployment) {
 	whole := time.Since(killed)
 	t.Logf("whole again: %s after the SIGKILL", whole.Round(time.Millisecond))
 	time.Sleep(5 * time.Second)
-	close(stopEdits)
-	<-editsDone
+	edits := ed.stop()
 	maxStall := stalls.stop()
 
-	// An edit after the failover reaches the running instance: a new
-	// connection of lateAud, effective at once, whose first output
-	// measures the delay.
-	in.put(demo.Space, lateAud, "late_b", hook)
-	acked := time.Now()
-	invalidation := s.firstRecord(t, s.topicOf("late_b"), 30*time.Second).Sub(acked)
+	invalidation := s.invalidationDelay(t, in, lateAud)
 	lateStop()
-
 	inputs := stream.wait(t)
 	s.waitCommitted(120 * time.Second)
 	tl := s.verify(t, inputs, false)
 	logTally(t, "stream", tl)
-
-	// Every edit answered 2xx is readable now, at the version answered.
-	st, err := store.New(s.rdb, store.Options{Prefix: s.prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ok, refused, lost int
-	var lastRefused time.Time
-	statuses := map[string]int{}
-	for _, e := range edits {
-		if e.status/100 != 2 && e.at.After(lastRefused) {
-			lastRefused = e.at
-		}
-		if e.status/100 != 2 {
-			refused++
-			statuses[fmt.Sprint(e.status)+" "+e.err]++
-			continue
-		}
-		ok++
-		c, err := st.Get(context.Background(), store.Key{Space: demo.Space, Audience: editAud, Destination: e.dest})
-		if err != nil || len(c.Versions) == 0 || c.Versions[len(c.Versions)-1].Version != e.version {
-			lost++
-			t.Errorf("edit %s answered %d (version %d) is not readable after the failover: %+v, %v", e.dest, e.status, e.version, c.Versions, err)
-		}
-	}
+	es := s.checkEdits(t, editAud, edits)
 	editsBack := 0.0
-	if !lastRefused.IsZero() {
-		editsBack = lastRefused.Sub(killed).Seconds()
+	if !es.lastRefused.IsZero() {
+		editsBack = es.lastRefused.Sub(killed).Seconds()
 	}
-	report(t, map[string]any{"events": len(inputs), "edits_refused_until_s": round(editsBack), "edits": len(edits), "edits_acknowledged": ok, "edits_refused": refused,
-		"refusals": statuses, "lost_edits": lost, "failover_s": round(failover.Seconds()), "whole_again_s": round(whole.Seconds()),
+	report(t, map[string]any{"events": len(inputs), "edits_refused_until_s": round(editsBack), "edits": len(edits),
+		"edits_acknowledged": es.ok, "edits_refused": es.refused, "refusals": es.statuses, "lost_edits": es.lost,
+		"failover_s": round(failover.Seconds()), "whole_again_s": round(whole.Seconds()),
 		"invalidation_after_failover_s": round(invalidation.Seconds()), "max_partition_stall_s": round(maxStall.Seconds()),
-		"committed_at_kill": round(committedAtKill), "missing": tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
-	if tl.missing+tl.unexpected != 0 {
-		t.Errorf("stream: %d missing, %d unexpected outputs or dead letters", tl.missing, tl.unexpected)
-	}
-	if ok == 0 {
-		t.Error("no edit was acknowledged during the test")
-	}
+		"missing": tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
+	checkStream(t, tl, es, maxStall, invalidation)
 	if back := time.Duration(editsBack * float64(time.Second)); back > whole+5*time.Second {
 		t.Errorf("edits were refused until %s after the kill, %s after the deployment was whole again (limit 5s)",
 			back.Round(time.Millisecond), (back - whole).Round(time.Millisecond))
 	}
+}
+
+// TestRedisClusterReshard: while a stream flows and edits arrive, every
+// slot of the master that owns the notification channel and the edited
+// audiences moves to another master (redis-cli --cluster reshard, through
+// deploy/local/redis-cluster.sh move-slots), and back: outputs keep
+// flowing, no acknowledged edit is lost, invalidations still arrive.
+func TestRedisClusterReshard(t *testing.T) {
+	const rate = 300
+	h := clusterDeployment(t)
+	s := newStack(t, 3)
+	s.rdb = h.r.UniversalClient
+	from := h.victim(t, s.prefix()+"notifications")
+	editAud := onVictim(t, h, from, "aud_edits")
+	lateAud := onVictim(t, h, from, "aud_late")
+	to := ""
+	for i := 0; to == ""; i++ {
+		if m := h.victim(t, fmt.Sprintf("{other_%d}", i)); m != from {
+			to = m
+		}
+	}
+	in := s.start("a", haSettings(h)...)
+	in.seedDemo()
+	in.put(demo.Space, lateAud, "late_a", hookConfig)
+	stream := s.stream(events(42, rate*40), rate)
+	lateStop := s.trickle(lateAud, 100*time.Millisecond)
+	defer lateStop()
+	s.waitFraction(0.01, 60*time.Second)
+	time.Sleep(5 * time.Second)
+	stalls := s.watchStalls()
+	ed := in.startEdits(editAud)
+	time.Sleep(2 * time.Second)
+
+	_, fromPort, _ := net.SplitHostPort(from)
+	_, toPort, _ := net.SplitHostPort(to)
+	started := time.Now()
+	out := moveSlots(t, fromPort, toPort, "")
+	away := time.Since(started)
+	if m := h.victim(t, "{"+demo.Space+"/"+editAud+"}"); m != to {
+		t.Errorf("after the reshard the edited audience is on %s, want %s", m, to)
+	}
+	// Back: as many slots as moved (from the lowest of to's).
+	n := strings.Fields(strings.TrimSpace(out))
+	started = time.Now()
+	moveSlots(t, toPort, fromPort, n[len(n)-1])
+	back := time.Since(started)
+	time.Sleep(3 * time.Second)
+	edits := ed.stop()
+	maxStall := stalls.stop()
+
+	invalidation := s.invalidationDelay(t, in, lateAud)
+	lateStop()
+	inputs := stream.wait(t)
+	s.waitCommitted(120 * time.Second)
+	tl := s.verify(t, inputs, false)
+	logTally(t, "stream", tl)
+	es := s.checkEdits(t, editAud, edits)
+	report(t, map[string]any{"events": len(inputs), "edits": len(edits), "edits_acknowledged": es.ok,
+		"edits_refused": es.refused, "refusals": es.statuses, "lost_edits": es.lost,
+		"reshard_away_s": round(away.Seconds()), "reshard_back_s": round(back.Seconds()),
+		"invalidation_after_reshard_s": round(invalidation.Seconds()), "max_partition_stall_s": round(maxStall.Seconds()),
+		"missing": tl.missing, "duplicates": tl.duplicates, "unexpected": tl.unexpected})
+	checkStream(t, tl, es, maxStall, invalidation)
+}
+
+// moveSlots runs deploy/local/redis-cluster.sh move-slots and returns how
+// many slots it moved ("" moves all of from's).
+func moveSlots(t *testing.T, from, to, count string) string {
+	t.Helper()
+	args := []string{"../deploy/local/redis-cluster.sh", "move-slots", from, to}
+	if count != "" {
+		args = append(args, count)
+	}
+	out, err := exec.Command("bash", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("deploy/local/redis-cluster.sh move-slots %s %s (run with the IDSYNC_RUN_DIR and ports the cluster was started with): %v\n%s", from, to, err, out)
+	}
+	// "[deploy/local] moved N slots from A to B in Xs"
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, rest, ok := strings.Cut(line, "] moved "); ok {
+			t.Logf("reshard: %s", strings.TrimSpace(line))
+			return strings.Fields(rest)[0]
+		}
+	}
+	t.Fatalf("move-slots did not say how many slots it moved:\n%s", out)
+	return ""
+}
+
+// hookConfig is the webhook connection the failover tests PUT.
+var hookConfig = json.RawMessage(`{"destination_type":"webhook","setup":"customized","identifiers":[{"segment":"user_id","destination":"userId","strategy":"last_added"}]}`)
+
+// haSettings are the instance settings of the failover tests: edits wait
+// for the master's replica (WAIT), so that an acknowledged edit survives
+// the master's death; the cache TTL is long, so that only a notification
+// brings an edit to the running instance.
+func haSettings(h *haDeployment) []string {
+	return append([]string{"IDSYNC_CONNECTIONS_CACHE_TTL=10m", "IDSYNC_REDIS_REPLICA_ACKS=1"}, h.settings...)
+}
+
+// editor PUTs a new connection of one audience through the admin API every
+// 100 ms until stopped.
+type editor struct {
+	stopc chan struct{}
+	done  chan []editResult
+}
+
+func (in *instance) startEdits(audience string) *editor {
+	e := &editor{stopc: make(chan struct{}), done: make(chan []editResult, 1)}
+	go func() {
+		var edits []editResult
+		defer func() { e.done <- edits }()
+		hc := &http.Client{Timeout: 10 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-e.stopc:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			r := in.tryPut(hc, demo.Space, audience, fmt.Sprintf("edit_%04d", i), hookConfig)
+			r.at = time.Now()
+			edits = append(edits, r)
+		}
+	}()
+	return e
+}
+
+// stop ends the edits and returns them.
+func (e *editor) stop() []editResult {
+	close(e.stopc)
+	return <-e.done
+}
+
+// editStats is what became of the edits.
+type editStats struct {
+	ok, refused, lost int
+	statuses          map[string]int
+	lastRefused       time.Time
+}
+
+// checkEdits reads back every edit answered 2xx, which must be there at
+// the version answered, and counts the others.
+func (s *stack) checkEdits(t *testing.T, audience string, edits []editResult) editStats {
+	t.Helper()
+	st, err := store.New(s.rdb, store.Options{Prefix: s.prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := editStats{statuses: map[string]int{}}
+	for _, e := range edits {
+		if e.status/100 != 2 {
+			es.refused++
+			es.statuses[fmt.Sprint(e.status)+" "+e.err]++
+			if e.at.After(es.lastRefused) {
+				es.lastRefused = e.at
+			}
+			continue
+		}
+		es.ok++
+		c, err := st.Get(context.Background(), store.Key{Space: demo.Space, Audience: audience, Destination: e.dest})
+		if err != nil || len(c.Versions) == 0 || c.Versions[len(c.Versions)-1].Version != e.version {
+			es.lost++
+			t.Errorf("edit %s answered %d (version %d) is not readable afterwards: %+v, %v", e.dest, e.status, e.version, c.Versions, err)
+		}
+	}
+	return es
+}
+
+// invalidationDelay adds a connection to audience, whose events are
+// flowing, and returns how long after the 2xx its first output came.
+func (s *stack) invalidationDelay(t *testing.T, in *instance, audience string) time.Duration {
+	t.Helper()
+	in.put(demo.Space, audience, "late_b", hookConfig)
+	acked := time.Now()
+	return s.firstRecord(t, s.topicOf("late_b"), 30*time.Second).Sub(acked)
+}
+
+// checkStream fails the test on lost or unexpected outputs, on no edit
+// acknowledged, on a long stall or a slow invalidation.
+func checkStream(t *testing.T, tl tally, es editStats, maxStall, invalidation time.Duration) {
+	t.Helper()
+	if tl.missing+tl.unexpected != 0 {
+		t.Errorf("stream: %d missing, %d unexpected outputs or dead letters", tl.missing, tl.unexpected)
+	}
+	if es.ok == 0 {
+		t.Error("no edit was acknowledged during the test")
+	}
 	if maxStall > 15*time.Second {
-		t.Errorf("a partition made no progress for %s during the failover (limit 15s): the warm cache should keep serving", maxStall)
+		t.Errorf("a partition made no progress for %s (limit 15s): the warm cache should keep serving", maxStall)
 	}
 	if invalidation > 15*time.Second {
-		t.Errorf("an edit after the failover took %s to reach the running instance (limit 15s)", invalidation)
+		t.Errorf("an edit took %s to reach the running instance (limit 15s)", invalidation)
 	}
 }
 

@@ -6,6 +6,9 @@
 #   redis-cluster.sh stop            stop every node and remove its files
 #   redis-cluster.sh kill PORT       SIGKILL the node on PORT (a crash)
 #   redis-cluster.sh restart PORT    start a killed node again; it rejoins
+#   redis-cluster.sh move-slots FROM TO [N]
+#                                    reshard: move N slots (default: all it has)
+#                                    from the master on port FROM to the one on TO
 #   redis-cluster.sh status          `cluster nodes` as one node sees it
 #   redis-cluster.sh env             the settings that point tests and idsync at it
 #
@@ -46,6 +49,9 @@ cluster_start() {
 				cluster-enabled yes
 				cluster-config-file nodes.conf
 				cluster-node-timeout 2000
+				# A master emptied by a reshard stays a master (so it can take its
+				# slots back) instead of becoming a replica.
+				cluster-allow-replica-migration no
 				save ""
 				appendonly no
 			EOF
@@ -101,6 +107,40 @@ cluster_env() {
 	fi
 }
 
+# owned_slots PORT: how many slots the master on PORT owns.
+owned_slots() {
+	redis_cli "$1" cluster nodes | awk '/myself/ {
+		n = 0
+		for (i = 9; i <= NF; i++) {
+			if ($i ~ /^\[/) continue
+			split($i, r, "-")
+			n += (r[2] == "" ? 1 : r[2] - r[1] + 1)
+		}
+		print n
+	}'
+}
+
+# move_slots FROM TO [N]: redis-cli --cluster reshard, then wait until the
+# cluster is ok again.
+move_slots() {
+	local from="$1" to="$2" count="${3:-}" fid tid started
+	node_dir "$from" >/dev/null
+	node_dir "$to" >/dev/null
+	fid="$(redis_cli "$from" cluster myid)"
+	tid="$(redis_cli "$to" cluster myid)"
+	[[ -n "$count" ]] || count="$(owned_slots "$from")"
+	((count > 0)) || die "the node on port $from owns no slot"
+	started="$(now_ms)"
+	redis_cli "$from" --cluster reshard "127.0.0.1:$from" --cluster-from "$fid" --cluster-to "$tid" \
+		--cluster-slots "$count" --cluster-yes >"$root/reshard.log" 2>&1 ||
+		{
+			tail -n 20 "$root/reshard.log" >&2
+			die "redis-cli --cluster reshard failed (log $root/reshard.log)"
+		}
+	cluster_wait_ok 60
+	log "moved $count slots from $from to $to in $(elapsed "$started")s"
+}
+
 # node_dir PORT: the directory of one of the cluster's nodes.
 node_dir() {
 	[[ -n "${1:-}" && -f "$root/$1/node.conf" ]] || die "no cluster node on port ${1:-?} (nodes: ${ports[*]})"
@@ -119,6 +159,7 @@ restart)
 	cluster_wait_ok 60
 	log "node $1 restarted and the cluster is whole again"
 	;;
+move-slots) move_slots "${1:-}" "${2:-}" "${3:-}" ;;
 status)
 	for p in "${ports[@]}"; do
 		if pid_alive "$root/$p/node.pid"; then
@@ -129,5 +170,5 @@ status)
 	die "no cluster node is running"
 	;;
 env) cluster_env ;;
-*) die "usage: $0 start [--tls] | stop | kill PORT | restart PORT | status | env" ;;
+*) die "usage: $0 start [--tls] | stop | kill PORT | restart PORT | move-slots FROM TO [N] | status | env" ;;
 esac

@@ -54,8 +54,8 @@ export IDSYNC_TEST_REDIS="${IDSYNC_TEST_REDIS:-127.0.0.1:$REDIS_PORT}"
 status=0
 for pass in "${passes[@]}"; do
 	case "$pass" in
-	plain) flag=() e2e='^(TestRedisClusterFailover|TestRedisSentinelFailover|TestRedisTLS)$' ;;
-	tls) flag=(--tls) e2e='^(TestRedisClusterFailover|TestRedisSentinelFailover)$' ;;
+	plain) flag=() e2e='^(TestRedisClusterFailover|TestRedisClusterReshard|TestRedisSentinelFailover|TestRedisTLS)$' ;;
+	tls) flag=(--tls) e2e='^(TestRedisClusterFailover|TestRedisClusterReshard|TestRedisSentinelFailover)$' ;;
 	*) die "unknown pass $pass (plain or tls)" ;;
 	esac
 	log "pass $pass: starting the Redis Cluster and the Sentinel setup"
