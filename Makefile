@@ -78,8 +78,9 @@ clean:
 
 # test-redis-cluster: the Redis Cluster, Sentinel and TLS tests (issue 14) on
 # live deployments started by deploy/local/redis-cluster.sh and
-# redis-sentinel.sh, plain then with mutual TLS (about 6 minutes): the store
-# and cache suites, a master SIGKILLed under the real binary, TestRedisTLS.
+# redis-sentinel.sh, plain then with mutual TLS (about 5 minutes): the store
+# and cache suites, a master SIGKILLed and a reshard under the real binary,
+# TestRedisTLS.
 # REDIS_PASSES=plain (or tls) runs one pass.
 REDIS_PASSES ?= plain tls
 

@@ -5,9 +5,10 @@
 #   1. plain: a six-node Redis Cluster (redis-cluster.sh) and a Sentinel
 #      setup (redis-sentinel.sh); the store and cache suites on both, the
 #      failover tests of the real binary (a master SIGKILLed under a stream
-#      and admin edits) on both, and TestRedisTLS (mutual TLS, standalone);
+#      and admin edits) on both, the reshard test on the cluster, and
+#      TestRedisTLS (mutual TLS, standalone);
 #   2. TLS: both deployments again with --tls (mutual TLS everywhere); the
-#      suites and the failover tests over TLS.
+#      suites, the failover and the reshard tests over TLS.
 #
 #   test-redis-cluster.sh              both passes
 #   test-redis-cluster.sh plain|tls    one pass
