@@ -204,15 +204,18 @@ func onVictim(t *testing.T, h *haDeployment, victim, base string) string {
 	return ""
 }
 
+// TestRedisClusterFailover: the master of the test's slots SIGKILLed on a
+// live Redis Cluster (testFailover says what is checked).
 func TestRedisClusterFailover(t *testing.T) {
 	testFailover(t, clusterDeployment(t))
 }
 
+// TestRedisSentinelFailover: the master SIGKILLed behind Sentinel.
 func TestRedisSentinelFailover(t *testing.T) {
 	testFailover(t, sentinelDeployment(t))
 }
 
-// editResult is one admin API edit made while the master was killed.
+// editResult is one admin API edit made during a failover or a reshard.
 type editResult struct {
 	at      time.Time // when the answer came
 	dest    string
@@ -221,6 +224,12 @@ type editResult struct {
 	err     string
 }
 
+// testFailover streams events and edits through the real binary, kills
+// the master that owns the notification channel and the edited audiences,
+// starts it again once the deployment has failed over, and checks that
+// outputs kept flowing, that every edit answered 2xx is readable, that
+// edits resume within 5 s of the deployment being whole again, and that an
+// edit made afterwards reaches the running instance.
 func testFailover(t *testing.T, h *haDeployment) {
 	const rate = 300
 	s := newStack(t, 3)
