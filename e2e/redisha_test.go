@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -172,6 +173,11 @@ func (h *haDeployment) kill(t *testing.T, addr string) (restart func()) {
 	}
 	if pid <= 0 {
 		t.Fatalf("INFO server on %s names no process_id", addr)
+	}
+	// Never kill a process that is not that server: the deployment must
+	// run on this machine (deploy/local's scripts).
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || !strings.HasPrefix(string(comm), "redis-server") {
+		t.Fatalf("process %d, which %s says it is, is not a redis-server on this machine (%q, %v): the failover tests need the deployment of deploy/local", pid, addr, comm, err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("killing the Redis server at %s (pid %d): %v", addr, pid, err)
