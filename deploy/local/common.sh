@@ -227,10 +227,11 @@ redis_node_kill() {
 	log "killed the Redis node of $dir (pid $pid)"
 }
 
-# redis_nodes_stop ROOT: stops every node under ROOT (TERM, then KILL after
-# 10 s) and removes ROOT.
+# redis_nodes_stop ROOT [keep]: stops every node under ROOT (TERM, then
+# KILL after 10 s) and removes ROOT, unless "keep" (a failed start keeps
+# its logs).
 redis_nodes_stop() {
-	local root="$1" f pid pids=()
+	local root="$1" keep="${2:-}" f pid pids=()
 	[[ -d "$root" ]] || return 0
 	for f in "$root"/*/node.pid; do
 		# Read once: redis-server removes its pid file as it exits.
@@ -247,5 +248,5 @@ redis_nodes_stop() {
 			sleep 0.1
 		done
 	done
-	rm -rf "$root"
+	[[ "$keep" == keep ]] || rm -rf "$root"
 }

@@ -34,6 +34,8 @@ cluster_start() {
 	redis_nodes_stop "$root"
 	redis_require
 	mkdir -p "$root"
+	# A start that fails half-way leaves no node running (its logs stay).
+	trap 'redis_nodes_stop "$root" keep' EXIT
 	[[ "$REDIS_TLS" == 1 ]] && touch "$root/tls"
 	local started addrs=() p
 	started="$(now_ms)"
@@ -65,6 +67,7 @@ cluster_start() {
 			die "redis-cli --cluster create failed"
 		}
 	cluster_wait_ok 30
+	trap - EXIT
 	log "Redis Cluster ready on 127.0.0.1:${ports[0]}-${ports[5]}$([[ "$REDIS_TLS" == 1 ]] && echo ' (TLS, client certificates required)') in $(elapsed "$started")s (logs $root/<port>/node.log)"
 	cluster_env
 }

@@ -31,6 +31,8 @@ sentinel_start() {
 	redis_nodes_stop "$root"
 	redis_require
 	mkdir -p "$root"
+	# A start that fails half-way leaves no node running (its logs stay).
+	trap 'redis_nodes_stop "$root" keep' EXIT
 	[[ "$REDIS_TLS" == 1 ]] && touch "$root/tls"
 	local started p
 	started="$(now_ms)"
@@ -69,6 +71,7 @@ sentinel_start() {
 		redis_node_start "$root/$p"
 	done
 	sentinel_wait_ok 60
+	trap - EXIT
 	log "Redis Sentinel ready: master $REDIS_MASTER_NAME on 127.0.0.1:$primary, replica :$replica, Sentinels :${sentinels[0]}-${sentinels[2]}$([[ "$REDIS_TLS" == 1 ]] && echo ' (TLS, client certificates required)') in $(elapsed "$started")s (logs $root/<port>/node.log)"
 	sentinel_env
 }
