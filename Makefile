@@ -76,6 +76,18 @@ stack-down:
 clean:
 	rm -rf bin dist
 
+# test-redis-cluster: the Redis Cluster, Sentinel and TLS tests (issue 14) on
+# live deployments started by deploy/local/redis-cluster.sh and
+# redis-sentinel.sh, plain then with mutual TLS (about 5 minutes): the store
+# and cache suites, a master SIGKILLed and a reshard under the real binary,
+# TestRedisTLS.
+# REDIS_PASSES=plain (or tls) runs one pass.
+REDIS_PASSES ?= plain tls
+
+.PHONY: test-redis-cluster
+test-redis-cluster:
+	bash deploy/local/test-redis-cluster.sh $(REDIS_PASSES)
+
 # test-reliability: the full reliability suite on the real stack (long: about
 # 20 minutes), then the hostile-input property test with HOSTILE_SEEDS random
 # seeds, each in at_least_once and exactly_once, on kfake and on the real

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
@@ -93,16 +92,23 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	rdb := redis.NewUniversalClient(redisOpts)
+	rdb := newRedisClient(redisOpts)
 	defer rdb.Close()
+	if !cfg.Embedded.Enabled {
+		if err := checkRedis(ctx, rdb, cfg.Redis, log); err != nil {
+			return err
+		}
+	}
 	reg.MustRegister(newRedisPoolCollector(rdb))
 
 	st, err := store.New(rdb, store.Options{
-		Prefix:          cfg.Redis.KeyPrefix,
-		Activation:      cfg.Connections.Activation(),
-		AuditLimit:      cfg.Connections.AuditLimit,
-		Now:             opt.Now,
-		ResyncRetention: cfg.Resync.Retention,
+		Prefix:            cfg.Redis.KeyPrefix,
+		Activation:        cfg.Connections.Activation(),
+		AuditLimit:        cfg.Connections.AuditLimit,
+		Now:               opt.Now,
+		ResyncRetention:   cfg.Resync.Retention,
+		ReplicaAcks:       cfg.Redis.ReplicaAcks,
+		ReplicaAckTimeout: cfg.Redis.ReplicaAckTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("connection store: %w", err)

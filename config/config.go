@@ -257,6 +257,11 @@ type Redis struct {
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// TLS encrypts connections to Redis.
 	TLS TLS `mapstructure:"tls"`
+	// ReplicaAcks is how many replicas must acknowledge an edit (WAIT)
+	// before the admin API reports success; 0 waits for none.
+	ReplicaAcks int `mapstructure:"replica_acks"`
+	// ReplicaAckTimeout bounds that wait.
+	ReplicaAckTimeout time.Duration `mapstructure:"replica_ack_timeout"`
 }
 
 // Resync configures the membership topic and resyncs (docs/resync.md).
@@ -462,6 +467,8 @@ func Default() Config {
 			DialTimeout:  5 * time.Second,
 			ReadTimeout:  3 * time.Second,
 			WriteTimeout: 3 * time.Second,
+			// store.DefaultReplicaAckTimeout
+			ReplicaAckTimeout: time.Second,
 		},
 		Connections: Connections{
 			ActivationDelay:  act.Delay,

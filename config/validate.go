@@ -259,6 +259,8 @@ func (r *Redis) validate(ps *problems) {
 	positive(ps, "redis.read_timeout", r.ReadTimeout)
 	positive(ps, "redis.write_timeout", r.WriteTimeout)
 	r.TLS.validate(ps, "redis.tls")
+	atLeast(ps, "redis.replica_acks", r.ReplicaAcks, 0)
+	positive(ps, "redis.replica_ack_timeout", r.ReplicaAckTimeout)
 }
 
 func (c *Connections) validate(ps *problems) {

@@ -66,9 +66,11 @@ type stack struct {
 	brokers   []string
 	adm       *kadm.Client
 	redisAddr string
-	rdb       *redis.Client
-	name      string // unique per test
-	input     string
+	// rdb is the Redis the instances use: the shared test server, or a
+	// cluster or Sentinel client (redisha_test.go).
+	rdb   redis.UniversalClient
+	name  string // unique per test
+	input string
 	// The names a group of instances uses; view gives others.
 	groupName, dlqName, tmplName string
 	// opts are the processing options the instances run with (the
@@ -127,9 +129,10 @@ func newStackOn(t *testing.T, brokers []string, partitions int32, topicConfig ma
 				}
 			}
 		}
-		iter := s.rdb.Scan(ctx, 0, s.prefix()+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			s.rdb.Del(ctx, iter.Val())
+		// One key at a time: on a cluster they live in different slots.
+		keys, _ := stacktest.ScanAll(ctx, s.rdb, s.prefix()+"*")
+		for _, k := range keys {
+			s.rdb.Del(ctx, k)
 		}
 	})
 	return s

@@ -35,15 +35,21 @@ type backend struct {
 // env is what a suite test gets: a client with a command counter, a key
 // prefix of its own, and a unique space so keys never collide.
 type env struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	space  string
 	cmds   *counter
+	// replicas is how many replicas each master has (0 for a standalone
+	// server).
+	replicas int
 }
 
 // backends returns the Redis servers the suites run against: miniredis
-// always, and the real server named by IDSYNC_TEST_REDIS (skipped under
-// -short when unset, failed otherwise, by internal/stacktest).
+// always, the real server named by IDSYNC_TEST_REDIS (skipped under -short
+// when unset, failed otherwise, by internal/stacktest), and the opt-in Redis
+// Cluster (IDSYNC_TEST_REDIS_CLUSTER) and Sentinel-managed Redis
+// (IDSYNC_TEST_REDIS_SENTINEL), each over mutual TLS when
+// IDSYNC_TEST_REDIS_TLS_DIR is set, skipped when unset.
 func backends() []backend {
 	return []backend{
 		{name: "miniredis", open: func(t *testing.T) *env {
@@ -53,6 +59,18 @@ func backends() []backend {
 		{name: "redis", open: func(t *testing.T) *env {
 			ks := stacktest.Redis(t)
 			return newEnv(t, ks.Options(), ks.Prefix())
+		}},
+		{name: "redis-cluster", open: func(t *testing.T) *env {
+			r := stacktest.RedisCluster(t)
+			e := newUniversalEnv(t, r.Options(), r.Prefix())
+			e.replicas = 1
+			return e
+		}},
+		{name: "redis-sentinel", open: func(t *testing.T) *env {
+			r := stacktest.RedisSentinel(t)
+			e := newUniversalEnv(t, r.Options(), r.Prefix())
+			e.replicas = 1
+			return e
 		}},
 	}
 }
@@ -70,17 +88,28 @@ func forEachBackend(t *testing.T, test func(t *testing.T, e *env)) {
 func newEnv(t *testing.T, opt *redis.Options, prefix string) *env {
 	t.Helper()
 	// A fresh Options: go-redis keeps per-client state in the one it is given.
-	rdb := redis.NewClient(&redis.Options{
+	return openEnv(t, redis.NewClient(&redis.Options{
 		Addr: opt.Addr, Username: opt.Username, Password: opt.Password,
 		DB: opt.DB, TLSConfig: opt.TLSConfig, MaxRetries: opt.MaxRetries,
-	})
+	}), opt.Addr, prefix)
+}
+
+// newUniversalEnv is newEnv on a cluster or Sentinel client; opt must be
+// the test's own copy.
+func newUniversalEnv(t *testing.T, opt *redis.UniversalOptions, prefix string) *env {
+	t.Helper()
+	return openEnv(t, redis.NewUniversalClient(opt), strings.Join(opt.Addrs, ","), prefix)
+}
+
+func openEnv(t *testing.T, rdb redis.UniversalClient, addr, prefix string) *env {
+	t.Helper()
 	t.Cleanup(func() { rdb.Close() })
 	cmds := &counter{}
 	rdb.AddHook(cmds)
 	// Open a connection now, so that its handshake (HELLO, CLIENT
 	// SETINFO) is not counted as the test's commands.
 	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("PING %s: %v", opt.Addr, err)
+		t.Fatalf("PING %s: %v", addr, err)
 	}
 	cmds.reset()
 	return &env{rdb: rdb, prefix: prefix, space: fmt.Sprintf("spa_%08x", rand.Uint32()), cmds: cmds}

@@ -65,6 +65,14 @@ var (
 	// It is idsync.ErrInvalidKey, which the pipeline dead-letters on.
 	ErrInvalidKey = idsync.ErrInvalidKey
 
+	// ErrNotReplicated means an edit was applied on the Redis master but
+	// fewer replicas than Options.ReplicaAcks acknowledged it within
+	// Options.ReplicaAckTimeout: it is readable now, and may be lost if the
+	// master fails before its replicas have it. Like any Redis failure,
+	// the outcome of the edit is not known to the caller for sure; History
+	// tells.
+	ErrNotReplicated = errors.New("edit applied on the Redis master but not acknowledged by enough replicas: it may be lost if the master fails now")
+
 	// errCorrupt marks a value in Redis that cannot be decoded: Redis
 	// answered, so it is not unreachable.
 	errCorrupt = errors.New("corrupt record")
@@ -97,7 +105,20 @@ type Options struct {
 	// ResyncRetention is how long a resync and its progress are kept
 	// (default DefaultResyncRetention).
 	ResyncRetention time.Duration
+	// ReplicaAcks, when positive, is how many replicas must acknowledge
+	// an edit (Redis WAIT, after EXEC, on the same connection) before Put
+	// or Delete report success; fewer within ReplicaAckTimeout give
+	// ErrNotReplicated. Redis replicates asynchronously: without it, an
+	// edit acknowledged by a master that is killed an instant later can be
+	// missing from the replica promoted in its place. 0 (the default)
+	// waits for none, as a standalone Redis without replicas needs.
+	ReplicaAcks int
+	// ReplicaAckTimeout bounds that wait (default DefaultReplicaAckTimeout).
+	ReplicaAckTimeout time.Duration
 }
+
+// DefaultReplicaAckTimeout is the default Options.ReplicaAckTimeout.
+const DefaultReplicaAckTimeout = time.Second
 
 // MaxPrefixLen is the longest key prefix CheckPrefix accepts, in bytes.
 const MaxPrefixLen = 256
@@ -136,6 +157,8 @@ type Store struct {
 	strs    *interner
 	// resyncRetention: see Options.ResyncRetention.
 	resyncRetention time.Duration
+	acks            int
+	ackWait         time.Duration
 }
 
 // New returns a Store on rdb. It validates opt and applies the defaults
@@ -172,8 +195,16 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	case opt.ResyncRetention < time.Second:
 		return nil, fmt.Errorf("store: resync retention %s is below a second", opt.ResyncRetention)
 	}
+	switch {
+	case opt.ReplicaAcks < 0 || opt.ReplicaAckTimeout < 0:
+		return nil, errors.New("store: negative replica acknowledgements or timeout")
+	case opt.ReplicaAckTimeout == 0:
+		opt.ReplicaAckTimeout = DefaultReplicaAckTimeout
+	}
 	return &Store{
 		resyncRetention: opt.ResyncRetention,
+		acks:            opt.ReplicaAcks,
+		ackWait:         opt.ReplicaAckTimeout,
 		rdb:             rdb,
 		prefix:          opt.Prefix,
 		act:             opt.Activation,
@@ -303,8 +334,9 @@ const IfAbsent int64 = -1
 // created, or its deletion took effect); 0 means no condition.
 // Edits of the same audience race optimistically; an edit that loses
 // several times in a row fails with ErrConflict. Both leave Redis
-// untouched. Any other error is Redis's or ctx's: the edit may or may not
-// have been applied, and History tells.
+// untouched. Any other error is Redis's or ctx's, or ErrNotReplicated
+// (Options.ReplicaAcks): the edit may or may not have been applied, and
+// History tells.
 //
 // cfg must be valid (the caller reports problems to the user); Put checks
 // it again with idsync.Validate and refuses an invalid one with the
@@ -404,8 +436,11 @@ func (s *Store) edit(ctx context.Context, k Key, cfg *idsync.Config, actor strin
 				p.Publish(ctx, s.channel, note)
 				return nil
 			})
+			if err != nil {
+				return err
+			}
 			created = v
-			return err
+			return s.waitReplicas(ctx, tx)
 		}, hkey)
 		switch {
 		case err == nil:
@@ -424,6 +459,22 @@ func (s *Store) edit(ctx context.Context, k Key, cfg *idsync.Config, actor strin
 		case <-t.C:
 		}
 	}
+}
+
+// waitReplicas waits, when the store was asked to, until s.acks replicas
+// have what tx's connection wrote (WAIT).
+func (s *Store) waitReplicas(ctx context.Context, tx *redis.Tx) error {
+	if s.acks == 0 {
+		return nil
+	}
+	n, err := tx.Wait(ctx, s.acks, s.ackWait).Result()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+	case n < int64(s.acks):
+		return fmt.Errorf("%w (%d of %d replicas within %s)", ErrNotReplicated, n, s.acks, s.ackWait)
+	}
+	return nil
 }
 
 // Get returns the connection k with its retained versions (pruned at now),

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idsync/idsync/idsync"
+	"github.com/idsync/idsync/internal/stacktest"
 )
 
 // The Store suite: every test runs against miniredis and the real Redis.
@@ -377,13 +378,9 @@ func TestStoreKeysAndChannel(t *testing.T) {
 
 		// Every key of this space starts with the prefix, and they are
 		// exactly the connections hash and the audit list.
-		var keys []string
-		iter := e.rdb.Scan(ctx, 0, "*"+e.space+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Fatalf("SCAN: %v", err)
+		keys, err := stacktest.ScanAll(ctx, e.rdb, "*"+e.space+"*")
+		if err != nil {
+			t.Fatal(err)
 		}
 		slices.Sort(keys)
 		tag := "{" + e.space + "/aud.1}"

@@ -9,6 +9,12 @@
 #   KAFKA_JVM_OPTS         extra JVM options for the broker and storage tool (none)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer metadata (180)
 #   REDIS_PORT             redis-server port on 127.0.0.1 (6379)
+#   REDIS_CLUSTER_PORT     first of the six Redis Cluster node ports (7000: 7000-7005;
+#                          each node's cluster bus is its port + 10000)
+#   REDIS_SENTINEL_DATA_PORT  first of the primary and replica ports of the Sentinel
+#                          setup (6380: primary 6380, replica 6381)
+#   REDIS_SENTINEL_PORT    first of the three Sentinel ports (26379: 26379-26381)
+#   REDIS_MASTER_NAME      the name the Sentinels monitor (idsync)
 #   IDSYNC_RUN_DIR         pid files, logs and data of the running stack (/tmp/idsync-stack)
 #   IDSYNC_CACHE_DIR       where fetched jars are kept (${XDG_CACHE_HOME:-$HOME/.cache}/idsync)
 
@@ -25,6 +31,10 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 # it, a minute and more has been seen. The deadline only matters on failure.
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-180}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+REDIS_CLUSTER_PORT="${REDIS_CLUSTER_PORT:-7000}"
+REDIS_SENTINEL_DATA_PORT="${REDIS_SENTINEL_DATA_PORT:-6380}"
+REDIS_SENTINEL_PORT="${REDIS_SENTINEL_PORT:-26379}"
+REDIS_MASTER_NAME="${REDIS_MASTER_NAME:-idsync}"
 
 IDSYNC_RUN_DIR="${IDSYNC_RUN_DIR:-/tmp/idsync-stack}"
 IDSYNC_CACHE_DIR="${IDSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/idsync}"
@@ -35,6 +45,10 @@ KAFKA_LIB_DIR="$IDSYNC_CACHE_DIR/kafka-$KAFKA_VERSION/lib"
 
 KAFKA_RUN_DIR="$IDSYNC_RUN_DIR/kafka"
 REDIS_RUN_DIR="$IDSYNC_RUN_DIR/redis"
+REDIS_CLUSTER_RUN_DIR="$IDSYNC_RUN_DIR/redis-cluster"
+REDIS_SENTINEL_RUN_DIR="$IDSYNC_RUN_DIR/redis-sentinel"
+# The TLS material of every TLS stack (certs.sh writes it).
+CERTS_DIR="$IDSYNC_RUN_DIR/certs"
 
 log() { printf '[deploy/local] %s\n' "$*" >&2; }
 die() { printf '[deploy/local] error: %s\n' "$*" >&2; exit 1; }
@@ -109,4 +123,130 @@ fetch_kafka_jars() {
 	rm -rf "$KAFKA_LIB_DIR"
 	mv "$tmp" "$KAFKA_LIB_DIR"
 	log "fetched $(find "$KAFKA_LIB_DIR" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
+}
+
+# --- Redis nodes (redis-cluster.sh, redis-sentinel.sh) ---------------------
+#
+# A node is a directory holding node.conf (written once by its script),
+# node.pid, node.log and its data. REDIS_TLS=1 (set by the scripts' --tls)
+# makes the nodes listen with TLS only, mutual TLS required, and redis_cli
+# connect with the client certificate of $CERTS_DIR.
+
+REDIS_TLS="${REDIS_TLS:-0}"
+
+# redis_tls_mode ROOT COMMAND [--tls]: sets REDIS_TLS. start takes it from
+# --tls alone (and remembers it in ROOT/tls); the other commands from what
+# the start remembered, so that kill, restart and status need no flag.
+redis_tls_mode() {
+	local root="$1" cmd="$2"
+	shift 2
+	if [[ "$cmd" == start ]]; then
+		[[ "${1:-}" == --tls ]] && REDIS_TLS=1
+	elif [[ -f "$root/tls" ]]; then
+		REDIS_TLS=1
+	fi
+	return 0
+}
+
+# redis_require: redis-server and redis-cli are installed; with TLS, the
+# certificates exist (certs.sh).
+redis_require() {
+	command -v redis-server >/dev/null || die "redis-server not found: run deploy/local/install.sh"
+	command -v redis-cli >/dev/null || die "redis-cli not found: run deploy/local/install.sh"
+	if [[ "$REDIS_TLS" == 1 ]]; then
+		bash "$LOCAL_DIR/certs.sh" "$CERTS_DIR"
+	fi
+}
+
+# redis_listen_conf PORT: the listener lines of a node's configuration,
+# plain or TLS only (port 0, tls-port, client certificates required, TLS to
+# replicas and on the cluster bus).
+redis_listen_conf() {
+	printf 'bind 127.0.0.1\n'
+	if [[ "$REDIS_TLS" == 1 ]]; then
+		cat <<-EOF
+			port 0
+			tls-port $1
+			tls-cert-file $CERTS_DIR/server.pem
+			tls-key-file $CERTS_DIR/server.key
+			tls-ca-cert-file $CERTS_DIR/ca.pem
+			tls-auth-clients yes
+			tls-replication yes
+			tls-cluster yes
+		EOF
+	else
+		printf 'port %s\n' "$1"
+	fi
+}
+
+# redis_cli PORT ARGS...: redis-cli against 127.0.0.1:PORT, with the client
+# certificate when REDIS_TLS=1.
+redis_cli() {
+	local port="$1"
+	shift
+	local tls=()
+	if [[ "$REDIS_TLS" == 1 ]]; then
+		tls=(--tls --cacert "$CERTS_DIR/ca.pem" --cert "$CERTS_DIR/client.pem" --key "$CERTS_DIR/client.key")
+	fi
+	redis-cli -h 127.0.0.1 -p "$port" "${tls[@]}" "$@"
+}
+
+# redis_node_start DIR: starts the node whose configuration is DIR/node.conf,
+# daemonized, and waits until it answers PING (15 s).
+redis_node_start() {
+	local dir="$1" port
+	port="$(sed -n 's/^\(tls-\)\{0,1\}port \([1-9][0-9]*\)$/\2/p' "$dir/node.conf" | head -n1)"
+	if pid_alive "$dir/node.pid"; then
+		return 0
+	fi
+	port_in_use "$port" && die "127.0.0.1:$port is taken by another process: choose other ports (see common.sh)"
+	local mode=()
+	grep -q '^sentinel monitor' "$dir/node.conf" && mode=(--sentinel)
+	(cd "$dir" && redis-server "$dir/node.conf" "${mode[@]}" --daemonize yes --pidfile "$dir/node.pid" --logfile "$dir/node.log")
+	local deadline=$((SECONDS + 15))
+	until [[ "$(redis_cli "$port" ping 2>/dev/null)" == PONG ]]; do
+		if ((SECONDS >= deadline)); then
+			tail -n 20 "$dir/node.log" >&2 || true
+			die "the Redis node of $dir did not answer PING on 127.0.0.1:$port within 15s"
+		fi
+		sleep 0.1
+	done
+}
+
+# redis_node_kill DIR: SIGKILL, as a crash; the node's files stay for a restart.
+redis_node_kill() {
+	local dir="$1" pid
+	pid_alive "$dir/node.pid" || die "no running node in $dir"
+	pid="$(cat "$dir/node.pid")"
+	kill -KILL "$pid"
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		[[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]] && break
+		sleep 0.1
+	done
+	log "killed the Redis node of $dir (pid $pid)"
+}
+
+# redis_nodes_stop ROOT [keep]: stops every node under ROOT (TERM, then
+# KILL after 10 s) and removes ROOT, unless "keep" (a failed start keeps
+# its logs).
+redis_nodes_stop() {
+	local root="$1" keep="${2:-}" f pid pids=()
+	[[ -d "$root" ]] || return 0
+	for f in "$root"/*/node.pid; do
+		# Read once: redis-server removes its pid file as it exits.
+		pid_alive "$f" && pid="$(cat "$f" 2>/dev/null)" && pids+=("$pid")
+	done
+	((${#pids[@]} == 0)) || kill -TERM "${pids[@]}" 2>/dev/null || true
+	local deadline=$((SECONDS + 10))
+	for pid in "${pids[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]; do
+			if ((SECONDS >= deadline)); then
+				kill -KILL "$pid" 2>/dev/null || true
+				break
+			fi
+			sleep 0.1
+		done
+	done
+	[[ "$keep" == keep ]] || rm -rf "$root"
 }

@@ -65,4 +65,38 @@ log "testing against IDSYNC_TEST_KAFKA=$IDSYNC_TEST_KAFKA IDSYNC_TEST_REDIS=$IDS
 
 status=0
 go test -race -count=1 -timeout 30m "${args[@]}" || status=$?
+
+# --- Redis Cluster and Sentinel (issue 14), short -------------------------
+# The store and cache suites once more, on a live six-node Redis Cluster and
+# a Sentinel setup started here (about 30 s; ports in common.sh). The
+# failover tests of the real binary and the TLS pass are
+# `make test-redis-cluster`'s. Runs when ./... or ./store is tested and the
+# environment names no cluster or Sentinel of its own (then the run above
+# used them); IDSYNC_TEST_REDIS_HA=0 skips it.
+redis_ha=0
+for p in "${pkgs[@]}"; do
+	case "$p" in ./... | ./store | ./store/ | ./store/...) redis_ha=1 ;; esac
+done
+if [[ "${IDSYNC_TEST_REDIS_HA:-1}" == 0 || -n "${IDSYNC_TEST_REDIS_CLUSTER:-}${IDSYNC_TEST_REDIS_SENTINEL:-}" ]]; then
+	redis_ha=0
+fi
+if ((redis_ha)); then
+	stop_redis_ha() {
+		bash "$LOCAL_DIR/redis-cluster.sh" stop || log "stopping the Redis Cluster failed"
+		bash "$LOCAL_DIR/redis-sentinel.sh" stop || log "stopping the Sentinel setup failed"
+		((${#services[@]} == 0)) || stop_started
+	}
+	trap stop_redis_ha EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	log "Redis Cluster and Sentinel: the store and cache suites"
+	(
+		unset IDSYNC_TEST_REDIS_TLS_DIR
+		eval "$(bash "$LOCAL_DIR/redis-cluster.sh" start | grep '^export IDSYNC_TEST_')"
+		eval "$(bash "$LOCAL_DIR/redis-sentinel.sh" start | grep '^export IDSYNC_TEST_')"
+		go test -race -count=1 -timeout 10m -run '^Test(Store|Cache)' ./store/
+	) || status=$?
+fi
+# --- end of Redis Cluster and Sentinel ------------------------------------
+
 exit "$status"
