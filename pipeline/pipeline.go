@@ -230,6 +230,30 @@ type Pipeline struct {
 	// heads and headMore say, for the batch in hand, which partitions (by
 	// index) start with a control record, and whether records followed it.
 	heads, headMore map[int]bool
+	// onCommit are what the batch in hand changes in the resyncs' state
+	// once it is committed (dropped when it is not).
+	onCommit []commitAction
+}
+
+// commitAction is a change that holds once rec's offset is committed.
+type commitAction struct {
+	rec *kgo.Record
+	f   func()
+}
+
+// committed applies the batch's onCommit changes whose record was
+// committed (a partition that stopped at it reads it again).
+func (p *Pipeline) committed() {
+	if len(p.onCommit) == 0 {
+		return
+	}
+	offsets := p.cl.CommittedOffsets()
+	for _, a := range p.onCommit {
+		if o, ok := offsets[a.rec.Topic][a.rec.Partition]; ok && o.Offset > a.rec.Offset {
+			a.f()
+		}
+	}
+	p.onCommit = nil
 }
 
 // pacedDue returns the paced partitions whose pause is over, and forgets
@@ -581,6 +605,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	p.topics.beginBatch()
+	p.onCommit = nil
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
 			return fmt.Errorf("beginning a transaction: %w", err)
@@ -685,6 +710,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		return nil
 	}
 	p.refusals.committed(p.cl.CommittedOffsets())
+	p.committed()
 	acks.done()
 	return nil
 }
@@ -808,6 +834,7 @@ func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
 		return nil
 	}
 	p.refusals.committed(p.cl.CommittedOffsets())
+	p.committed()
 	acks.done()
 	return nil
 }

@@ -140,8 +140,9 @@ type cursor struct {
 	// touched are the members with a membership record at or past end:
 	// their live events since the start send them (or their exit).
 	touched map[memberHash]struct{}
-	// maxStep is the highest step handled in this ownership: a lower or
-	// equal one is a copy left by a redelivery, and is dropped.
+	// maxStep is the highest step handled and committed in this
+	// ownership: a lower or equal one is a copy left by a redelivery, and
+	// is dropped.
 	maxStep int64
 	// reader reads the membership partition from pos; pending are records
 	// it fetched past what a step used.
@@ -658,7 +659,10 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 		// cur.end, which is still where the snapshot ends.
 		next = cur.end
 	}
-	cur.maxStep = c.Step
+	// Only once the batch commits: an aborted or rewound batch reads this
+	// control record again, and must not take it for a copy.
+	step := c.Step
+	p.onCommit = append(p.onCommit, commitAction{rec: rec, f: func() { cur.maxStep = max(cur.maxStep, step) }})
 	p.spendTokens(passed)
 	nc := resyncControl{ResyncID: c.ResyncID, Step: c.Step + 1, End: cur.end, Next: next, Done: done, Total: cur.total}
 	if c.Step == 0 {
