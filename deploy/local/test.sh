@@ -50,7 +50,7 @@ services=()
 # is not 0: this block
 # starts the three-node cluster (with TLS) for them, unless
 # IDSYNC_TEST_KAFKA_CLUSTER names one, and stop_started stops it. Without a
-# cluster they skip. They add about 4 minutes (docs/reliability.md).
+# cluster they skip. They add about 4.5 minutes on 2 cores (docs/reliability.md).
 cluster_started=0
 want_cluster=0
 if [[ -z "${IDSYNC_TEST_KAFKA_CLUSTER:-}" && "${IDSYNC_TEST_CLUSTER:-1}" != 0 ]]; then
