@@ -100,6 +100,17 @@ HOSTILE_SEEDS ?= 50
 FUZZTIME ?= 5m
 FUZZ_TARGETS ?= FuzzDecode FuzzParseConfig FuzzNormalize FuzzTopicTemplate FuzzProcess FuzzPhoneFast
 
+# test-cluster: the cluster tests (e2e/cluster_*_test.go) in their full
+# versions on a three-node Kafka cluster with TLS and mutual TLS
+# (deploy/local/kafka-cluster.sh, started and stopped by test-cluster.sh):
+# broker bounces under load, TLS from the real binary, scale-out. Figures go
+# to CLUSTER_REPORT; docs/reliability.md ("Cluster") is written from them.
+CLUSTER_REPORT ?= cluster-report.jsonl
+.PHONY: test-cluster
+test-cluster:
+	rm -f $(CLUSTER_REPORT)
+	IDSYNC_TEST_RELIABILITY_REPORT=$(abspath $(CLUSTER_REPORT)) bash deploy/local/test-cluster.sh
+
 .PHONY: test-reliability fuzz
 test-reliability:
 	rm -f $(RELIABILITY_REPORT)

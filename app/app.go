@@ -140,6 +140,12 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		}
 		defer rs.close()
 	}
+	// A TLS (or SASL) setting that cannot work stops the pipeline (and Run)
+	// with a KafkaConnectError instead of a client retrying forever.
+	pipeCtx, stopPipeline := context.WithCancelCause(ctx)
+	defer stopPipeline(nil)
+	watch := &connWatch{tlsEnabled: cfg.Kafka.TLS.Enabled, clientCert: cfg.Kafka.TLS.CertFile != "", fail: stopPipeline}
+	pcfg.ClientOpts = append(pcfg.ClientOpts, kgo.WithHooks(watch))
 	p, err := pipeline.New(pcfg, cache, reg, log.With("component", "pipeline"))
 	if err != nil {
 		return err
@@ -210,8 +216,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		go summarize(ctx, opt.Stdout, reg, 5*time.Second)
 	}
 
-	perr := p.Run(ctx)
-	if perr != nil && ctx.Err() == nil {
+	perr := p.Run(pipeCtx)
+	var tlsErr *KafkaConnectError
+	if errors.As(context.Cause(pipeCtx), &tlsErr) {
+		perr = tlsErr
+	} else if perr != nil && ctx.Err() == nil {
 		log.Error("pipeline stopped", "err", perr)
 	}
 
@@ -226,6 +235,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	<-progressDone
 	if err := <-cacheDone; err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("configuration cache stopped", "err", err)
+	}
+	if tlsErr != nil {
+		return tlsErr
 	}
 	if perr != nil {
 		return fmt.Errorf("pipeline: %w", perr)

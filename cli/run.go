@@ -65,6 +65,9 @@ Exit codes: 0 clean shutdown; 1 failure while running; 2 invalid settings.`,
 		}
 		if err != nil {
 			log.Error("idsync stopped", "err", err)
+			if ke := (*app.KafkaConnectError)(nil); errors.As(err, &ke) {
+				return &exitError{code: ExitUnavailable, err: err}
+			}
 			return err
 		}
 		log.Info("idsync stopped cleanly")

@@ -100,7 +100,9 @@ func newStackOn(t *testing.T, brokers []string, partitions int32, topicConfig ma
 		opts: idsync.DefaultOptions()}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	resp, err := s.adm.CreateTopic(ctx, partitions, 1, topicConfig, s.input)
+	// The brokers' default replication factor: 1 on the single test broker,
+	// 3 on the cluster of deploy/local/kafka-cluster.sh.
+	resp, err := s.adm.CreateTopic(ctx, partitions, -1, topicConfig, s.input)
 	if err == nil {
 		err = resp.Err
 	}
@@ -481,7 +483,10 @@ func (s *stack) waitFraction(f float64, within time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
-			s.t.Fatalf("input not %.0f%% committed within %s (%.0f%%)", 100*f, within, 100*s.committedFraction(context.Background()))
+			_, errEnds := s.adm.ListEndOffsets(context.Background(), s.input)
+			_, errCommitted := s.adm.FetchOffsets(context.Background(), s.group())
+			s.t.Fatalf("input not %.0f%% committed within %s (%.0f%%; end offsets: %v, committed offsets: %v)",
+				100*f, within, 100*s.committedFraction(context.Background()), errEnds, errCommitted)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

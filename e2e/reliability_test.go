@@ -107,6 +107,16 @@ func (s *stack) stream(evs []demo.Event, rate int) *streamer {
 	return st
 }
 
+// running reports whether the stream is still producing.
+func (st *streamer) running() bool {
+	select {
+	case <-st.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // wait returns every produced input once the stream is over.
 func (st *streamer) wait(t *testing.T) []input {
 	t.Helper()

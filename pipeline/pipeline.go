@@ -792,6 +792,15 @@ func (p *Pipeline) logFailures(failed []failure) {
 	}
 }
 
+// endStuckReason says why ending a transaction most likely ran past the
+// rebalance timeout, from the last error End saw.
+func endStuckReason(err error) string {
+	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced) {
+		return "the transaction coordinator no longer accepts this producer's epoch, as after its broker failed over mid-transaction"
+	}
+	return "this member was probably fenced out of the group"
+}
+
 // endTransaction commits the batch's transaction, or aborts it when a
 // record failed: a transaction never holds part of an event.
 func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
@@ -817,7 +826,7 @@ func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
 	}
 	if err != nil {
 		if endCtx.Err() != nil && hard.Err() == nil {
-			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (this member was probably fenced out of the group): %w", p.cfg.RebalanceTimeout, err)
+			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (%s): %w", p.cfg.RebalanceTimeout, endStuckReason(err), err)
 		}
 		if hard.Err() != nil {
 			return nil // shutting down: nothing was committed

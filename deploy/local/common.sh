@@ -15,6 +15,17 @@
 #                          setup (6380: primary 6380, replica 6381)
 #   REDIS_SENTINEL_PORT    first of the three Sentinel ports (26379: 26379-26381)
 #   REDIS_MASTER_NAME      the name the Sentinels monitor (idsync)
+#
+# The three-node cluster of kafka-cluster.sh; node N (1, 2, 3) listens on each
+# base port + N - 1:
+#
+#   KAFKA_CLUSTER_PORT             plaintext client listeners (19092: 19092-19094)
+#   KAFKA_CLUSTER_CONTROLLER_PORT  KRaft controller listeners (19192: 19192-19194)
+#   KAFKA_CLUSTER_TLS_PORT         TLS client listeners, with --tls (19292: 19292-19294)
+#   KAFKA_CLUSTER_MTLS_PORT        mutual-TLS client listeners, with --tls (19392: 19392-19394)
+#   KAFKA_CLUSTER_HEAP             JVM heap of each node (320m)
+#   KAFKA_CLUSTER_TLS              1 = start with --tls (0)
+#
 #   IDSYNC_RUN_DIR         pid files, logs and data of the running stack (/tmp/idsync-stack)
 #   IDSYNC_CACHE_DIR       where fetched jars are kept (${XDG_CACHE_HOME:-$HOME/.cache}/idsync)
 
@@ -36,6 +47,13 @@ REDIS_SENTINEL_DATA_PORT="${REDIS_SENTINEL_DATA_PORT:-6380}"
 REDIS_SENTINEL_PORT="${REDIS_SENTINEL_PORT:-26379}"
 REDIS_MASTER_NAME="${REDIS_MASTER_NAME:-idsync}"
 
+KAFKA_CLUSTER_PORT="${KAFKA_CLUSTER_PORT:-19092}"
+KAFKA_CLUSTER_CONTROLLER_PORT="${KAFKA_CLUSTER_CONTROLLER_PORT:-19192}"
+KAFKA_CLUSTER_TLS_PORT="${KAFKA_CLUSTER_TLS_PORT:-19292}"
+KAFKA_CLUSTER_MTLS_PORT="${KAFKA_CLUSTER_MTLS_PORT:-19392}"
+KAFKA_CLUSTER_HEAP="${KAFKA_CLUSTER_HEAP:-320m}"
+KAFKA_CLUSTER_TLS="${KAFKA_CLUSTER_TLS:-0}"
+
 IDSYNC_RUN_DIR="${IDSYNC_RUN_DIR:-/tmp/idsync-stack}"
 IDSYNC_CACHE_DIR="${IDSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/idsync}"
 
@@ -49,6 +67,7 @@ REDIS_CLUSTER_RUN_DIR="$IDSYNC_RUN_DIR/redis-cluster"
 REDIS_SENTINEL_RUN_DIR="$IDSYNC_RUN_DIR/redis-sentinel"
 # The TLS material of every TLS stack (certs.sh writes it).
 CERTS_DIR="$IDSYNC_RUN_DIR/certs"
+KAFKA_CLUSTER_RUN_DIR="$IDSYNC_RUN_DIR/kafka-cluster"
 
 log() { printf '[deploy/local] %s\n' "$*" >&2; }
 die() { printf '[deploy/local] error: %s\n' "$*" >&2; exit 1; }
@@ -249,4 +268,76 @@ redis_nodes_stop() {
 		done
 	done
 	[[ "$keep" == keep ]] || rm -rf "$root"
+# kafka_java HEAP sets the array KAFKA_JAVA to the java command line that runs
+# a Kafka class with the fetched jars: G1, a fixed heap, KAFKA_JVM_OPTS, and
+# slf4j-simple's timestamps. Append the main class and its arguments.
+kafka_java() {
+	KAFKA_JAVA=(java -Xms"$1" -Xmx"$1" -XX:+UseG1GC -Djava.awt.headless=true
+		-Dorg.slf4j.simpleLogger.showDateTime=true
+		-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd\'T\'HH:mm:ss.SSS)
+	# Word-split on purpose: a list of options.
+	# shellcheck disable=SC2206
+	KAFKA_JAVA+=($KAFKA_JVM_OPTS -cp "$KAFKA_LIB_DIR/*")
+}
+
+# new_cluster_id prints a random 16-byte ID in Kafka's URL-safe base64 form,
+# like `StorageTool random-uuid`, without paying for a JVM start.
+new_cluster_id() {
+	head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+}
+
+# build_probe builds deploy/local/kafkaready into $KAFKA_PROBE in the
+# background; wait for $PROBE_BUILD_PID before running it.
+KAFKA_PROBE="$IDSYNC_RUN_DIR/bin/kafkaready"
+build_probe() {
+	mkdir -p "$(dirname "$KAFKA_PROBE")"
+	(cd "$REPO_ROOT" && go build -o "$KAFKA_PROBE" ./deploy/local/kafkaready) &
+	PROBE_BUILD_PID=$!
+}
+
+# launch_detached PIDFILE LOGFILE COMMAND...: runs COMMAND in a session of its
+# own (it outlives the script, and a Ctrl-C in the terminal reaches only the
+# caller, whose trap then stops it in order), output appended to LOGFILE, and
+# returns once COMMAND's pid is in PIDFILE.
+launch_detached() {
+	local pidfile="$1" logfile="$2"
+	shift 2
+	rm -f "$pidfile"
+	# The inner bash writes its pid and execs the command.
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null &
+	local launched=$!
+	for _ in $(seq 50); do
+		[[ -s "$pidfile" ]] && break
+		kill -0 "$launched" 2>/dev/null || break
+		sleep 0.1
+	done
+}
+
+# stop_pid NAME PIDFILE GRACE_SECONDS [SIGNAL]: sends SIGNAL (TERM) to the
+# process in PIDFILE, KILL if it has not exited after GRACE_SECONDS, waits
+# for it to be gone and removes PIDFILE. Nothing to do when it is not running.
+stop_pid() {
+	local name="$1" pidfile="$2" grace="$3" sig="${4:-TERM}" pid
+	if ! pid_alive "$pidfile"; then
+		rm -f "$pidfile"
+		return 0
+	fi
+	pid="$(cat "$pidfile")"
+	log "stopping $name (pid $pid, SIG$sig)"
+	kill -"$sig" "$pid" 2>/dev/null || true
+	local deadline=$((SECONDS + grace))
+	while pid_alive "$pidfile"; do
+		if ((SECONDS >= deadline)); then
+			log "$name did not exit within ${grace}s of SIG$sig: killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.2
+	done
+	# Wait for KILL to land, briefly, so the ports are free for a restart.
+	for _ in $(seq 1 25); do
+		pid_alive "$pidfile" || break
+		sleep 0.2
+	done
+	rm -f "$pidfile"
 }

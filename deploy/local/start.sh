@@ -39,10 +39,8 @@ start_kafka() {
 	mkdir -p "$KAFKA_RUN_DIR/data"
 
 	# Build the readiness probe while the JVM starts.
-	local probe="$IDSYNC_RUN_DIR/bin/kafkaready"
-	mkdir -p "$IDSYNC_RUN_DIR/bin"
-	(cd "$REPO_ROOT" && go build -o "$probe" ./deploy/local/kafkaready) &
-	local build_pid=$!
+	build_probe
+	local probe="$KAFKA_PROBE"
 
 	local props="$KAFKA_RUN_DIR/server.properties"
 	cat >"$props" <<-EOF
@@ -82,18 +80,12 @@ start_kafka() {
 		min.insync.replicas=1
 	EOF
 
-	local java_cmd=(java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
-		-Dorg.slf4j.simpleLogger.showDateTime=true
-		-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd\'T\'HH:mm:ss.SSS)
-	# Word-split on purpose: a list of options.
-	# shellcheck disable=SC2206
-	java_cmd+=($KAFKA_JVM_OPTS -cp "$KAFKA_LIB_DIR/*")
+	kafka_java "$KAFKA_HEAP"
+	local java_cmd=("${KAFKA_JAVA[@]}")
 
-	# Format the log dir as a new single-voter cluster. A random 16-byte ID in
-	# Kafka's URL-safe base64 form, like `StorageTool random-uuid` prints,
-	# without paying for a second JVM start.
+	# Format the log dir as a new single-voter cluster.
 	local cluster_id
-	cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+	cluster_id="$(new_cluster_id)"
 	local logfile="$KAFKA_RUN_DIR/kafka.log"
 	local started
 	started="$(now_ms)"
@@ -105,22 +97,10 @@ start_kafka() {
 		die "formatting Kafka storage failed"
 	fi
 
-	# setsid: the broker gets its own session, so it outlives this script (for
-	# `make stack-up`) and a Ctrl-C in the terminal reaches only test.sh, whose
-	# trap then stops it in order. The inner bash writes its pid and execs java.
-	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
-		"${java_cmd[@]}" kafka.Kafka "$props" >>"$logfile" 2>&1 </dev/null &
+	# Detached: the broker outlives this script (for `make stack-up`).
+	launch_detached "$pidfile" "$logfile" "${java_cmd[@]}" kafka.Kafka "$props"
 
-	# The detached shell writes the pid file itself; wait for it, or a fast
-	# probe build would see no pid and report a running broker as dead.
-	local launched=$!
-	for _ in $(seq 50); do
-		[[ -s "$pidfile" ]] && break
-		kill -0 "$launched" 2>/dev/null || break
-		sleep 0.1
-	done
-
-	if ! wait "$build_pid"; then
+	if ! wait "$PROBE_BUILD_PID"; then
 		die "building deploy/local/kafkaready failed"
 	fi
 

@@ -11,33 +11,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# stop_pid NAME PIDFILE GRACE_SECONDS
-stop_pid() {
-	local name="$1" pidfile="$2" grace="$3" pid
-	if ! pid_alive "$pidfile"; then
-		rm -f "$pidfile"
-		return 0
-	fi
-	pid="$(cat "$pidfile")"
-	log "stopping $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	local deadline=$((SECONDS + grace))
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS >= deadline)); then
-			log "$name did not exit within ${grace}s of TERM: killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			break
-		fi
-		sleep 0.2
-	done
-	# Wait for KILL to land, briefly, so the ports are free for a restart.
-	for _ in $(seq 1 25); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.2
-	done
-	rm -f "$pidfile"
-}
-
 stop_kafka() {
 	# A broker shuts down cleanly in a few seconds; a stuck one is not worth more.
 	stop_pid Kafka "$KAFKA_RUN_DIR/kafka.pid" 30

@@ -15,7 +15,9 @@
 # use those. Otherwise this script installs what is missing (install.sh),
 # starts the missing service(s) with start.sh, points the variables at them,
 # and stops them with stop.sh when it exits, whether the tests pass or fail.
-# It exits with `go test`'s status.
+# It also starts the three-node Kafka cluster of kafka-cluster.sh for the
+# short cluster tests (IDSYNC_TEST_CLUSTER=0 leaves it out; see the block
+# below). It exits with `go test`'s status.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -42,14 +44,45 @@ services=()
 [[ -n "${IDSYNC_TEST_KAFKA:-}" ]] || services+=(kafka)
 [[ -n "${IDSYNC_TEST_REDIS:-}" ]] || services+=(redis)
 
+# --- Kafka cluster (kafka-cluster.sh) -----------------------------------------
+# The cluster tests (e2e/cluster_*_test.go) run in their short versions when
+# the packages include ./e2e, no -run leaves them out, and IDSYNC_TEST_CLUSTER
+# is not 0: this block
+# starts the three-node cluster (with TLS) for them, unless
+# IDSYNC_TEST_KAFKA_CLUSTER names one, and stop_started stops it. Without a
+# cluster they skip. They add about 4.5 minutes on 2 cores (docs/reliability.md).
+cluster_started=0
+want_cluster=0
+if [[ -z "${IDSYNC_TEST_KAFKA_CLUSTER:-}" && "${IDSYNC_TEST_CLUSTER:-1}" != 0 ]]; then
+	for p in "${pkgs[@]}"; do
+		case "$p" in
+		./... | ./e2e | ./e2e/ | ./e2e/... | "$module"/e2e | "$module"/...) want_cluster=1 ;;
+		esac
+	done
+	# A -run that names no cluster test (make test-reliability) needs none.
+	prev=""
+	for a in "${args[@]}"; do
+		run=""
+		[[ "$prev" == -run ]] && run="$a"
+		[[ "$a" == -run=* ]] && run="${a#-run=}"
+		[[ -n "$run" && "$run" != *Cluster* ]] && want_cluster=0
+		prev="$a"
+	done
+fi
+stop_cluster() {
+	((cluster_started == 0)) || bash "$LOCAL_DIR/kafka-cluster.sh" stop || log "stopping the Kafka cluster failed"
+}
+# --- end Kafka cluster --------------------------------------------------------
+
 stop_started() {
 	local s
 	for s in "${services[@]}"; do
 		bash "$LOCAL_DIR/stop.sh" "$s" || log "stopping $s failed"
 	done
+	stop_cluster
 }
 
-if ((${#services[@]} > 0)); then
+if ((${#services[@]} > 0 || want_cluster)); then
 	bash "$LOCAL_DIR/install.sh"
 	# Set before starting, so that a start that fails half-way is cleaned up too.
 	trap stop_started EXIT
@@ -61,6 +94,14 @@ if ((${#services[@]} > 0)); then
 	[[ -n "${IDSYNC_TEST_KAFKA:-}" ]] || export IDSYNC_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 	[[ -n "${IDSYNC_TEST_REDIS:-}" ]] || export IDSYNC_TEST_REDIS="127.0.0.1:$REDIS_PORT"
 fi
+# --- Kafka cluster: start ------------------------------------------------------
+if ((want_cluster)); then
+	cluster_started=1
+	bash "$LOCAL_DIR/kafka-cluster.sh" start --tls
+	# shellcheck source=/dev/null
+	source "$KAFKA_CLUSTER_RUN_DIR/cluster.env"
+fi
+# --- end Kafka cluster: start --------------------------------------------------
 log "testing against IDSYNC_TEST_KAFKA=$IDSYNC_TEST_KAFKA IDSYNC_TEST_REDIS=$IDSYNC_TEST_REDIS"
 
 status=0
@@ -84,7 +125,7 @@ if ((redis_ha)); then
 	stop_redis_ha() {
 		bash "$LOCAL_DIR/redis-cluster.sh" stop || log "stopping the Redis Cluster failed"
 		bash "$LOCAL_DIR/redis-sentinel.sh" stop || log "stopping the Sentinel setup failed"
-		((${#services[@]} == 0)) || stop_started
+		stop_started
 	}
 	trap stop_redis_ha EXIT
 	trap 'exit 130' INT
