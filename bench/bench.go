@@ -23,6 +23,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,11 @@ type Config struct {
 	// MaxInflightBytes is processing.max_inflight_bytes of both loops
 	// (default 64 MiB, the service's default).
 	MaxInflightBytes int
+	// Membership makes idsync write the membership topic as the service
+	// does by default (resync.enabled, docs/resync.md): one more record per
+	// event, which the baseline loops do not write. Off by default, so that
+	// both loops produce the same records.
+	Membership bool
 	// Stall, when positive, runs the stalled-destination test instead of
 	// the throughput comparison, for that long (embedded broker only).
 	Stall time.Duration
@@ -775,9 +781,15 @@ func (t *tracker) hooks() kgo.Opt { return kgo.WithHooks(trackerHooks{t}) }
 
 type trackerHooks struct{ t *tracker }
 
+// membershipSuffix ends the membership topic's name (Config.Membership).
+const membershipSuffix = ".membership"
+
 // OnProduceRecordUnbuffered implements kgo.HookProduceRecordUnbuffered.
 func (h trackerHooks) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	t := h.t
+	if strings.HasSuffix(r.Topic, membershipSuffix) {
+		return // not an output: the membership topic (Config.Membership)
+	}
 	if err != nil {
 		t.failed.Add(1)
 		return

@@ -75,7 +75,11 @@ func (e *env) idsyncLoop(in *input, group string, tr *tracker, reg *prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("bench: configuration cache: %w", err)
 	}
-	p, err := pipeline.New(e.pipelineConfig(in.name, group, reg, tr.hooks()), cache, reg, e.cfg.Logger.With("component", "pipeline"))
+	pcfg := e.pipelineConfig(in.name, group, reg, tr.hooks())
+	if e.cfg.Membership {
+		pcfg.MembershipTopic = group + membershipSuffix
+	}
+	p, err := pipeline.New(pcfg, cache, reg, e.cfg.Logger.With("component", "pipeline"))
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

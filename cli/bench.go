@@ -56,6 +56,7 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", 0, "events of the paced latency phase (default min(n, 20000); -1 skips it)")
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the slower loop's throughput)")
 	fs.IntVar(&cfg.MaxInflightBytes, "max-inflight-bytes", 64<<20, "processing.max_inflight_bytes of both loops")
+	fs.BoolVar(&cfg.Membership, "membership", false, "idsync also writes the membership topic, as the service does by default (resync.enabled); the baselines do not")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (embedded broker)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 0, "bound of one phase (default 10m)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
