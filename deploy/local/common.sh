@@ -268,6 +268,8 @@ redis_nodes_stop() {
 		done
 	done
 	[[ "$keep" == keep ]] || rm -rf "$root"
+}
+
 # kafka_java HEAP sets the array KAFKA_JAVA to the java command line that runs
 # a Kafka class with the fetched jars: G1, a fixed heap, KAFKA_JVM_OPTS, and
 # slf4j-simple's timestamps. Append the main class and its arguments.
