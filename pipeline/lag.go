@@ -13,7 +13,6 @@ import (
 // committed). It reads committed offsets rather than what was fetched, so a
 // partition that waits or is stuck shows its lag growing.
 func (p *Pipeline) refreshLag(ctx context.Context) {
-	adm := kadm.NewClient(p.cl)
 	t := time.NewTicker(p.cfg.LagInterval)
 	defer t.Stop()
 	for {
@@ -24,7 +23,7 @@ func (p *Pipeline) refreshLag(ctx context.Context) {
 		case <-p.lagNow:
 			// Partitions were assigned: their series exist from now on.
 		}
-		if err := p.updateLag(ctx, adm); err != nil && ctx.Err() == nil {
+		if err := p.updateLag(ctx, kadm.NewClient(p.client())); err != nil && ctx.Err() == nil {
 			p.log.Debug("refreshing the consumer lag", "err", err)
 		}
 	}

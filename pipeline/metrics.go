@@ -13,22 +13,23 @@ import (
 // initialised at start from the fixed label sets, so it exists from the first
 // scrape. No label holds an identifier, profile or audience id.
 type metrics struct {
-	input         prometheus.Counter
-	output        *prometheus.CounterVec
-	dlq           *prometheus.CounterVec
-	skipped       *prometheus.CounterVec
-	unmatched     *prometheus.CounterVec
-	invalid       *prometheus.CounterVec
-	processTime   prometheus.Histogram
-	endToEnd      prometheus.Histogram
-	lag           *prometheus.GaugeVec
-	missingTopics prometheus.Gauge
-	batches       prometheus.Counter
-	rebalances    *prometheus.CounterVec
-	produceErrors prometheus.Counter
-	resyncCursors prometheus.Gauge
-	resyncMembers prometheus.Counter
-	resyncIgnored prometheus.Counter
+	input          prometheus.Counter
+	output         *prometheus.CounterVec
+	dlq            *prometheus.CounterVec
+	skipped        *prometheus.CounterVec
+	unmatched      *prometheus.CounterVec
+	invalid        *prometheus.CounterVec
+	processTime    prometheus.Histogram
+	endToEnd       prometheus.Histogram
+	lag            *prometheus.GaugeVec
+	missingTopics  prometheus.Gauge
+	batches        prometheus.Counter
+	rebalances     *prometheus.CounterVec
+	produceErrors  prometheus.Counter
+	resyncCursors  prometheus.Gauge
+	clientRestarts prometheus.Counter
+	resyncMembers  prometheus.Counter
+	resyncIgnored  prometheus.Counter
 
 	// The labelled counters the per-record path uses, looked up once.
 	outputBy    map[idsync.DestinationType]prometheus.Counter
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 			Name: "idsync_rebalances_total",
 			Help: "Consumer group rebalance events seen by this instance, by kind.",
 		}, []string{"kind"}),
+		clientRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idsync_pipeline_client_restarts_total",
+			Help: "Kafka clients replaced after a transaction could not end (exactly_once): the instance rejoins the group and reads its uncommitted records again.",
+		}),
 		resyncCursors: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "idsync_resync_partitions_active",
 			Help: "Input partitions of this instance with a resync in progress (docs/resync.md).",
@@ -143,7 +148,7 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 	}
 	reg.MustRegister(m.input, m.output, m.dlq, m.skipped, m.unmatched, m.invalid, m.processTime,
 		m.endToEnd, m.lag, m.missingTopics, m.batches, m.rebalances, m.produceErrors,
-		m.resyncCursors, m.resyncMembers, m.resyncIgnored)
+		m.resyncCursors, m.resyncMembers, m.resyncIgnored, m.clientRestarts)
 	reg.MustRegister(waitingCollectors...)
 	return m
 }

@@ -233,6 +233,9 @@ type Pipeline struct {
 	// onCommit are what the batch in hand changes in the resyncs' state
 	// once it is committed (dropped when it is not).
 	onCommit []commitAction
+	// clMu guards cl and sess against the readers outside the loop (the
+	// lag refresher); only the loop replaces them (recover).
+	clMu sync.Mutex
 }
 
 // commitAction is a change that holds once rec's offset is committed.
@@ -298,25 +301,99 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		rs:       newResyncs(),
 		paced:    map[topicPartition]time.Time{},
 	}
-	opts := append(ClientOptions(cfg),
+	if err := p.newClient(); err != nil {
+		return nil, fmt.Errorf("pipeline: creating kafka client: %w", err)
+	}
+	return p, nil
+}
+
+// newClient builds the Kafka client (the transactional session in
+// exactly_once) and what depends on it.
+func (p *Pipeline) newClient() error {
+	opts := append(ClientOptions(p.cfg),
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 	)
-	var err error
-	if cfg.Delivery == ExactlyOnce {
-		p.sess, err = kgo.NewGroupTransactSession(opts...)
+	var (
+		sess *kgo.GroupTransactSession
+		cl   *kgo.Client
+		err  error
+	)
+	if p.cfg.Delivery == ExactlyOnce {
+		sess, err = kgo.NewGroupTransactSession(opts...)
 		if err == nil {
-			p.cl = p.sess.Client()
+			cl = sess.Client()
 		}
 	} else {
-		p.cl, err = kgo.NewClient(opts...)
+		cl, err = kgo.NewClient(opts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: creating kafka client: %w", err)
+		return err
 	}
-	p.topics = newTopics(p.cl, cfg, p.m, log)
-	return p, nil
+	p.clMu.Lock()
+	p.sess, p.cl = sess, cl
+	p.clMu.Unlock()
+	p.topics = newTopics(cl, p.cfg, p.m, p.log)
+	return nil
+}
+
+// client returns the current Kafka client, for other goroutines than the
+// loop's (the loop replaces it in recover).
+func (p *Pipeline) client() *kgo.Client {
+	p.clMu.Lock()
+	defer p.clMu.Unlock()
+	return p.cl
+}
+
+// errTxnStuck marks a transaction that could not end (or begin): franz-go's
+// transactional client cannot go on after it (End's errors are not
+// retryable), so the pipeline replaces the client (see recover).
+var errTxnStuck = errors.New("transaction failed")
+
+// recoverBackoff is the wait between two client replacements in a row.
+const recoverBackoff = time.Second
+
+// recover replaces a transactional client that cannot go on: the old one
+// is closed (its transaction is aborted by the coordinator when the new
+// one, with the same transactional id, initialises; its partitions are
+// revoked and the group rebalances), and a new one rejoins the group and
+// reads from the committed offsets: nothing committed is repeated, nothing
+// uncommitted is lost.
+func (p *Pipeline) recover(ctx context.Context, cause error) error {
+	p.m.clientRestarts.Inc()
+	p.log.Error("the Kafka transaction could not end; replacing the Kafka client (nothing of the transaction was committed; its records are read again)", "err", cause)
+	old := p.cl
+	closed := make(chan struct{})
+	go func() { defer close(closed); old.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(p.cfg.ShutdownTimeout):
+		p.log.Warn("closing the old Kafka client is taking long; going on without waiting")
+	}
+	// Whatever the old client's callbacks did not clean up.
+	p.ownedMu.Lock()
+	parts := map[string][]int32{}
+	for part := range p.owned {
+		parts[p.cfg.InputTopic] = append(parts[p.cfg.InputTopic], part)
+	}
+	p.ownedMu.Unlock()
+	if len(parts) > 0 {
+		p.forget(old, parts, "lost")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(recoverBackoff):
+		}
+		if err := p.newClient(); err != nil {
+			p.log.Error("creating a new Kafka client", "err", err)
+			continue
+		}
+		p.log.Info("Kafka client replaced; rejoining the group")
+		return nil
+	}
 }
 
 // ClientOptions returns the Kafka client options the pipeline runs with for
@@ -368,7 +445,7 @@ func ClientOptions(cfg Config) []kgo.Opt {
 func (p *Pipeline) Ready() bool { return p.assigned.Load() > 0 }
 
 // Client returns the Kafka client, for health checks and admin requests.
-func (p *Pipeline) Client() *kgo.Client { return p.cl }
+func (p *Pipeline) Client() *kgo.Client { return p.client() }
 
 func (p *Pipeline) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	n := 0
@@ -529,6 +606,12 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		err := p.batch(hard, fetches)
 		p.topics.purgeForgotten()
 		p.allowRebalance()
+		if errors.Is(err, errTxnStuck) && ctx.Err() == nil {
+			if err := p.recover(ctx, err); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -608,7 +691,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	p.onCommit = nil
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
-			return fmt.Errorf("beginning a transaction: %w", err)
+			return fmt.Errorf("beginning a transaction: %w: %w", errTxnStuck, err)
 		}
 	}
 	acks := newAcks(p)
@@ -825,13 +908,13 @@ func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
 		p.cl.PauseFetchPartitions(pause)
 	}
 	if err != nil {
-		if endCtx.Err() != nil && hard.Err() == nil {
-			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (%s): %w", p.cfg.RebalanceTimeout, endStuckReason(err), err)
+		if errors.Is(endCtx.Err(), context.DeadlineExceeded) && hard.Err() == nil {
+			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (%s): %w: %w", p.cfg.RebalanceTimeout, endStuckReason(err), errTxnStuck, err)
 		}
 		if hard.Err() != nil {
 			return nil // shutting down: nothing was committed
 		}
-		return fmt.Errorf("ending the transaction: %w", err)
+		return fmt.Errorf("ending the transaction: %w: %w", errTxnStuck, err)
 	}
 	if !committed {
 		if !failed {
