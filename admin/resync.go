@@ -48,6 +48,7 @@ const (
 	resyncRunning   = "running"
 	resyncFinished  = "finished"
 	resyncCancelled = "cancelled"
+	resyncFailed    = "failed"
 )
 
 // resyncView is a resync as the API shows it, with its progress: Done and
@@ -130,9 +131,12 @@ func (s *Server) startResync(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	var raw [8]byte
+	var secret [32]byte
 	_, _ = rand.Read(raw[:])
+	_, _ = rand.Read(secret[:])
 	job := idsync.Resync{ID: "rs_" + hex.EncodeToString(raw[:]), SpaceID: k.Space, AudienceID: k.Audience,
-		DestinationID: k.Destination, Version: v.Version, StartAt: startAt, CreatedAt: now, CreatedBy: c.token}
+		DestinationID: k.Destination, Version: v.Version, StartAt: startAt, CreatedAt: now, CreatedBy: c.token,
+		Secret: hex.EncodeToString(secret[:])}
 	job, err = s.opt.Resyncs.Start(r.Context(), job)
 	if err != nil {
 		s.storeError(w, c, "start resync", err)
@@ -219,10 +223,14 @@ func (s *Server) listResyncs(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// resyncView sums a resync's progress and says its state.
+// resyncView sums a resync's progress and says its state: scheduled,
+// running, finished, cancelled, or failed (every partition ended, some
+// stopped without finishing).
 func (s *Server) resyncView(job idsync.Resync, ps []idsync.ResyncProgress) resyncView {
 	now := s.opt.Now().UTC()
+	job.Secret = "" // never shown
 	v := resyncView{Resync: job, Progress: []idsync.ResyncProgress{}, ServerTime: now}
+	stopped := int32(0)
 	slices.SortFunc(ps, func(a, b idsync.ResyncProgress) int { return int(a.Partition) - int(b.Partition) })
 	for _, p := range ps {
 		if p.Partition < 0 || (job.Partitions > 0 && p.Partition >= job.Partitions) {
@@ -236,6 +244,9 @@ func (s *Server) resyncView(job idsync.Resync, ps []idsync.ResyncProgress) resyn
 		if p.Finished {
 			v.Finished++
 		}
+		if p.Cancelled {
+			stopped++
+		}
 	}
 	v.StartAt = v.StartAt.UTC()
 	v.CreatedAt = v.CreatedAt.UTC()
@@ -244,6 +255,10 @@ func (s *Server) resyncView(job idsync.Resync, ps []idsync.ResyncProgress) resyn
 		v.State = resyncCancelled
 	case job.Partitions > 0 && v.Finished >= job.Partitions:
 		v.State = resyncFinished
+	case stopped > 0 && v.Finished+stopped >= job.Partitions:
+		// Every partition ended, some without finishing (a control record
+		// dead-lettered, e.g. too many members): see the dead letters.
+		v.State = resyncFailed
 	case now.Before(job.StartAt):
 		v.State = resyncScheduled
 	default:

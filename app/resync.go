@@ -63,7 +63,7 @@ func (r *resyncs) Start(ctx context.Context, job idsync.Resync) (idsync.Resync, 
 	if err := r.st.CreateResync(ctx, job); err != nil {
 		return job, err
 	}
-	recs := pipeline.ResyncStartRecords(r.input, job.Partitions, job.ID)
+	recs := pipeline.ResyncStartRecords(r.input, job.Partitions, &job)
 	if err := r.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

@@ -49,7 +49,7 @@ effect (or at --start-at, an RFC 3339 time), every current member of the
 audience is sent again to this destination, under the version in effect
 then. It prints the resync's id; with --wait it then shows a progress bar on
 standard error until every input partition has finished (exit 0), or the
-resync is cancelled (exit 1).`,
+resync is cancelled or failed on a partition (exit 1).`,
 		Example: "  idsync config resync spa_1 aud_1 fbca_01 --wait\n  idsync config resync spa_1 aud_1 fbca_01 --start-at 2026-12-03T06:00:00Z -o json | jq -r .id",
 		Args:    argsNamed("SPACE", "AUDIENCE", "DESTINATION"),
 	}
@@ -172,14 +172,14 @@ func (c *configCmd) waitResync(cmd *cobra.Command, api *apiClient, id string) er
 		if err := json.Unmarshal(resp.Body, &r); err != nil {
 			return &exitError{code: ExitUnavailable, err: fmt.Errorf("the server's answer is not the expected JSON: %w", err)}
 		}
-		if r.State == "finished" || r.State == "cancelled" {
+		if r.State == "finished" || r.State == "cancelled" || r.State == "failed" {
 			progressBar(c.env.Stderr, "resync", int(r.Done), int(r.Total))
 			fmt.Fprintln(c.env.Stderr)
 			if err := c.emit(resp, &r, func(w io.Writer) { resyncText(w, &r) }); err != nil {
 				return err
 			}
-			if r.State == "cancelled" {
-				return &exitError{code: ExitFailure, err: fmt.Errorf("resync %s was cancelled", id)}
+			if r.State != "finished" {
+				return &exitError{code: ExitFailure, err: fmt.Errorf("resync %s ended %s", id, r.State)}
 			}
 			return nil
 		}

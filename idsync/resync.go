@@ -33,6 +33,10 @@ type Resync struct {
 	// CancelledAt is set once the resync is cancelled: partitions not
 	// finished then send nothing more.
 	CancelledAt *time.Time `json:"cancelled_at,omitempty"`
+	// Secret keys the signatures of the resync's control records (only
+	// idsync writes records the resync accepts). Stored, never shown by the
+	// API.
+	Secret string `json:"secret,omitempty"`
 }
 
 // Cancelled reports whether the resync was cancelled.
@@ -71,6 +75,8 @@ func (r *Resync) Check() error {
 		return errors.New("destination_id: not a destination id")
 	case r.StartAt.IsZero():
 		return errors.New("start_at: missing")
+	case len(r.Secret) < 16 || len(r.Secret) > 256:
+		return errors.New("secret: must be 16-256 bytes")
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ func TestValidResyncID(t *testing.T) {
 }
 
 func TestResyncCheck(t *testing.T) {
-	good := Resync{ID: "rs_1", SpaceID: "spa", AudienceID: "aud", DestinationID: "wh_1", StartAt: time.Unix(1, 0)}
+	good := Resync{ID: "rs_1", SpaceID: "spa", AudienceID: "aud", DestinationID: "wh_1", StartAt: time.Unix(1, 0), Secret: "0123456789abcdef"}
 	if err := good.Check(); err != nil {
 		t.Fatalf("good resync: %v", err)
 	}
@@ -41,6 +41,7 @@ func TestResyncCheck(t *testing.T) {
 		"audience_id":    func(r *Resync) { r.AudienceID = strings.Repeat("a", 300) },
 		"destination_id": func(r *Resync) { r.DestinationID = "" },
 		"start_at":       func(r *Resync) { r.StartAt = time.Time{} },
+		"secret":         func(r *Resync) { r.Secret = "short" },
 	} {
 		r := good
 		mutate(&r)
@@ -99,4 +100,27 @@ func envSetup(v []byte) string {
 	}
 	_ = json.Unmarshal(v, &env)
 	return env.Idsync.Setup
+}
+
+// TestResyncReferenceTime: a re-sent event's reference time is the
+// resync's start, earlier or later than the event's own times (clamped to
+// now), so that every record of a resync has the version in effect then.
+func TestResyncReferenceTime(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	start := now.Add(-time.Hour)
+	for name, ev := range map[string]Event{
+		"event after the start":  {Timestamp: now.Add(-time.Minute)},
+		"event before the start": {Timestamp: now.Add(-48 * time.Hour)},
+		"sync after the start":   {Timestamp: now.Add(-48 * time.Hour), Sync: &Sync{StartedAt: now.Add(-time.Minute)}},
+		"replayed after":         {Timestamp: now.Add(-48 * time.Hour), ReplayedAt: now.Add(-time.Second)},
+	} {
+		ev.ResyncAt = start
+		if got := ev.ReferenceTime(now); !got.Equal(start) {
+			t.Errorf("%s: reference time %s, want the resync's start %s", name, got, start)
+		}
+	}
+	future := Event{Timestamp: now, ResyncAt: now.Add(time.Hour)}
+	if got := future.ReferenceTime(now); !got.Equal(now) {
+		t.Errorf("a start after now: reference time %s, want now", got)
+	}
 }

@@ -61,6 +61,11 @@ type Event struct {
 	// delivery and a replay of the same resync yields the same ids. It must
 	// pass ValidResyncID.
 	ResyncID string
+	// ResyncAt, set by the pipeline on an event a resync re-sends, is the
+	// reference time of that event (clamped to now): the resync's start, so
+	// that every record of the resync has the version in effect then,
+	// whatever the event's own times.
+	ResyncAt time.Time
 }
 
 // Sync identifies the audience sync run that produced an event.
@@ -91,6 +96,9 @@ type Traits struct {
 // processed under the one fixed since. The replay time travels with the
 // record, so a redelivery resolves the same way.
 func (e *Event) ReferenceTime(now time.Time) time.Time {
+	if !e.ResyncAt.IsZero() {
+		return minTime(e.ResyncAt, now)
+	}
 	ref := e.Timestamp
 	if e.Sync != nil && !e.Sync.StartedAt.IsZero() {
 		ref = e.Sync.StartedAt
@@ -102,6 +110,13 @@ func (e *Event) ReferenceTime(now time.Time) time.Time {
 		return now
 	}
 	return ref
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return b
+	}
+	return a
 }
 
 // DestinationType names a kind of destination in the catalog.

@@ -227,6 +227,8 @@ type Pipeline struct {
 	// partitions paused at a resync control record, until when.
 	rs    *resyncs
 	paced map[topicPartition]time.Time
+	// pacedMu guards paced: the rebalance callbacks run beside the loop.
+	pacedMu sync.Mutex
 	// heads and headMore say, for the batch in hand, which partitions (by
 	// index) start with a control record, and whether records followed it.
 	heads, headMore map[int]bool
@@ -259,9 +261,18 @@ func (p *Pipeline) committed() {
 	p.onCommit = nil
 }
 
+// anyPaced reports whether a partition is paced.
+func (p *Pipeline) anyPaced() bool {
+	p.pacedMu.Lock()
+	defer p.pacedMu.Unlock()
+	return len(p.paced) > 0
+}
+
 // pacedDue returns the paced partitions whose pause is over, and forgets
 // them.
 func (p *Pipeline) pacedDue(now time.Time) map[string][]int32 {
+	p.pacedMu.Lock()
+	defer p.pacedMu.Unlock()
 	var out map[string][]int32
 	for tp, until := range p.paced {
 		if !now.Before(until) {
@@ -350,6 +361,23 @@ func (p *Pipeline) client() *kgo.Client {
 // transactional client cannot go on after it (End's errors are not
 // retryable), so the pipeline replaces the client (see recover).
 var errTxnStuck = errors.New("transaction failed")
+
+// stuck returns errTxnStuck for an error ending a transaction that a new
+// client may not meet again, and errTxnDenied for an authorization
+// refusal, which a new client would meet too: that one stops the pipeline
+// (a setting to fix, said at once).
+func stuck(err error) error {
+	for _, denied := range []error{kerr.TransactionalIDAuthorizationFailed, kerr.GroupAuthorizationFailed,
+		kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed} {
+		if errors.Is(err, denied) {
+			return errTxnDenied
+		}
+	}
+	return errTxnStuck
+}
+
+// errTxnDenied marks a transaction refused for lack of authorization.
+var errTxnDenied = errors.New("transaction not authorized")
 
 // recoverBackoff is the wait between two client replacements in a row.
 const recoverBackoff = time.Second
@@ -501,9 +529,11 @@ func (p *Pipeline) forget(cl *kgo.Client, parts map[string][]int32, kind string)
 	}
 	p.ownedMu.Unlock()
 	cl.ResumeFetchPartitions(p.waits.drop(parts))
+	p.pacedMu.Lock()
 	for _, part := range parts[p.cfg.InputTopic] {
 		delete(p.paced, topicPartition{p.cfg.InputTopic, part})
 	}
+	p.pacedMu.Unlock()
 	cl.ResumeFetchPartitions(parts)
 	p.forgetResyncs(parts)
 	p.refusals.forget(parts)
@@ -585,7 +615,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if p.waits.anyPaused() {
 			pollCtx, cancel = context.WithTimeout(ctx, p.cfg.RetryBackoff)
-		} else if len(p.paced) > 0 {
+		} else if p.anyPaced() {
 			pollCtx, cancel = context.WithTimeout(ctx, resyncWait/4)
 		}
 		var fetches kgo.Fetches
@@ -691,7 +721,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	p.onCommit = nil
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
-			return fmt.Errorf("beginning a transaction: %w: %w", errTxnStuck, err)
+			return fmt.Errorf("beginning a transaction: %w", err)
 		}
 	}
 	acks := newAcks(p)
@@ -765,7 +795,9 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 			// record, for its start time or the rate limit.
 			p.waits.passed(tp)
 			pause[r.Topic] = append(pause[r.Topic], r.Partition)
+			p.pacedMu.Lock()
 			p.paced[tp] = now.Add(s.pace)
+			p.pacedMu.Unlock()
 			continue
 		}
 		if s.reason == "" {
@@ -818,6 +850,13 @@ func (p *Pipeline) failureStop(ctx context.Context, f failure) *stop {
 	case failShutdown:
 		return nil
 	case failRefused:
+		if f.control {
+			// idsync's own record (membership, resync control) refused:
+			// nothing to dead-letter, and retrying at once would repeat
+			// the event's outputs in a loop. The partition waits, visibly,
+			// for the cause (ACLs, the topic's limits) to be fixed.
+			return &stop{rec: f.src, reason: WaitDestination, cause: fmt.Errorf("topic %s refused idsync's own record: %w", f.topic, f.err), probe: true}
+		}
 		if !f.alone {
 			// The broker refuses a produce batch whole, and the client then
 			// fails every record buffered for that partition: this record
@@ -909,12 +948,12 @@ func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
 	}
 	if err != nil {
 		if errors.Is(endCtx.Err(), context.DeadlineExceeded) && hard.Err() == nil {
-			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (%s): %w: %w", p.cfg.RebalanceTimeout, endStuckReason(err), errTxnStuck, err)
+			return fmt.Errorf("ending the transaction did not finish within the rebalance timeout %s (%s): %w: %w", p.cfg.RebalanceTimeout, endStuckReason(err), stuck(err), err)
 		}
 		if hard.Err() != nil {
 			return nil // shutting down: nothing was committed
 		}
-		return fmt.Errorf("ending the transaction: %w: %w", errTxnStuck, err)
+		return fmt.Errorf("ending the transaction: %w: %w", stuck(err), err)
 	}
 	if !committed {
 		if !failed {

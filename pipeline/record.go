@@ -549,7 +549,9 @@ type failure struct {
 	dest  string // its destination id ("" for a dead letter of the record as a whole)
 	dlq   bool   // a dead letter
 	alone bool   // produced in a batch of its own
-	err   error
+	// control: a membership or resync control record (see acks.control)
+	control bool
+	err     error
 }
 
 func newAcks(p *Pipeline) *acks {
@@ -579,6 +581,9 @@ type recordMeta struct {
 	// alone: produced in a batch of its own (see produceAlone), so a
 	// refusal as too large is about this record, not its batch.
 	alone bool
+	// control: one of idsync's own records (membership, resync control),
+	// which no refusal can dead-letter: its partition waits instead.
+	control bool
 }
 
 // inputAck follows one input record's outputs, to observe the end-to-end
@@ -630,7 +635,7 @@ func (a *acks) onAck(r *kgo.Record, err error) {
 			a.p.m.produceErrors.Inc()
 		}
 		a.mu.Lock()
-		a.failed = append(a.failed, failure{src: m.src, topic: r.Topic, dest: m.dest, dlq: m.dlq, alone: m.alone, err: err})
+		a.failed = append(a.failed, failure{src: m.src, topic: r.Topic, dest: m.dest, dlq: m.dlq, alone: m.alone, control: m.control, err: err})
 		a.mu.Unlock()
 		return
 	}
@@ -818,7 +823,7 @@ func (a *acks) deadLetterOf(ctx context.Context, rec, src *kgo.Record, code idsy
 // control) that the input record src needs: it is acknowledged with the
 // batch, and a failure stops src's partition like any of src's records.
 func (a *acks) control(ctx context.Context, src, r *kgo.Record) {
-	r.Context = &recordMeta{Context: ctx, src: src}
+	r.Context = &recordMeta{Context: ctx, src: src, control: true}
 	a.produce(ctx, r)
 }
 

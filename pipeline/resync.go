@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,14 +62,28 @@ type resyncControl struct {
 	// Total is the snapshot's members.
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
+	// MAC signs the record with the resync's secret (see mac): only idsync
+	// writes control records a resync accepts.
+	MAC string `json:"mac"`
 }
 
-// ResyncStartRecords returns the start records of resync id for an input
-// topic of partitions partitions, one per partition.
-func ResyncStartRecords(topic string, partitions int32, id string) []*kgo.Record {
-	value, _ := json.Marshal(resyncControl{ResyncID: id})
+// mac is the HMAC-SHA256, keyed with the resync's secret, of everything the
+// record says and the partition it is in (a record copied to another
+// partition does not verify).
+func (c *resyncControl) mac(secret string, partition int32) string {
+	h := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(h, "idsync-resync|%s|%d|%d|%d|%d|%d|%d", c.ResyncID, partition, c.Step, c.End, c.Next, c.Done, c.Total)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ResyncStartRecords returns the start records of resync r for an input
+// topic of partitions partitions, one per partition, signed with r.Secret.
+func ResyncStartRecords(topic string, partitions int32, r *idsync.Resync) []*kgo.Record {
 	out := make([]*kgo.Record, partitions)
 	for p := range partitions {
+		c := resyncControl{ResyncID: r.ID}
+		c.MAC = c.mac(r.Secret, p)
+		value, _ := json.Marshal(c)
 		out[p] = &kgo.Record{Topic: topic, Partition: p, Value: value,
 			Headers: []kgo.RecordHeader{{Key: HeaderControl, Value: []byte(ControlResync)}}}
 	}
@@ -149,10 +166,14 @@ type cursor struct {
 	reader  *kgo.Client
 	pos     int64
 	pending []*kgo.Record
-	// total is the snapshot's members; started says the membership
-	// partition records that this resync started on it already.
-	total   int64
-	started bool
+	// total is the snapshot's members; started and finished say the
+	// membership partition records that this resync started, or finished,
+	// on it (exactly_once writes these records).
+	total             int64
+	started, finished bool
+	// overflow: more members changed during the resync than
+	// resync.max_members_per_partition allows to track.
+	overflow bool
 }
 
 // resyncs is the pipeline's resync state. Only the loop goroutine touches
@@ -266,25 +287,32 @@ func (p *Pipeline) forgetResyncs(parts map[string][]int32) {
 func (p *Pipeline) touch(part int32, ev *idsync.Event) {
 	for _, c := range p.rs.byPart[part] {
 		if c.job.SpaceID == ev.SpaceID && c.job.AudienceID == ev.AudienceID {
+			if len(c.touched) >= p.cfg.ResyncMaxMembers {
+				c.overflow = true // the next control record ends the resync here
+				continue
+			}
 			c.touched[hashMember(ev.SegmentID)] = struct{}{}
 		}
 	}
 }
 
-// takeTokens returns how many members a step may send now, at most want,
-// by the instance's rate limit.
-func (p *Pipeline) takeTokens(want int) int {
+// takeStep returns 0 when the instance's rate limit allows a whole step
+// now, else how long until it does.
+func (p *Pipeline) takeStep() time.Duration {
 	now := time.Now()
 	rate := p.cfg.ResyncRate
+	step := float64(p.cfg.ResyncStepMembers)
 	if !p.rs.filled.IsZero() {
 		p.rs.tokens += now.Sub(p.rs.filled).Seconds() * rate
 	} else {
-		p.rs.tokens = float64(p.cfg.ResyncStepMembers)
+		p.rs.tokens = step
 	}
-	p.rs.tokens = min(p.rs.tokens, max(rate, float64(p.cfg.ResyncStepMembers)))
+	p.rs.tokens = min(p.rs.tokens, max(rate, step))
 	p.rs.filled = now
-	n := min(want, int(p.rs.tokens))
-	return max(n, 0)
+	if p.rs.tokens >= step {
+		return 0
+	}
+	return time.Duration((step - p.rs.tokens) / rate * float64(time.Second))
 }
 
 func (p *Pipeline) spendTokens(n int) { p.rs.tokens -= float64(n) }
@@ -309,7 +337,16 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 			"resync_id", c.ResyncID, "partition", rec.Partition, "offset", rec.Offset)
 		return nil
 	}
+	k := cursorKey{c.ResyncID, rec.Partition}
 	job, err := p.cfg.Resyncs.Resync(ctx, c.ResyncID)
+	if err != nil && !errors.Is(err, idsync.ErrUnusableConfig) {
+		if cur := p.rs.cursors[k]; cur != nil {
+			// Redis unreachable: the running resync goes on as it was read
+			// (a cancel is seen once Redis answers again); the live
+			// records behind the control record do not wait for Redis.
+			job, err = cur.job, nil
+		}
+	}
 	if err == nil && job != nil {
 		if cerr := job.Check(); cerr != nil || job.ID != c.ResyncID {
 			err = fmt.Errorf("%w: stored resync %s: %v", idsync.ErrUnusableConfig, c.ResyncID, cerr)
@@ -326,10 +363,9 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 	if err != nil {
 		return &stop{rec: rec, reason: WaitConfig, cause: fmt.Errorf("reading resync %s: %w", c.ResyncID, err)}
 	}
-	k := cursorKey{c.ResyncID, rec.Partition}
 	if job == nil || job.Cancelled() {
 		p.dropCursor(k)
-		p.setProgress(c, rec.Partition, 0, false, true)
+		p.cancelProgress(c.ResyncID, rec.Partition)
 		if job == nil {
 			p.m.resyncIgnored.Inc()
 			p.log.Warn("resync control record ignored: no such resync", "resync_id", c.ResyncID,
@@ -337,10 +373,14 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 		}
 		return nil
 	}
+	if !hmac.Equal([]byte(c.MAC), []byte(c.mac(job.Secret, rec.Partition))) {
+		return p.deadLetterRecord(ctx, a, rec, idsync.CodeSchemaViolation,
+			"resync control record: its mac does not match resync "+c.ResyncID+" (not written by idsync for this resync and partition)")
+	}
 	if now := p.cfg.Now(); now.Before(job.StartAt) {
 		// Not yet: the snapshot is taken at the start time, so that the
 		// members who enter before it are in it.
-		return p.deferControl(ctx, a, rec, c, more, job.StartAt.Sub(now))
+		return p.deferControl(ctx, a, rec, c, more, job.StartAt.Sub(now), job.Secret)
 	}
 	cur := p.rs.cursors[k]
 	if cur != nil && c.Step <= cur.maxStep {
@@ -350,40 +390,55 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 		if cur, err = p.initCursor(ctx, job, rec.Partition, c); errors.Is(err, errTooManyMembers) {
 			// It will not pass by itself: the resync ends on this
 			// partition, its control record dead-lettered with the reason.
-			p.setProgress(c, rec.Partition, 0, false, true)
+			p.cancelProgress(c.ResyncID, rec.Partition)
 			p.log.Error("resync stopped on partition", "resync_id", c.ResyncID, "partition", rec.Partition, "err", err)
 			return p.deadLetterRecord(ctx, a, rec, idsync.CodeFanoutLimit, "resync "+c.ResyncID+": "+err.Error())
+		}
+		if errors.Is(err, errForgedEnd) {
+			return p.deadLetterRecord(ctx, a, rec, idsync.CodeSchemaViolation, "resync "+c.ResyncID+": "+err.Error())
 		}
 		if err != nil {
 			return &stop{rec: rec, reason: WaitMembership, cause: err}
 		}
-		if c.Step == 0 && cur.started {
-			// A second start record of the same resync (a retried
-			// request): the chain already exists.
+		if p.sess != nil && (cur.finished || c.Step == 0 && cur.started) {
+			// exactly_once: the membership partition records, in the
+			// transactions of the chain, that it started (a second start
+			// record, from a retried request, is dropped) or finished (a
+			// control record of it read again is dropped).
 			p.dropCursor(k)
 			return nil
 		}
 	}
+	if cur.overflow {
+		p.dropCursor(k)
+		p.cancelProgress(c.ResyncID, rec.Partition)
+		return p.deadLetterRecord(ctx, a, rec, idsync.CodeFanoutLimit, fmt.Sprintf(
+			"resync %s: more than resync.max_members_per_partition (%d) members of audience %s changed in partition %d during the resync",
+			c.ResyncID, p.cfg.ResyncMaxMembers, job.AudienceID, rec.Partition))
+	}
 	if c.Step == 0 {
 		c = resyncControl{ResyncID: c.ResyncID, Step: 0, End: cur.end, Total: cur.total}
 	}
-	want := p.takeTokens(p.cfg.ResyncStepMembers)
-	if want == 0 {
-		return p.deferControl(ctx, a, rec, c, more, time.Duration(float64(time.Second)/p.cfg.ResyncRate))
+	// Every attempt of a step covers the same members (a whole step, or
+	// what is left): a retried step and the record its first attempt may
+	// have left then say the same, and the later one is a copy.
+	if wait := p.takeStep(); wait > 0 {
+		return p.deferControl(ctx, a, rec, c, more, wait, job.Secret)
 	}
-	return p.step(ctx, a, rec, cur, c, want)
+	return p.step(ctx, a, rec, cur, c, p.cfg.ResyncStepMembers)
 }
 
 // deferControl leaves a control record for later: with records behind it,
 // a copy of it goes to the end of the partition (and the live records flow
 // on); alone, the partition waits up to resyncWait.
-func (p *Pipeline) deferControl(ctx context.Context, a *acks, rec *kgo.Record, c resyncControl, more bool, d time.Duration) *stop {
+func (p *Pipeline) deferControl(ctx context.Context, a *acks, rec *kgo.Record, c resyncControl, more bool, d time.Duration, secret string) *stop {
 	if more {
 		c.Step++ // the copy is the next step of the chain
 		if c.Step == 1 {
 			// A start record stays a start record.
 			c.Step = 0
 		}
+		c.MAC = c.mac(secret, rec.Partition)
 		a.control(ctx, rec, p.controlRecord(rec, c))
 		return nil
 	}
@@ -409,11 +464,17 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 		maxStep: -1}
 	if c.Step == 0 {
 		cur.end = hwm
+	} else if c.End > hwm {
+		return nil, fmt.Errorf("%w: membership_end %d is past the end %d of %s partition %d", errForgedEnd, c.End, hwm, p.cfg.MembershipTopic, part)
 	}
-	startKey := resyncStartedKey(job.ID)
+	startKey, finishedKey := resyncStartedKey(job.ID), resyncFinishedKey(job.ID)
 	err = p.readMembership(ctx, part, 0, hwm, func(r *kgo.Record) error {
-		if string(r.Key) == string(startKey) {
+		switch string(r.Key) {
+		case string(startKey):
 			cur.started = true
+			return nil
+		case string(finishedKey):
+			cur.finished = true
 			return nil
 		}
 		space, audience, profile, err := parseMembershipKey(r.Key)
@@ -425,6 +486,10 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 			// Written by the live stream since the start: it sends this
 			// member.
 			cur.touched[h] = struct{}{}
+			if len(cur.touched) > p.cfg.ResyncMaxMembers {
+				return fmt.Errorf("%w: more than resync.max_members_per_partition (%d) members of audience %s changed in partition %d since the start",
+					errTooManyMembers, p.cfg.ResyncMaxMembers, job.AudienceID, part)
+			}
 			return nil
 		}
 		if r.Value == nil {
@@ -462,6 +527,29 @@ func (p *Pipeline) initCursor(ctx context.Context, job *idsync.Resync, part int3
 // a partition (a key membershipKey never writes: it starts with a zero
 // length and is not followed by two more ids).
 func resyncStartedKey(id string) []byte { return append([]byte{0, 0xff}, id...) }
+
+// resyncFinishedKey records that a resync finished on a partition.
+func resyncFinishedKey(id string) []byte { return append([]byte{0, 0xfe}, id...) }
+
+// errForgedEnd: a control record says the snapshot ends past the
+// membership partition's end.
+var errForgedEnd = errors.New("forged control record")
+
+// cancelProgress marks a partition's progress in resync id cancelled,
+// keeping what it had done.
+func (p *Pipeline) cancelProgress(id string, part int32) {
+	p.rs.mu.Lock()
+	defer p.rs.mu.Unlock()
+	k := cursorKey{id, part}
+	old, ok := p.rs.progress[k]
+	if !ok || old.Cancelled {
+		if !ok && len(p.rs.progress) >= maxProgressEntries {
+			return // bounded: an unknown resync's partitions are not tracked
+		}
+	}
+	old.Partition, old.Cancelled, old.Updated = part, true, time.Now()
+	p.rs.progress[k] = old
+}
 
 // membershipEnd returns the end of membership partition part: in
 // exactly_once, once it equals the last stable offset (no transaction open
@@ -617,6 +705,13 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 				// The reader is rebuilt at the next attempt.
 				cur.reader.Close()
 				cur.reader = nil
+				if passed > 0 {
+					// What this step sent is committed with the next
+					// control record, which goes on from here.
+					p.log.Warn("resync step ended early: the membership topic cannot be read", "resync_id", job.ID,
+						"partition", rec.Partition, "err", err)
+					break
+				}
 				return &stop{rec: rec, reason: WaitMembership, cause: err}
 			}
 			cur.pending = recs
@@ -665,13 +760,19 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 	p.onCommit = append(p.onCommit, commitAction{rec: rec, f: func() { cur.maxStep = max(cur.maxStep, step) }})
 	p.spendTokens(passed)
 	nc := resyncControl{ResyncID: c.ResyncID, Step: c.Step + 1, End: cur.end, Next: next, Done: done, Total: cur.total}
-	if c.Step == 0 {
-		// The start of the resync on this partition, recorded in the
-		// membership partition: a second start record finds it.
-		a.control(ctx, rec, &kgo.Record{Topic: p.cfg.MembershipTopic, Partition: rec.Partition,
-			Key: resyncStartedKey(job.ID), Value: []byte(rec.Topic)})
-	}
+	nc.MAC = nc.mac(job.Secret, rec.Partition)
 	finished := next >= cur.end
+	if p.sess != nil && (c.Step == 0 || finished) {
+		// The start and the end of the resync on this partition, recorded
+		// in the membership partition in the chain's transactions: a second
+		// start record, or a control record of a finished chain read again,
+		// finds them.
+		key := resyncStartedKey(job.ID)
+		if finished {
+			key = resyncFinishedKey(job.ID)
+		}
+		a.control(ctx, rec, &kgo.Record{Topic: p.cfg.MembershipTopic, Partition: rec.Partition, Key: key, Value: []byte(rec.Topic)})
+	}
 	if !finished {
 		a.control(ctx, rec, p.controlRecord(rec, nc))
 	}
@@ -699,7 +800,7 @@ func (p *Pipeline) resend(ctx context.Context, a *acks, ctl, m *kgo.Record, job 
 		return 0, nil // the connection was deleted: nothing to send
 	}
 	ev.ResyncID = job.ID
-	ev.ReplayedAt = job.StartAt
+	ev.ResyncAt = job.StartAt
 	res := idsync.Process(ev, conn, now, p.cfg.Options)
 	for _, d := range res.DeadLetters {
 		a.deadLetterOf(ctx, m, ctl, d.Code, "resync "+job.ID+": "+d.Message, d.DestinationID, nil)
@@ -717,7 +818,13 @@ func (p *Pipeline) resend(ctx context.Context, a *acks, ctl, m *kgo.Record, job 
 	n := 0
 	for i := range res.Outputs {
 		o := &res.Outputs[i]
-		if size := p.recordSize(m, o, &traceHeaders{}); size > int(p.cfg.MaxRecordBytes) {
+		size := p.recordSize(m, o, &traceHeaders{})
+		if lim, limited := p.topics.limit(topic); limited && lim > 0 && size-recordOverhead+aloneOverhead > lim {
+			a.deadLetterOf(ctx, m, ctl, idsync.CodeDestinationRefused,
+				fmt.Sprintf("resync %s: destination %s: a record of %d bytes is above the max.message.bytes %d of topic %s", job.ID, o.DestinationID, size-recordOverhead, lim, topic), o.DestinationID, nil)
+			continue
+		}
+		if size > int(p.cfg.MaxRecordBytes) {
 			a.deadLetterOf(ctx, m, ctl, idsync.CodeOutputTooLarge,
 				fmt.Sprintf("resync %s: destination %s: a record would exceed the record size limit of %d bytes", job.ID, o.DestinationID, p.cfg.MaxRecordBytes), o.DestinationID, nil)
 			continue

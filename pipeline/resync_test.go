@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idsync/idsync/idsync"
@@ -168,13 +169,17 @@ func testResync(t *testing.T, e *env, mode Delivery) {
 	// Phase 2: the resync, and live events during it: exits of members
 	// 1, 6, 11, … and new members 1000+.
 	start0 := testNow.Add(-2 * time.Second)
-	jobs.m["rs_test-1"] = &idsync.Resync{ID: "rs_test-1", SpaceID: "spa", AudienceID: "aud_rs", DestinationID: "wh_rs", Version: 2, StartAt: start0}
+	job := &idsync.Resync{ID: "rs_test-1", SpaceID: "spa", AudienceID: "aud_rs", DestinationID: "wh_rs", Version: 2, StartAt: start0,
+		Secret: "0123456789abcdef0123456789abcdef"}
+	jobs.mu.Lock()
+	jobs.m["rs_test-1"] = job
+	jobs.mu.Unlock()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), ResyncStartRecords(e.input(), 3, "rs_test-1")...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), ResyncStartRecords(e.input(), 3, job)...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	waitProgress := func(min int64) {
@@ -303,4 +308,65 @@ func testResync(t *testing.T, e *env, mode Delivery) {
 		}
 	}
 	t.Logf("%s: %d live records, %d members re-sent", mode, live, len(resent))
+}
+
+// TestResyncHostileControlRecords: control records anyone who can write the
+// input topic could write never stop the stream: malformed ones and forged
+// ones (a mac that does not verify, a copy moved to another partition) are
+// dead-lettered with the reason, one naming no stored resync is ignored,
+// and the live events behind each are delivered.
+func TestResyncHostileControlRecords(t *testing.T) {
+	e, _ := kfakeEnv(t, 1)
+	e.createInput(t, 2)
+	src := resyncSource(t)
+	job := &idsync.Resync{ID: "rs_real", SpaceID: "spa", AudienceID: "aud_rs", DestinationID: "wh_rs", Version: 2,
+		StartAt: testNow.Add(-time.Second), Secret: "0123456789abcdef0123456789abcdef"}
+	jobs := &fakeResyncs{m: map[string]*idsync.Resync{"rs_real": job}}
+	r := start(t, e, src, func(c *Config) {
+		c.MembershipTopic = e.prefix + ".membership"
+		c.Resyncs = jobs
+	})
+	hdr := []kgo.RecordHeader{{Key: HeaderControl, Value: []byte(ControlResync)}}
+	real := ResyncStartRecords(e.input(), 2, job)
+	moved := *real[0]
+	moved.Partition = 1 // signed for partition 0
+	forged, _ := json.Marshal(resyncControl{ResyncID: "rs_real", Step: 7, End: 1 << 40, Next: 0, MAC: "00"})
+	unknown, _ := json.Marshal(resyncControl{ResyncID: "rs_nope"})
+	recs := []*kgo.Record{
+		{Topic: e.input(), Partition: 0, Value: []byte("{not json"), Headers: hdr},
+		{Topic: e.input(), Partition: 0, Value: []byte(`{"resync_id":"rs_real"}`), Headers: []kgo.RecordHeader{{Key: HeaderControl, Value: []byte("other")}}},
+		{Topic: e.input(), Partition: 0, Value: forged, Headers: hdr},
+		{Topic: e.input(), Partition: 1, Value: moved.Value, Headers: hdr},
+		{Topic: e.input(), Partition: 1, Value: unknown, Headers: hdr},
+	}
+	for p := range int32(2) {
+		recs = append(recs, &kgo.Record{Topic: e.input(), Partition: p, Value: memberEvent(int(p), "entered", testNow.Add(-time.Minute))})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, e, 60*time.Second)
+	alive(t, r)
+	dest := readDest(t, e, e.prefix+".dest.wh_rs", false, func(rs []destRecord) bool { return len(rs) >= 2 })
+	for _, d := range dest {
+		if d.resync != "" {
+			t.Errorf("a hostile control record made a resync record: %+v", d)
+		}
+	}
+	codes := map[string]int{}
+	dl := readAll(t, e, map[string][]outRecord{e.dlq(): make([]outRecord, 4)}, false)
+	for _, d := range dl[e.dlq()] {
+		codes[d.headers[idsync.HeaderErrorCode]]++
+	}
+	if codes[string(idsync.CodeMalformedJSON)] != 2 || codes[string(idsync.CodeSchemaViolation)] != 2 {
+		t.Errorf("dead letters by code %v, want 2 malformed_json (bad JSON, unknown kind) and 2 schema_violation (bad mac, moved)", codes)
+	}
+	if n := testutil.ToFloat64(r.p.m.resyncIgnored); n != 1 {
+		t.Errorf("idsync_resync_control_ignored_total = %v, want 1 (the unknown resync)", n)
+	}
 }

@@ -15,8 +15,9 @@ import (
 
 // Resyncs (docs/resync.md) are stored beside the connections:
 //
-//	<prefix>resync:{<id>}            STRING  the resync as JSON
-//	<prefix>resync:{<id>}:progress   HASH    partition → idsync.ResyncProgress as JSON
+//	<prefix>resync:{<id>}              STRING  the resync as JSON
+//	<prefix>resync:{<id>}:progress     HASH    partition → idsync.ResyncProgress as JSON
+//	<prefix>resync:{<id>}:progress:at  HASH    partition → the entry's time (µs)
 //	<prefix>{<space>/<audience>}:resyncs:<destination>   LIST  resync ids, newest first
 //
 // A resync and its progress share a hash slot; each expires ResyncRetention
@@ -56,7 +57,9 @@ func (s *Store) CreateResync(ctx context.Context, r idsync.Resync) error {
 	if err != nil {
 		return fmt.Errorf("encoding resync %s: %w", r.ID, err)
 	}
-	ok, err := s.rdb.SetNX(ctx, s.resyncKey(r.ID), raw, s.resyncRetention).Result()
+	// Kept for the retention after its start, however far ahead that is.
+	ttl := s.resyncRetention + max(0, r.StartAt.Sub(s.now()))
+	ok, err := s.rdb.SetNX(ctx, s.resyncKey(r.ID), raw, ttl).Result()
 	if err != nil {
 		return fmt.Errorf("storing resync %s: %w", r.ID, err)
 	}
@@ -67,7 +70,7 @@ func (s *Store) CreateResync(ctx context.Context, r idsync.Resync) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.LPush(ctx, lk, r.ID)
 	pipe.LTrim(ctx, lk, 0, maxResyncsListed-1)
-	pipe.Expire(ctx, lk, s.resyncRetention)
+	pipe.Expire(ctx, lk, ttl)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("listing resync %s under its connection: %w", r.ID, err)
 	}
@@ -165,23 +168,43 @@ func (s *Store) SaveResyncProgress(ctx context.Context, id string, ps []idsync.R
 	if len(ps) == 0 || !idsync.ValidResyncID(id) {
 		return nil
 	}
-	fields := make([]any, 0, 2*len(ps))
+	args := make([]any, 0, 1+3*len(ps))
+	args = append(args, int64(s.resyncRetention/time.Millisecond))
 	for _, p := range ps {
 		raw, err := json.Marshal(p)
 		if err != nil {
 			return err
 		}
-		fields = append(fields, strconv.Itoa(int(p.Partition)), raw)
+		at := int64(0)
+		if !p.Updated.IsZero() {
+			at = p.Updated.UnixMicro() // exact in Lua's numbers (below 2^53)
+		}
+		args = append(args, strconv.Itoa(int(p.Partition)), at, raw)
 	}
 	key := s.resyncProgressKey(id)
-	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, key, fields...)
-	pipe.Expire(ctx, key, s.resyncRetention)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := saveProgress.Run(ctx, s.rdb, []string{key, key + ":at"}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("saving the progress of resync %s: %w", id, err)
 	}
 	return nil
 }
+
+// saveProgress writes each partition's entry only if it is newer than the
+// one stored (KEYS[2] holds the entries' times): a late report of an
+// instance that no longer owns the partition never replaces its new
+// owner's. ARGV: the TTL in ms, then partition, time (ns), entry, ….
+var saveProgress = redis.NewScript(`
+for i = 2, #ARGV, 3 do
+  local old = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
+  local at = tonumber(ARGV[i+1])
+  if at >= old then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+2])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+`)
 
 // ResyncProgress returns the progress entries of resync id, by partition
 // (entries that cannot be read are left out).

@@ -15,7 +15,7 @@ func TestStoreResyncs(t *testing.T) {
 		s := e.store(t, nil, Options{ResyncRetention: time.Hour})
 		at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 		r := idsync.Resync{ID: fmt.Sprintf("rs_%s", e.space[4:]), SpaceID: e.space, AudienceID: "aud_1", DestinationID: "wh_1",
-			Version: 2, StartAt: at, CreatedAt: at, CreatedBy: "ops"}
+			Version: 2, StartAt: at, CreatedAt: at, CreatedBy: "ops", Secret: "0123456789abcdef0123456789abcdef"}
 		if got, err := s.Resync(ctx, r.ID); err != nil || got != nil {
 			t.Fatalf("before creation: %v, %v", got, err)
 		}
@@ -42,10 +42,24 @@ func TestStoreResyncs(t *testing.T) {
 		if err := s.SaveResyncProgress(ctx, r.ID, ps); err != nil {
 			t.Fatal(err)
 		}
+		// A late report older than what is stored does not replace it.
+		stale := []idsync.ResyncProgress{{Partition: 3, Done: 1, Total: 7, Instance: "old", Updated: time.Unix(1, 0)}}
+		fresh := []idsync.ResyncProgress{{Partition: 3, Done: 7, Total: 7, Finished: true, Instance: "b", Updated: time.Unix(100, 0)}}
+		if err := s.SaveResyncProgress(ctx, r.ID, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveResyncProgress(ctx, r.ID, stale); err != nil {
+			t.Fatal(err)
+		}
 		e.rdb.HSet(ctx, s.resyncProgressKey(r.ID), "9", "{not json")
 		back, err := s.ResyncProgress(ctx, r.ID)
 		if err != nil || len(back) != 2 {
 			t.Fatalf("ResyncProgress: %+v, %v", back, err)
+		}
+		for _, p := range back {
+			if p.Partition == 3 && (p.Instance != "b" || !p.Finished) {
+				t.Errorf("partition 3: %+v, want the newer report (instance b, finished)", p)
+			}
 		}
 
 		// Cancel, twice: the first time stays.
@@ -64,7 +78,7 @@ func TestStoreResyncs(t *testing.T) {
 		// A hostile stored value is unusable, never a crash or a wait.
 		for name, raw := range map[string]string{
 			"not json":   "{",
-			"other id":   `{"id":"rs_other","space_id":"s","audience_id":"a","destination_id":"d","start_at":"2026-06-01T00:00:00Z"}`,
+			"other id":   `{"id":"rs_other","space_id":"s","audience_id":"a","destination_id":"d","start_at":"2026-06-01T00:00:00Z","secret":"0123456789abcdef0123"}`,
 			"no start":   `{"id":"rs_bad","space_id":"s","audience_id":"a","destination_id":"d"}`,
 			"wrong type": "",
 		} {
