@@ -111,6 +111,12 @@ test-cluster:
 	rm -f $(CLUSTER_REPORT)
 	IDSYNC_TEST_RELIABILITY_REPORT=$(abspath $(CLUSTER_REPORT)) bash deploy/local/test-cluster.sh
 
+# bench-resync: what a resync at the default rate costs the live stream, on
+# the real stack (e2e/resync_perf_test.go; figures in docs/performance.md).
+.PHONY: bench-resync
+bench-resync: build
+	IDSYNC_TEST_RESYNC_PERF=1 bash deploy/local/test.sh -run '^TestResyncLiveEffect$$' -v ./e2e/
+
 .PHONY: test-reliability fuzz
 test-reliability:
 	rm -f $(RELIABILITY_REPORT)
