@@ -230,8 +230,10 @@ type Pipeline struct {
 	// pacedMu guards paced: the rebalance callbacks run beside the loop.
 	pacedMu sync.Mutex
 	// heads and headMore say, for the batch in hand, which partitions (by
-	// index) start with a control record, and whether records followed it.
+	// index) start with a control record, and whether records followed it;
+	// inline are the control records handled where they are (copied on).
 	heads, headMore map[int]bool
+	inline          map[*kgo.Record]bool
 	// onCommit are what the batch in hand changes in the resyncs' state
 	// once it is committed (dropped when it is not).
 	onCommit []commitAction
@@ -311,6 +313,7 @@ func New(cfg Config, src ConnectionSource, reg prometheus.Registerer, log *slog.
 		lagNow:   make(chan struct{}, 1),
 		rs:       newResyncs(),
 		paced:    map[topicPartition]time.Time{},
+		inline:   map[*kgo.Record]bool{},
 	}
 	if err := p.newClient(); err != nil {
 		return nil, fmt.Errorf("pipeline: creating kafka client: %w", err)
@@ -697,10 +700,21 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	// partition's records: everything before it is committed by then, so
 	// the membership it reads is the partition's up to it.
 	p.heads, p.headMore = map[int]bool{}, map[int]bool{}
+	clear(p.inline)
+	// While the rate limit allows no step, a control record with records
+	// behind it is only copied to the end of its partition (deferControl):
+	// that needs no consistent membership, so it is handled where it is,
+	// without cutting the batch (which would cost the live records behind
+	// it a batch cycle each time).
+	limited := p.stepWait() > 0
 	for i := range parts {
 		pt := &parts[i]
 		for j, r := range pt.Records {
 			if !isControl(r) {
+				continue
+			}
+			if limited && j < len(pt.Records)-1 {
+				p.inline[r] = true
 				continue
 			}
 			if j > 0 {

@@ -41,6 +41,9 @@ type work struct {
 	// when produced; more: records of its partition followed it in the
 	// fetch.
 	control, more bool
+	// inline: a control record handled where it is, only copied on (see
+	// batch).
+	inline bool
 	// ev is the decoded event (for its membership record).
 	ev *idsync.Event
 	// decodeErr, else connErr (its configuration cannot be read, or can
@@ -87,6 +90,13 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 	for i, pt := range parts {
 		for _, r := range pt.Records {
 			all = append(all, work{rec: r, part: i})
+		}
+		if len(p.inline) > 0 {
+			for k := len(all) - len(pt.Records); k < len(all); k++ {
+				if p.inline[all[k].rec] {
+					all[k].control, all[k].more, all[k].inline = true, true, true
+				}
+			}
 		}
 		if p.heads[i] {
 			// A control record is alone in its partition's records (see
@@ -137,7 +147,7 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 		// window: their results are dropped now to keep the bound.
 		for k := end; k < to; k++ {
 			if all[k].done {
-				all[k] = work{rec: all[k].rec, part: all[k].part, control: all[k].control, more: all[k].more}
+				all[k] = work{rec: all[k].rec, part: all[k].part, control: all[k].control, more: all[k].more, inline: all[k].inline}
 			}
 		}
 		w.end = end
@@ -251,7 +261,7 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 		return &stop{rec: rec, shutdown: true} // past the shutdown deadline: leave the rest uncommitted
 	}
 	if w.control {
-		return p.control(ctx, a, rec, w.more)
+		return p.control(ctx, a, rec, w.more, w.inline)
 	}
 	var code idsync.Code
 	var msg string

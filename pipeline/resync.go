@@ -296,6 +296,20 @@ func (p *Pipeline) touch(part int32, ev *idsync.Event) {
 	}
 }
 
+// stepWait is how long until the rate limit allows a whole step (0: now),
+// without taking it.
+func (p *Pipeline) stepWait() time.Duration {
+	if p.rs.filled.IsZero() || len(p.rs.cursors) == 0 && p.rs.tokens >= float64(p.cfg.ResyncStepMembers) {
+		return 0
+	}
+	step := float64(p.cfg.ResyncStepMembers)
+	tokens := min(p.rs.tokens+time.Since(p.rs.filled).Seconds()*p.cfg.ResyncRate, max(p.cfg.ResyncRate, step))
+	if tokens >= step {
+		return 0
+	}
+	return time.Duration((step - tokens) / p.cfg.ResyncRate * float64(time.Second))
+}
+
 // takeStep returns 0 when the instance's rate limit allows a whole step
 // now, else how long until it does.
 func (p *Pipeline) takeStep() time.Duration {
@@ -326,7 +340,11 @@ const resyncWait = time.Second
 // records; more says whether records followed it in the fetch. It returns
 // nil once the record is handled (its offset may be committed), or why the
 // partition stops at it.
-func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more bool) *stop {
+//
+// inline is set for a control record handled in the middle of its
+// partition's records, while the rate limit allows no step (see batch): it
+// is checked, then copied on, or dropped as a copy of a step already made.
+func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more, inline bool) *stop {
 	c, err := parseControl(rec)
 	if err != nil {
 		return p.deadLetterRecord(ctx, a, rec, idsync.CodeMalformedJSON, err.Error())
@@ -376,6 +394,12 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more b
 	if !hmac.Equal([]byte(c.MAC), []byte(c.mac(job.Secret, rec.Partition))) {
 		return p.deadLetterRecord(ctx, a, rec, idsync.CodeSchemaViolation,
 			"resync control record: its mac does not match resync "+c.ResyncID+" (not written by idsync for this resync and partition)")
+	}
+	if inline {
+		if cur := p.rs.cursors[k]; cur != nil && c.Step <= cur.maxStep {
+			return nil // a copy from a redelivery: this chain went on already
+		}
+		return p.deferControl(ctx, a, rec, c, true, 0, job.Secret)
 	}
 	if now := p.cfg.Now(); now.Before(job.StartAt) {
 		// Not yet: the snapshot is taken at the start time, so that the
