@@ -48,21 +48,21 @@ func redisSettingsError(err error, r config.Redis) *SettingsError {
 	switch {
 	case strings.Contains(msg, "tls: certificate required"):
 		if r.TLS.CertFile == "" {
-			return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("Redis requires a client certificate (mutual TLS): set redis.tls.cert_file and redis.tls.key_file (%w)", err)}
+			return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("the Redis server requires a client certificate (mutual TLS): set redis.tls.cert_file and redis.tls.key_file (%w)", err)}
 		}
-		return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("Redis did not accept the client certificate: %w", err)}
+		return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("the Redis server did not accept the client certificate: %w", err)}
 	case strings.Contains(msg, "tls: bad certificate"), strings.Contains(msg, "tls: unknown certificate authority"),
 		strings.Contains(msg, "tls: certificate expired"), strings.Contains(msg, "tls: unsupported certificate"):
-		return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("Redis refused the client certificate: %w", err)}
+		return &SettingsError{Setting: "redis.tls.cert_file", Err: fmt.Errorf("the Redis server refused the client certificate: %w", err)}
 	case errors.As(err, &herr), strings.Contains(msg, "x509: certificate is valid for"):
 		return &SettingsError{Setting: "redis.tls.server_name", Err: fmt.Errorf("the Redis server's certificate does not name the address dialled: %w", err)}
 	case errors.As(err, &verr), strings.Contains(msg, "x509: "):
 		return &SettingsError{Setting: "redis.tls.ca_file", Err: fmt.Errorf("the Redis server's certificate cannot be verified: %w", err)}
 	case errors.As(err, &rerr), strings.Contains(msg, "first record does not look like a TLS handshake"):
-		return &SettingsError{Setting: "redis.tls.enabled", Err: fmt.Errorf("Redis does not answer with TLS: %w", err)}
+		return &SettingsError{Setting: "redis.tls.enabled", Err: fmt.Errorf("the Redis server does not answer with TLS: %w", err)}
 	case redis.HasErrorPrefix(err, "WRONGPASS"), redis.HasErrorPrefix(err, "NOAUTH"),
 		strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"):
-		return &SettingsError{Setting: "redis.password", Err: fmt.Errorf("Redis refused the credentials of redis.username and redis.password: %w", err)}
+		return &SettingsError{Setting: "redis.password", Err: fmt.Errorf("the Redis server refused the credentials of redis.username and redis.password: %w", err)}
 	}
 	return nil
 }
