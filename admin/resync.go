@@ -147,6 +147,22 @@ func (s *Server) startResync(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 func (s *Server) getResync(w http.ResponseWriter, r *http.Request, c *call) {
+	s.oneResync(w, r, c, "get resync", func(id string) (*idsync.Resync, error) { return s.opt.Resyncs.Get(r.Context(), id) })
+}
+
+func (s *Server) cancelResync(w http.ResponseWriter, r *http.Request, c *call) {
+	s.oneResync(w, r, c, "cancel resync", func(id string) (*idsync.Resync, error) {
+		job, err := s.opt.Resyncs.Cancel(r.Context(), id, s.opt.Now())
+		if errors.Is(err, idsync.ErrNotFound) {
+			return nil, nil
+		}
+		return job, err
+	})
+}
+
+// oneResync serves a call on /v1/resyncs/{id}: the id checked, op's
+// resync (nil: 404) shown with its progress.
+func (s *Server) oneResync(w http.ResponseWriter, r *http.Request, c *call, name string, op func(id string) (*idsync.Resync, error)) {
 	if !s.resyncsOrUnavailable(w) {
 		return
 	}
@@ -155,39 +171,13 @@ func (s *Server) getResync(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, "invalid id in the path", []idsync.Problem{{Field: "id", Message: "must be a resync id"}})
 		return
 	}
-	job, err := s.opt.Resyncs.Get(r.Context(), id)
+	job, err := op(id)
 	if err != nil {
-		s.storeError(w, c, "get resync", err)
+		s.storeError(w, c, name, err)
 		return
 	}
 	if job == nil {
 		writeError(w, http.StatusNotFound, "resync not found", nil)
-		return
-	}
-	ps, err := s.opt.Resyncs.Progress(r.Context(), id)
-	if err != nil {
-		s.storeError(w, c, "resync progress", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.resyncView(*job, ps))
-}
-
-func (s *Server) cancelResync(w http.ResponseWriter, r *http.Request, c *call) {
-	if !s.resyncsOrUnavailable(w) {
-		return
-	}
-	id := r.PathValue("id")
-	if !idsync.ValidResyncID(id) {
-		writeError(w, http.StatusBadRequest, "invalid id in the path", []idsync.Problem{{Field: "id", Message: "must be a resync id"}})
-		return
-	}
-	job, err := s.opt.Resyncs.Cancel(r.Context(), id, s.opt.Now())
-	if err != nil {
-		if errors.Is(err, idsync.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "resync not found", nil)
-			return
-		}
-		s.storeError(w, c, "cancel resync", err)
 		return
 	}
 	ps, err := s.opt.Resyncs.Progress(r.Context(), id)

@@ -383,7 +383,11 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more, 
 	}
 	if job == nil || job.Cancelled() {
 		p.dropCursor(k)
-		p.cancelProgress(c.ResyncID, rec.Partition)
+		if job != nil {
+			// (A resync that does not exist gets no progress: a record
+			// naming any id would otherwise make one.)
+			p.cancelProgress(c.ResyncID, rec.Partition)
+		}
 		if job == nil {
 			p.m.resyncIgnored.Inc()
 			p.log.Warn("resync control record ignored: no such resync", "resync_id", c.ResyncID,

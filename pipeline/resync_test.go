@@ -370,3 +370,91 @@ func TestResyncHostileControlRecords(t *testing.T) {
 		t.Errorf("idsync_resync_control_ignored_total = %v, want 1 (the unknown resync)", n)
 	}
 }
+
+// TestResyncCancel: a resync cancelled while it runs sends nothing more:
+// each partition's chain ends at its next control record, its progress
+// shows it cancelled, and the live stream goes on.
+func TestResyncCancel(t *testing.T) {
+	e, _ := kfakeEnv(t, 1)
+	e.createInput(t, 2)
+	src := resyncSource(t)
+	var values [][]byte
+	for n := range 400 {
+		values = append(values, memberEvent(n, "entered", testNow.Add(-time.Minute)))
+	}
+	produceInputs(t, e, values)
+	job := &idsync.Resync{ID: "rs_cancel", SpaceID: "spa", AudienceID: "aud_rs", DestinationID: "wh_rs", Version: 2,
+		StartAt: testNow.Add(-time.Second), Secret: "0123456789abcdef0123456789abcdef"}
+	jobs := &fakeResyncs{m: map[string]*idsync.Resync{"rs_cancel": job}}
+	r := start(t, e, src, func(c *Config) {
+		c.MembershipTopic = e.prefix + ".membership"
+		c.Resyncs = jobs
+		c.ResyncRate = 20 // a step of 10 every half second: slow enough to cancel mid-way
+		c.ResyncStepMembers = 10
+	})
+	dest := e.prefix + ".dest.wh_rs"
+	readDest(t, e, dest, false, func(rs []destRecord) bool { return len(rs) >= 400 })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), ResyncStartRecords(e.input(), 2, job)...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var done int64
+		for _, p := range r.p.ResyncProgress("rs_cancel") {
+			done += p.Done
+		}
+		if done >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the resync did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	at := testNow
+	jobs.mu.Lock()
+	cancelled := *job
+	cancelled.CancelledAt = &at
+	jobs.m["rs_cancel"] = &cancelled
+	jobs.mu.Unlock()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		ps := r.p.ResyncProgress("rs_cancel")
+		n := 0
+		for _, p := range ps {
+			if p.Cancelled {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("progress after the cancel: %+v, want both partitions cancelled", ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	count := func() int {
+		n := 0
+		for _, d := range readDest(t, e, dest, false, func(rs []destRecord) bool { return len(rs) >= 400 }) {
+			if d.resync != "" {
+				n++
+			}
+		}
+		return n
+	}
+	before := count()
+	time.Sleep(2 * time.Second) // steps would come every half second
+	if after := count(); after != before || before >= 400 {
+		t.Errorf("resync records: %d at the cancel, %d two seconds later (of 400 members): want it stopped", before, after)
+	}
+	// The live stream goes on.
+	produceInputs(t, e, [][]byte{memberEvent(9999, "entered", testNow)})
+	readDest(t, e, dest, false, func(rs []destRecord) bool { return len(rs) >= 401+before })
+	alive(t, r)
+}
