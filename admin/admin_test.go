@@ -371,7 +371,8 @@ func TestStoreErrors(t *testing.T) {
 	}
 	h.srv.st = conflict
 
-	// A store failure: 500 "internal error", the cause in the log only.
+	// A store failure: 500 saying the store failed and what to do, the
+	// cause in the log only.
 	h.srv.st = h.st
 	for _, call := range []struct{ method, path, body string }{
 		{"GET", path, ""}, {"PUT", path, fbConfig}, {"DELETE", path, ""}, {"GET", base, ""}, {"GET", path + "/history", ""},
@@ -380,9 +381,16 @@ func TestStoreErrors(t *testing.T) {
 		h.st.failNext = errors.New("redis: connection refused")
 		h.st.mu.Unlock()
 		e := expectError(t, h.do(call.method, call.path, writeSecret, call.body), http.StatusInternalServerError)
-		if e.Error != "internal error" {
+		if !strings.Contains(e.Error, "configuration store (Redis) failed") || strings.Contains(e.Error, "connection refused") {
 			t.Errorf("%s %s: %q", call.method, call.path, e.Error)
 		}
+	}
+	// An edit the replicas did not confirm says so.
+	h.st.mu.Lock()
+	h.st.failNext = fmt.Errorf("%w: store: WAIT 1: 0 replicas", ErrNotConfirmed)
+	h.st.mu.Unlock()
+	if e := expectError(t, h.do("PUT", path, writeSecret, fbConfig), http.StatusInternalServerError); !strings.Contains(e.Error, "may be lost in a failover") {
+		t.Errorf("an unconfirmed edit: %q", e.Error)
 	}
 	logs := h.logs.String()
 	if !strings.Contains(logs, "redis: connection refused") {

@@ -276,8 +276,11 @@ func (s *Server) storeError(w http.ResponseWriter, c *call, op string, err error
 		// fault, and not a failure to hide behind "internal error".
 		writeError(w, http.StatusConflict, "the stored record cannot be used and is left unchanged; repair it as docs/store.md says (Repairing a stored record)",
 			[]idsync.Problem{{Field: "stored_record", Message: err.Error()}})
+	case errors.Is(err, ErrNotConfirmed):
+		s.log.Error("admin: edit not confirmed", "route", c.route, "op", op, "err", err)
+		writeError(w, http.StatusInternalServerError, "the edit was written to the Redis master, but not enough replicas confirmed it (redis.replica_acks) in time: it may be lost in a failover; read the connection again, and retry if it is not there", nil)
 	default:
 		s.log.Error("admin: store failure", "route", c.route, "op", op, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error", nil)
+		writeError(w, http.StatusInternalServerError, "the configuration store (Redis) failed or could not be reached (the cause is in the server log): an edit may or may not have been applied; read the connection again before retrying", nil)
 	}
 }

@@ -70,4 +70,8 @@ var (
 	// ErrInvalidKey means the store refused a space, audience or
 	// destination id (400).
 	ErrInvalidKey = errors.New("invalid connection key")
+	// ErrNotConfirmed means an edit was written but not confirmed as the
+	// store asks (e.g. not yet on enough Redis replicas): it may be lost in
+	// a failover (500, saying so).
+	ErrNotConfirmed = errors.New("edit not confirmed by the store")
 )

@@ -63,6 +63,8 @@ func adminError(err error) error {
 		return fmt.Errorf("%w: %w", admin.ErrPreconditionFailed, err)
 	case errors.Is(err, store.ErrInvalidKey):
 		return fmt.Errorf("%w: %w", admin.ErrInvalidKey, err)
+	case errors.Is(err, store.ErrNotReplicated):
+		return fmt.Errorf("%w: %w", admin.ErrNotConfirmed, err)
 	}
 	return err
 }
