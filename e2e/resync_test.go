@@ -238,6 +238,19 @@ func testResyncBinary(t *testing.T, delivery string) {
 	ins[0] = s.launch("a", extra...)
 	t.Logf("killed instance a at %d/%d members", half.Done, half.Total)
 
+	// The API first, with a deadline (a resync that never finishes fails
+	// the test instead of hanging it), then the CLI's --wait.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if r, ok := ins[1].getResync(started.ID); ok && r.State != "running" && r.State != "scheduled" {
+			break
+		}
+		if time.Now().After(deadline) {
+			r, _ := ins[1].getResync(started.ID)
+			t.Fatalf("resync %s not finished within 3 minutes of the kill: %+v", started.ID, r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	code, stdout, stderr = ins[1].cli("", "config", "resync-status", started.ID, "--wait", "-o", "json")
 	if code != 0 {
 		t.Fatalf("idsync config resync-status --wait: exit %d: %s", code, stderr)

@@ -705,7 +705,8 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	// behind it is only copied to the end of its partition (deferControl):
 	// that needs no consistent membership, so it is handled where it is,
 	// without cutting the batch (which would cost the live records behind
-	// it a batch cycle each time).
+	// it a batch cycle each time). Not a start record: its snapshot is
+	// taken where it is.
 	limited := p.stepWait() > 0
 	for i := range parts {
 		pt := &parts[i]
@@ -713,7 +714,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 			if !isControl(r) {
 				continue
 			}
-			if limited && j < len(pt.Records)-1 {
+			if limited && j < len(pt.Records)-1 && !isStart(r) {
 				p.inline[r] = true
 				continue
 			}

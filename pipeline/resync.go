@@ -90,6 +90,13 @@ func ResyncStartRecords(topic string, partitions int32, r *idsync.Resync) []*kgo
 	return out
 }
 
+// isStart reports whether rec is a resync's start record (a control record
+// of step 0).
+func isStart(rec *kgo.Record) bool {
+	c, err := parseControl(rec)
+	return err == nil && c.Step == 0
+}
+
 // isControl reports whether rec is one of idsync's control records.
 func isControl(rec *kgo.Record) bool {
 	for _, h := range rec.Headers {
@@ -135,6 +142,12 @@ type Resyncs interface {
 	// Resync returns the resync named id, nil (and no error) when there is
 	// none. An error means it cannot be read now: the partition waits.
 	Resync(ctx context.Context, id string) (*idsync.Resync, error)
+}
+
+// ProgressSaver is what Resyncs may also do: record progress at once (the
+// end of a partition's resync, which nothing would report again).
+type ProgressSaver interface {
+	SaveResyncProgress(ctx context.Context, id string, ps []idsync.ResyncProgress) error
 }
 
 // cursorKey names a resync on one partition.
@@ -450,10 +463,17 @@ func (p *Pipeline) control(ctx context.Context, a *acks, rec *kgo.Record, more, 
 	// Every attempt of a step covers the same members (a whole step, or
 	// what is left): a retried step and the record its first attempt may
 	// have left then say the same, and the later one is a copy.
+	want := p.cfg.ResyncStepMembers
 	if wait := p.takeStep(); wait > 0 {
-		return p.deferControl(ctx, a, rec, c, more, wait, job.Secret)
+		if c.Step > 0 {
+			return p.deferControl(ctx, a, rec, c, more, wait, job.Secret)
+		}
+		// A start record is not put off: the snapshot is the membership
+		// here, before the live records behind it. Its first members wait
+		// for the rate in the next control record.
+		want = 0
 	}
-	return p.step(ctx, a, rec, cur, c, p.cfg.ResyncStepMembers)
+	return p.step(ctx, a, rec, cur, c, want)
 }
 
 // deferControl leaves a control record for later: with records behind it,
@@ -724,6 +744,7 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 		cur.pos, cur.pending = c.Next, nil
 	}
 	next, done, sent := c.Next, c.Done, int64(0)
+	var todo []*kgo.Record // the step's members to send
 	passed := 0
 	now := p.cfg.Now()
 	for passed < want && next < cur.end {
@@ -770,11 +791,7 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 		if _, ok := cur.touched[h]; ok {
 			continue
 		}
-		n, s := p.resend(ctx, a, rec, r, job, conn, topic, now)
-		if s != nil {
-			return s
-		}
-		sent += int64(n)
+		todo = append(todo, r)
 	}
 	cur.pos = next
 	if next >= cur.end && len(cur.pending) == 0 {
@@ -790,6 +807,23 @@ func (p *Pipeline) step(ctx context.Context, a *acks, rec *kgo.Record, cur *curs
 	nc := resyncControl{ResyncID: c.ResyncID, Step: c.Step + 1, End: cur.end, Next: next, Done: done, Total: cur.total}
 	nc.MAC = nc.mac(job.Secret, rec.Partition)
 	finished := next >= cur.end
+	if finished {
+		// The partition's end is recorded before anything of the last step
+		// is produced: no control record follows it, so a report lost with
+		// this instance would leave the resync running for ever. (Redo after
+		// a failed batch reports it again.)
+		if saver, ok := p.cfg.Resyncs.(ProgressSaver); ok {
+			fin := idsync.ResyncProgress{Partition: rec.Partition, Done: done, Total: cur.total, Finished: true,
+				Instance: p.cfg.TransactionalID, Updated: time.Now()}
+			if err := saver.SaveResyncProgress(ctx, job.ID, []idsync.ResyncProgress{fin}); err != nil {
+				return &stop{rec: rec, reason: WaitConfig, cause: fmt.Errorf("recording the end of resync %s: %w", job.ID, err)}
+			}
+		}
+	}
+	for _, r := range todo {
+		n, _ := p.resend(ctx, a, rec, r, job, conn, topic, now)
+		sent += int64(n)
+	}
 	if p.sess != nil && (c.Step == 0 || finished) {
 		// The start and the end of the resync on this partition, recorded
 		// in the membership partition in the chain's transactions: a second
