@@ -15,9 +15,9 @@
 # use those. Otherwise this script installs what is missing (install.sh),
 # starts the missing service(s) with start.sh, points the variables at them,
 # and stops them with stop.sh when it exits, whether the tests pass or fail.
-# It also starts the three-node Kafka cluster of kafka-cluster.sh for the
-# short cluster tests (IDSYNC_TEST_CLUSTER=0 leaves it out; see the block
-# below). It exits with `go test`'s status.
+# With IDSYNC_TEST_CLUSTER=1 it also starts the three-node Kafka cluster of
+# kafka-cluster.sh for the short cluster tests (see the block below). It
+# exits with `go test`'s status.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -46,14 +46,15 @@ services=()
 
 # --- Kafka cluster (kafka-cluster.sh) -----------------------------------------
 # The cluster tests (e2e/cluster_*_test.go) run in their short versions when
-# the packages include ./e2e, no -run leaves them out, and IDSYNC_TEST_CLUSTER
-# is not 0: this block
-# starts the three-node cluster (with TLS) for them, unless
+# IDSYNC_TEST_CLUSTER=1, the packages include ./e2e and no -run leaves them
+# out: this block starts the three-node cluster (with TLS) for them, unless
 # IDSYNC_TEST_KAFKA_CLUSTER names one, and stop_started stops it. Without a
-# cluster they skip. They add about 4.5 minutes on 2 cores (docs/reliability.md).
+# cluster they skip. Off by default: on the 2-core CI machine three more JVMs
+# beside every other package's tests made the run take over 30 minutes;
+# `make test-cluster` runs them (docs/testing.md).
 cluster_started=0
 want_cluster=0
-if [[ -z "${IDSYNC_TEST_KAFKA_CLUSTER:-}" && "${IDSYNC_TEST_CLUSTER:-1}" != 0 ]]; then
+if [[ -z "${IDSYNC_TEST_KAFKA_CLUSTER:-}" && "${IDSYNC_TEST_CLUSTER:-0}" == 1 ]]; then
 	for p in "${pkgs[@]}"; do
 		case "$p" in
 		./... | ./e2e | ./e2e/ | ./e2e/... | "$module"/e2e | "$module"/...) want_cluster=1 ;;
