@@ -61,8 +61,9 @@ func hashMember(profile string) memberHash {
 }
 
 // membershipRecord is the membership record of the input record rec, whose
-// event is ev: its input value for an entry, a tombstone for an exit.
-func (p *Pipeline) membershipRecord(rec *kgo.Record, ev *idsync.Event) kgo.Record {
+// event is ev: its input value for an entry, a tombstone for an exit; src is
+// rec's source header.
+func (p *Pipeline) membershipRecord(rec *kgo.Record, ev *idsync.Event, src []byte) kgo.Record {
 	var value []byte
 	if ev.Action == idsync.ActionEntered {
 		value = rec.Value
@@ -75,7 +76,7 @@ func (p *Pipeline) membershipRecord(rec *kgo.Record, ev *idsync.Event) kgo.Recor
 		Partition: rec.Partition,
 		Key:       membershipKey(ev.SpaceID, ev.AudienceID, ev.SegmentID),
 		Value:     value,
-		Headers:   []kgo.RecordHeader{{Key: idsync.HeaderSource, Value: sourceHeader(rec)}},
+		Headers:   []kgo.RecordHeader{{Key: idsync.HeaderSource, Value: src}},
 		Timestamp: sourceTimestamp(rec),
 	}
 }

@@ -359,13 +359,14 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 		}
 	}
 	in := a.input(rec, n)
+	var src []byte // the source header, shared by the outputs and the membership record
 	if len(outs) > 0 {
 		// One allocation holds the input's output records with their
 		// headers and promise data; the source header, the trace context
 		// and the key (every output's key is the profile's segment_id) are
 		// shared.
 		prs := make([]producedRecord, len(outs))
-		src := sourceHeader(rec) // the client only reads headers
+		src = sourceHeader(rec) // the client only reads headers
 		ts := sourceTimestamp(rec)
 		var key []byte
 		for i := range outs {
@@ -398,7 +399,10 @@ func (p *Pipeline) emit(ctx context.Context, a *acks, w *work) *stop {
 	if w.ev != nil {
 		// The membership after this event, in the same transaction (or
 		// before the same commit) as its outputs.
-		m := p.membershipRecord(rec, w.ev)
+		if src == nil {
+			src = sourceHeader(rec)
+		}
+		m := p.membershipRecord(rec, w.ev, src)
 		a.control(ctx, rec, &m)
 		if len(p.rs.byPart) > 0 {
 			p.touch(rec.Partition, w.ev)

@@ -174,14 +174,7 @@ func testResync(t *testing.T, e *env, mode Delivery) {
 	jobs.mu.Lock()
 	jobs.m["rs_test-1"] = job
 	jobs.mu.Unlock()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), ResyncStartRecords(e.input(), 3, job)...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceTo(t, e, ResyncStartRecords(e.input(), 3, job)...)
 	waitProgress := func(min int64) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
@@ -342,14 +335,7 @@ func TestResyncHostileControlRecords(t *testing.T) {
 	for p := range int32(2) {
 		recs = append(recs, &kgo.Record{Topic: e.input(), Partition: p, Value: memberEvent(int(p), "entered", testNow.Add(-time.Minute))})
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceTo(t, e, recs...)
 	waitCommitted(t, e, 60*time.Second)
 	alive(t, r)
 	dest := readDest(t, e, e.prefix+".dest.wh_rs", false, func(rs []destRecord) bool { return len(rs) >= 2 })
@@ -394,14 +380,7 @@ func TestResyncCancel(t *testing.T) {
 	})
 	dest := e.prefix + ".dest.wh_rs"
 	readDest(t, e, dest, false, func(rs []destRecord) bool { return len(rs) >= 400 })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), ResyncStartRecords(e.input(), 2, job)...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceTo(t, e, ResyncStartRecords(e.input(), 2, job)...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var done int64
@@ -457,4 +436,17 @@ func TestResyncCancel(t *testing.T) {
 	produceInputs(t, e, [][]byte{memberEvent(9999, "entered", testNow)})
 	readDest(t, e, dest, false, func(rs []destRecord) bool { return len(rs) >= 401+before })
 	alive(t, r)
+}
+
+// produceTo writes recs to the partitions they name.
+func produceTo(t *testing.T, e *env, recs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 }
