@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idsync/idsync/idsync"
 )
@@ -237,6 +238,9 @@ type Pipeline struct {
 	// onCommit are what the batch in hand changes in the resyncs' state
 	// once it is committed (dropped when it is not).
 	onCommit []commitAction
+	// rebalanceWanted is set when a rebalance waits for the loop to allow
+	// it (BlockRebalanceOnPoll): no batch is kept in flight then.
+	rebalanceWanted atomic.Bool
 	// clMu guards cl and sess against the readers outside the loop (the
 	// lag refresher); only the loop replaces them (recover).
 	clMu sync.Mutex
@@ -328,6 +332,7 @@ func (p *Pipeline) newClient() error {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { p.rebalanceWanted.Store(true) }),
 	)
 	var (
 		sess *kgo.GroupTransactSession
@@ -607,6 +612,17 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 	if err := p.topics.dlq(hard); err != nil {
 		p.log.Warn("dead-letter topic not ready at start; dead letters wait for it", "topic", p.cfg.DLQTopic, "err", err)
 	}
+	// prev is an at_least_once batch whose acknowledgements overlap this
+	// poll and the next batch's processing (see overlap); settled before
+	// anything else is decided.
+	var prev *inflight
+	defer func() {
+		if prev != nil {
+			// Stopping: what is in flight is acknowledged and committed.
+			_ = p.settle(hard, prev)
+			p.allowRebalance()
+		}
+	}()
 	for ctx.Err() == nil {
 		if resume := p.waits.due(time.Now()); len(resume) > 0 {
 			// Their next fetch starts again at the record that waited.
@@ -621,6 +637,11 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		} else if p.anyPaced() {
 			pollCtx, cancel = context.WithTimeout(ctx, resyncWait/4)
 		}
+		if prev != nil {
+			// The poll ends when the batch in flight is acknowledged, at
+			// the latest: its offsets are committed then.
+			pollCtx, cancel = prev.pollContext(pollCtx, cancel)
+		}
 		var fetches kgo.Fetches
 		if p.sess != nil {
 			fetches = p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
@@ -629,6 +650,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		}
 		cancel()
 		if fetches.IsClientClosed() {
+			prev = nil // nothing can be committed any more
 			return nil
 		}
 		fetches.EachError(func(t string, part int32, err error) {
@@ -636,9 +658,24 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
-		err := p.batch(hard, fetches)
-		p.topics.purgeForgotten()
-		p.allowRebalance()
+		cur, err := p.start(hard, fetches)
+		if err == nil && prev != nil {
+			cur, err = p.settlePrev(hard, prev, cur)
+			prev = nil
+		}
+		if err == nil && cur != nil {
+			if p.overlap(ctx, cur) {
+				prev = cur
+				p.waits.inFlight(prev.since)
+			} else {
+				err = p.settle(hard, cur)
+			}
+		}
+		if prev == nil {
+			// Nothing in flight: the partitions may move now.
+			p.topics.purgeForgotten()
+			p.allowRebalance()
+		}
 		if errors.Is(err, errTxnStuck) && ctx.Err() == nil {
 			if err := p.recover(ctx, err); err != nil {
 				return err
@@ -652,7 +689,117 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 	return nil
 }
 
+// overlap says whether b may stay in flight while the next poll is made
+// and processed: only in at_least_once, only while no rebalance waits
+// (rebalances are allowed with nothing in flight), and only for a batch
+// that went through whole: none of its partitions stopped, none is probed,
+// no control record in it (their effects hold once committed). Any other
+// batch is settled at once, as exactly_once's always are.
+func (p *Pipeline) overlap(ctx context.Context, b *inflight) bool {
+	if p.sess != nil || ctx.Err() != nil || p.rebalanceWanted.Load() ||
+		len(b.probed) > 0 || len(p.heads) > 0 || len(p.inline) > 0 || len(p.onCommit) > 0 {
+		return false
+	}
+	for _, s := range b.stops {
+		if s != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// pollContext returns ctx ended as well once b's acknowledgements are all
+// in, and a cancel that ends it and calls cancel.
+func (b *inflight) pollContext(ctx context.Context, cancel context.CancelFunc) (context.Context, context.CancelFunc) {
+	c, stop := context.WithCancel(ctx)
+	go func() {
+		defer stop()
+		b.acks.wait()
+	}()
+	return c, func() { stop(); cancel() }
+}
+
+// settlePrev settles prev, the batch that was in flight while cur was
+// polled and produced. When every record of prev was acknowledged, its
+// offsets (the last of each partition's records, plus one) are committed
+// and cur goes on as it is. When one was not, cur's records may follow it
+// in the same partitions: cur is waited for too, and both are settled as
+// one batch (see merge), so that each partition goes on from its first
+// record not finished, as within a batch; nil is returned for cur then.
+func (p *Pipeline) settlePrev(hard context.Context, prev, cur *inflight) (*inflight, error) {
+	p.waits.inFlight(prev.since)
+	prev.acks.wait()
+	if len(prev.acks.failures()) == 0 {
+		offsets := map[string]map[int32]kgo.EpochOffset{}
+		for _, pt := range prev.parts {
+			last := pt.Records[len(pt.Records)-1]
+			setOffset(offsets, last, last.Offset+1)
+			p.waits.passed(topicPartition{pt.Topic, pt.Partition})
+		}
+		p.waits.inFlight(time.Time{})
+		if hard.Err() != nil {
+			return cur, nil // past the shutdown deadline: nothing more is committed
+		}
+		var commitErr error
+		p.cl.CommitOffsetsSync(hard, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				commitErr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, pt := range t.Partitions {
+					if err := kerr.ErrorForCode(pt.ErrorCode); err != nil && commitErr == nil {
+						commitErr = err
+					}
+				}
+			}
+		})
+		if commitErr != nil {
+			p.log.Warn("committing offsets", "err", commitErr)
+			return cur, nil
+		}
+		p.refusals.committed(p.cl.CommittedOffsets())
+		prev.acks.done()
+		return cur, nil
+	}
+	if cur == nil {
+		return nil, p.settle(hard, prev)
+	}
+	return nil, p.settle(hard, merge(prev, cur))
+}
+
+// merge makes one batch of prev (which went through whole, see overlap)
+// and cur, polled after it: a partition in both has prev's records, then
+// cur's.
+func merge(prev, cur *inflight) *inflight {
+	m := &inflight{probed: map[int]int64{}, since: prev.since}
+	index := map[topicPartition]int{}
+	for _, pt := range prev.parts {
+		index[topicPartition{pt.Topic, pt.Partition}] = len(m.parts)
+		m.parts = append(m.parts, pt)
+		m.stops = append(m.stops, nil)
+	}
+	for i, pt := range cur.parts {
+		j, ok := index[topicPartition{pt.Topic, pt.Partition}]
+		if ok {
+			recs := make([]*kgo.Record, 0, len(m.parts[j].Records)+len(pt.Records))
+			m.parts[j].Records = append(append(recs, m.parts[j].Records...), pt.Records...)
+		} else {
+			j = len(m.parts)
+			m.parts = append(m.parts, pt)
+			m.stops = append(m.stops, nil)
+		}
+		m.stops[j] = cur.stops[i]
+		if next, ok := cur.probed[i]; ok {
+			m.probed[j] = next
+		}
+	}
+	m.acks = joinAcks(prev.acks, cur.acks)
+	return m
+}
+
 func (p *Pipeline) allowRebalance() {
+	p.rebalanceWanted.Store(false)
 	if p.sess != nil {
 		p.sess.AllowRebalance()
 	} else {
@@ -660,9 +807,25 @@ func (p *Pipeline) allowRebalance() {
 	}
 }
 
-// batch processes one poll's records (see records), waits for every
-// produced record, decides for each partition where it goes on from, and
-// commits.
+// inflight is a batch whose records are all handed to the producer and
+// whose acknowledgements may still be coming (see start and settle).
+type inflight struct {
+	parts []kgo.FetchTopicPartition
+	// probed: partition index → the offset to go on from once the probed
+	// record (the partition's only one in the batch) passes.
+	probed map[int]int64
+	// stops: where records (processing, not producing) stopped each
+	// partition; nil for a partition handled whole.
+	stops []*stop
+	acks  *acks
+	since time.Time // when its records started to be produced
+}
+
+// A batch is one poll's records: start processes them (see records) and
+// hands what they give to the producer; settle waits for every produced
+// record, decides for each partition where it goes on from, and commits.
+// In at_least_once a batch that went through whole stays in flight while
+// the next poll is made and processed (see overlap).
 //
 // A partition goes on from its first record that could not be finished:
 // one whose configuration cannot be read, whose topic is missing, or one
@@ -674,7 +837,9 @@ func (p *Pipeline) allowRebalance() {
 // exactly_once a batch with a failed record is aborted whole (nothing of
 // it is committed, so no event is ever half-committed) and every partition
 // goes on from its committed offset.
-func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
+//
+// start returns nil when the poll holds no record.
+func (p *Pipeline) start(hard context.Context, fetches kgo.Fetches) (*inflight, error) {
 	var parts []kgo.FetchTopicPartition
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) > 0 {
@@ -682,7 +847,7 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 		}
 	})
 	if len(parts) == 0 {
-		return nil
+		return nil, nil
 	}
 	// A partition that waits after a failed produce is probed: only its
 	// stopped record is tried, until it passes. Otherwise every retry would
@@ -736,17 +901,25 @@ func (p *Pipeline) batch(hard context.Context, fetches kgo.Fetches) error {
 	p.onCommit = nil
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
-			return fmt.Errorf("beginning a transaction: %w", err)
+			return nil, fmt.Errorf("beginning a transaction: %w", err)
 		}
 	}
-	acks := newAcks(p)
-	p.waits.inFlight(time.Now())
-	stops := p.records(hard, acks, parts)
-	// Every record of the batch is produced: send what still lingers now.
-	// The batch waits for all its acknowledgements anyway, so lingering
-	// (kafka.producer_linger) would only add to every batch's wait and to
-	// every event's latency. In exactly_once this also learns every failure
-	// before deciding to commit or abort.
+	b := &inflight{parts: parts, probed: probed, acks: newAcks(p), since: time.Now()}
+	b.stops = p.records(hard, b.acks, parts)
+	return b, nil
+}
+
+// settle waits for b's acknowledgements, decides for each partition where
+// it goes on from, and commits (see start).
+func (p *Pipeline) settle(hard context.Context, b *inflight) error {
+	parts, probed, stops, acks := b.parts, b.probed, b.stops, b.acks
+	p.waits.inFlight(b.since)
+	// Every record of the batch is produced and the batch waits for them
+	// all now: send what still lingers (kafka.producer_linger would only
+	// add to the wait). In exactly_once this also learns every failure
+	// before deciding to commit or abort. A batch kept in flight (see
+	// overlap) is not flushed: its last records linger while the next
+	// poll is made, and leave with the next batch's first ones.
 	if err := p.cl.Flush(hard); err != nil && hard.Err() == nil {
 		p.log.Warn("flushing the batch's records", "err", err)
 	}

@@ -554,6 +554,9 @@ type acks struct {
 	// promise is a.onAck, made once per batch: every record of the batch
 	// shares it and carries what it needs in its recordMeta.
 	promise func(*kgo.Record, error)
+	// also is a later batch settled together with this one (see
+	// joinAcks); guarded by mu.
+	also *acks
 }
 
 // failure is one record that could not be produced.
@@ -841,15 +844,46 @@ func (a *acks) control(ctx context.Context, src, r *kgo.Record) {
 	a.produce(ctx, r)
 }
 
-// wait blocks until every promise of the batch has run.
-func (a *acks) wait() { a.wg.Wait() }
+// wait blocks until every promise of the batch (and of the batch joined
+// to it) has run.
+func (a *acks) wait() {
+	a.wg.Wait()
+	if also := a.joined(); also != nil {
+		also.wait()
+	}
+}
 
-// failures returns the records that could not be produced.
+// failures returns the records that could not be produced, the joined
+// batch's included.
 func (a *acks) failures() []failure {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.failed
+	if a.also == nil {
+		return a.failed
+	}
+	return append(append([]failure(nil), a.failed...), a.also.failures()...)
 }
 
-// done counts a committed batch.
-func (a *acks) done() { a.p.m.batches.Inc() }
+// done counts a committed batch (two when one was joined to it).
+func (a *acks) done() {
+	a.p.m.batches.Inc()
+	if also := a.joined(); also != nil {
+		also.done()
+	}
+}
+
+// joined returns the batch joined to a's, if any.
+func (a *acks) joined() *acks {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.also
+}
+
+// joinAcks makes a's wait, failures and done cover b's records too (two
+// batches settled as one, see merge), and returns a.
+func joinAcks(a, b *acks) *acks {
+	a.mu.Lock()
+	a.also = b
+	a.mu.Unlock()
+	return a
+}
