@@ -562,6 +562,9 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 				return nil, err
 			}
 			e.logf("latency  %-8s %d events at %.0f/s: p50 %.1f ms, p99 %.1f ms", kind, n, rate, ph.P50Ms, ph.P99Ms)
+			if d := ph.Latency; d != nil {
+				e.logf("         %-8s %s", kind, d.line())
+			}
 			target := &rep.Baseline
 			switch kind {
 			case "idsync":
@@ -569,7 +572,7 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 			case "cycle":
 				target = rep.Cycle
 			}
-			target.P50Ms, target.P99Ms = ph.P50Ms, ph.P99Ms
+			target.P50Ms, target.P99Ms, target.Latency = ph.P50Ms, ph.P99Ms, ph.Latency
 		}
 	}
 	return rep, nil
@@ -602,7 +605,9 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	sampler := startSampler(10 * time.Millisecond)
 	cpu0 := cpuTime()
 	busy0, total0 := machineCPU()
+	gc0 := markGC()
 	wall0 := time.Now()
+	reg := prometheus.NewRegistry()
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -616,7 +621,7 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	pprof.Do(ctx, pprof.Labels("loop", kind), func(context.Context) {
 		switch kind {
 		case "idsync":
-			run, err = e.idsyncLoop(in, group, tr, prometheus.NewRegistry())
+			run, err = e.idsyncLoop(in, group, tr, reg)
 		case "baseline":
 			if rawAvailable(e.cfg.Delivery) {
 				run, err = e.rawLoop(in, group, tr)
@@ -692,6 +697,12 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		P50Ms:             tr.lat.quantile(0.50),
 		P99Ms:             tr.lat.quantile(0.99),
 		JoinAndStartupSec: round3(start.Sub(wall0).Seconds()),
+	}
+	if paced {
+		d := &LatencyDetail{}
+		d.GCCycles, d.GCPauseMaxMs = gc0.since()
+		d.BatchPhases, d.Batches = batchPhases(reg)
+		ph.Latency = d
 	}
 	return ph, nil
 }

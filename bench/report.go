@@ -62,6 +62,8 @@ type Phase struct {
 	// JoinAndStartupSec is the time from the loop's start to its first
 	// fetched record (group join), left out of the throughput.
 	JoinAndStartupSec float64 `json:"join_and_startup_sec"`
+	// Latency is the evidence behind P50Ms and P99Ms (paced phase).
+	Latency *LatencyDetail `json:"latency,omitempty"`
 }
 
 func (p Phase) line() string {

@@ -30,6 +30,10 @@ type metrics struct {
 	clientRestarts prometheus.Counter
 	resyncMembers  prometheus.Counter
 	resyncIgnored  prometheus.Counter
+	// batchPhase is where a batch's time goes (see BatchPhases), the
+	// evidence for an end-to-end latency tail.
+	batchPhase *prometheus.HistogramVec
+	phaseOf    map[string]prometheus.Observer
 
 	// The labelled counters the per-record path uses, looked up once.
 	outputBy    map[idsync.DestinationType]prometheus.Counter
@@ -39,8 +43,32 @@ type metrics struct {
 	noConns     prometheus.Counter
 }
 
+// The phases of idsync_batch_phase_seconds.
+const (
+	// PhaseQueued is how old a batch's oldest record was when it was
+	// polled: time spent before idsync had it (in the topic, the fetch,
+	// the client's buffer while the batch before was handled).
+	PhaseQueued = "queued"
+	// PhaseProcess is decoding, resolving, Process and handing the
+	// records to the producer (which waits while its buffer is full).
+	PhaseProcess = "process"
+	// PhaseAcks is the wait for the batch's acknowledgements after it was
+	// handed over (zero when they were in before it was needed).
+	PhaseAcks = "acks"
+	// PhaseCommit is the offset commit, or the transaction's end.
+	PhaseCommit = "commit"
+)
+
+// BatchPhases are the phase label values of idsync_batch_phase_seconds.
+var BatchPhases = []string{PhaseQueued, PhaseProcess, PhaseAcks, PhaseCommit}
+
 func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 	m := &metrics{
+		batchPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "idsync_batch_phase_seconds",
+			Help:    "Time a batch of input records spends in each phase: queued (its oldest record's age when polled), process, acks (waiting for the acknowledgements), commit.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"phase"}),
 		input: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_input_records_total",
 			Help: "Input records read from the audience-membership topic.",
@@ -143,12 +171,16 @@ func newMetrics(reg prometheus.Registerer, w *waits) *metrics {
 	for _, r := range idsync.SkipReasons {
 		m.skipped.WithLabelValues(r)
 	}
+	m.phaseOf = map[string]prometheus.Observer{}
+	for _, ph := range BatchPhases {
+		m.phaseOf[ph] = m.batchPhase.WithLabelValues(ph)
+	}
 	for _, k := range []string{"assigned", "revoked", "lost"} {
 		m.rebalances.WithLabelValues(k)
 	}
 	reg.MustRegister(m.input, m.output, m.dlq, m.skipped, m.unmatched, m.invalid, m.processTime,
 		m.endToEnd, m.lag, m.missingTopics, m.batches, m.rebalances, m.produceErrors,
-		m.resyncCursors, m.resyncMembers, m.resyncIgnored, m.clientRestarts)
+		m.resyncCursors, m.resyncMembers, m.resyncIgnored, m.clientRestarts, m.batchPhase)
 	reg.MustRegister(waitingCollectors...)
 	return m
 }

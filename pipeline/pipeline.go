@@ -728,7 +728,9 @@ func (b *inflight) pollContext(ctx context.Context, cancel context.CancelFunc) (
 // record not finished, as within a batch; nil is returned for cur then.
 func (p *Pipeline) settlePrev(hard context.Context, prev, cur *inflight) (*inflight, error) {
 	p.waits.inFlight(prev.since)
+	waited := time.Now()
 	prev.acks.wait()
+	p.m.phaseOf[PhaseAcks].Observe(time.Since(waited).Seconds())
 	if len(prev.acks.failures()) == 0 {
 		offsets := map[string]map[int32]kgo.EpochOffset{}
 		for _, pt := range prev.parts {
@@ -741,6 +743,7 @@ func (p *Pipeline) settlePrev(hard context.Context, prev, cur *inflight) (*infli
 			return cur, nil // past the shutdown deadline: nothing more is committed
 		}
 		var commitErr error
+		defer p.observeSince(PhaseCommit, time.Now())
 		p.cl.CommitOffsetsSync(hard, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
 				commitErr = err
@@ -905,7 +908,15 @@ func (p *Pipeline) start(hard context.Context, fetches kgo.Fetches) (*inflight, 
 		}
 	}
 	b := &inflight{parts: parts, probed: probed, acks: newAcks(p), since: time.Now()}
+	oldest := b.since
+	for _, pt := range parts {
+		if ts := pt.Records[0].Timestamp; ts.Before(oldest) {
+			oldest = ts
+		}
+	}
+	p.m.phaseOf[PhaseQueued].Observe(max(b.since.Sub(oldest), 0).Seconds())
 	b.stops = p.records(hard, b.acks, parts)
+	p.m.phaseOf[PhaseProcess].Observe(time.Since(b.since).Seconds())
 	return b, nil
 }
 
@@ -920,10 +931,12 @@ func (p *Pipeline) settle(hard context.Context, b *inflight) error {
 	// before deciding to commit or abort. A batch kept in flight (see
 	// overlap) is not flushed: its last records linger while the next
 	// poll is made, and leave with the next batch's first ones.
+	waited := time.Now()
 	if err := p.cl.Flush(hard); err != nil && hard.Err() == nil {
 		p.log.Warn("flushing the batch's records", "err", err)
 	}
 	acks.wait()
+	p.m.phaseOf[PhaseAcks].Observe(time.Since(waited).Seconds())
 	p.waits.inFlight(time.Time{})
 
 	index := make(map[topicPartition]int, len(parts))
@@ -1006,7 +1019,10 @@ func (p *Pipeline) settle(hard context.Context, b *inflight) error {
 		p.cl.SetOffsets(rewind)
 		p.cl.PauseFetchPartitions(pause)
 	}
-	if err := p.cl.CommitUncommittedOffsets(hard); err != nil {
+	committing := time.Now()
+	err := p.cl.CommitUncommittedOffsets(hard)
+	p.observeSince(PhaseCommit, committing)
+	if err != nil {
 		// Typically a rebalance fenced us (the partitions moved): the new
 		// owner reprocesses from the last commit, which at-least-once allows.
 		p.log.Warn("committing offsets", "err", err)
@@ -1016,6 +1032,12 @@ func (p *Pipeline) settle(hard context.Context, b *inflight) error {
 	p.committed()
 	acks.done()
 	return nil
+}
+
+// observeSince observes the time since t in phase of
+// idsync_batch_phase_seconds.
+func (p *Pipeline) observeSince(phase string, t time.Time) {
+	p.m.phaseOf[phase].Observe(time.Since(t).Seconds())
 }
 
 // setOffset sets, in offsets, r's partition to offset (with r's leader
@@ -1129,7 +1151,9 @@ func (p *Pipeline) endTransaction(hard context.Context, acks *acks, failed bool,
 	// commit anyway; the pipeline stops with an error and the restarted
 	// process rejoins (the transaction is aborted).
 	endCtx, cancel := context.WithTimeout(hard, p.cfg.RebalanceTimeout)
+	ending := time.Now()
 	committed, err := p.sess.End(endCtx, try)
+	p.observeSince(PhaseCommit, ending)
 	cancel()
 	if len(pause) > 0 {
 		p.cl.PauseFetchPartitions(pause)

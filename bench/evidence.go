@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/idsync/idsync/pipeline"
+)
+
+// LatencyDetail is the evidence behind a loop's paced-phase latency: where
+// idsync's batches spent their time, and the Go collector's pauses.
+type LatencyDetail struct {
+	// BatchPhases is, for idsync, the p50 and p99 in ms of each phase of
+	// idsync_batch_phase_seconds (queued, process, acks, commit), read
+	// from the histogram's buckets (linear within a bucket, as PromQL's
+	// histogram_quantile).
+	BatchPhases map[string]Quantiles `json:"batch_phases,omitempty"`
+	// Batches is how many batches idsync observed.
+	Batches int `json:"batches,omitempty"`
+	// GCCycles and GCPauseMaxMs are this process's garbage collections
+	// during the phase and the longest stop-the-world pause among them.
+	GCCycles     int     `json:"gc_cycles"`
+	GCPauseMaxMs float64 `json:"gc_pause_max_ms"`
+}
+
+// Quantiles are a distribution's p50 and p99 in milliseconds.
+type Quantiles struct {
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+}
+
+// gcMark is the collector's state at a phase's start.
+type gcMark struct{ numGC uint32 }
+
+func markGC() gcMark {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return gcMark{ms.NumGC}
+}
+
+// since returns the collections since m and their longest pause (the
+// runtime keeps the last 256 pauses).
+func (m gcMark) since() (int, float64) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	n := int(ms.NumGC - m.numGC)
+	var longest uint64
+	for i := range min(n, len(ms.PauseNs)) {
+		longest = max(longest, ms.PauseNs[(int(ms.NumGC)-1-i+len(ms.PauseNs))%len(ms.PauseNs)])
+	}
+	return n, round3(float64(longest) / 1e6)
+}
+
+// batchPhases reads idsync_batch_phase_seconds from reg.
+func batchPhases(reg prometheus.Gatherer) (map[string]Quantiles, int) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, 0
+	}
+	out := map[string]Quantiles{}
+	batches := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "idsync_batch_phase_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			phase := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "phase" {
+					phase = l.GetValue()
+				}
+			}
+			h := m.GetHistogram()
+			if h.GetSampleCount() == 0 {
+				continue
+			}
+			if phase == pipeline.PhaseProcess {
+				batches = int(h.GetSampleCount())
+			}
+			out[phase] = Quantiles{P50Ms: round3(bucketQuantile(0.5, h) * 1000), P99Ms: round3(bucketQuantile(0.99, h) * 1000)}
+		}
+	}
+	return out, batches
+}
+
+// bucketQuantile estimates the q quantile of h as PromQL's
+// histogram_quantile does: linear within the bucket it falls in; the
+// highest finite bound when it falls in the +Inf bucket.
+func bucketQuantile(q float64, h *dto.Histogram) float64 {
+	bs := slices.Clone(h.GetBucket())
+	sort.Slice(bs, func(i, j int) bool { return bs[i].GetUpperBound() < bs[j].GetUpperBound() })
+	total := float64(h.GetSampleCount())
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for _, b := range bs {
+		upper, cum := b.GetUpperBound(), float64(b.GetCumulativeCount())
+		if cum >= rank {
+			if math.IsInf(upper, 1) {
+				return lower
+			}
+			if cum == below {
+				return upper
+			}
+			return lower + (upper-lower)*(rank-below)/(cum-below)
+		}
+		lower, below = upper, cum
+	}
+	return lower
+}
+
+// line is d in one line of text.
+func (d *LatencyDetail) line() string {
+	var b strings.Builder
+	for _, ph := range pipeline.BatchPhases {
+		if q, ok := d.BatchPhases[ph]; ok {
+			fmt.Fprintf(&b, "%s p50/p99 %.1f/%.1f ms, ", ph, q.P50Ms, q.P99Ms)
+		}
+	}
+	if d.Batches > 0 {
+		fmt.Fprintf(&b, "%d batches, ", d.Batches)
+	}
+	fmt.Fprintf(&b, "%d GCs (longest pause %.2f ms)", d.GCCycles, d.GCPauseMaxMs)
+	return b.String()
+}
