@@ -564,6 +564,16 @@ func TestReliabilitySlowDestination(t *testing.T) {
 	if _, err := s.adm.CreateTopic(ctx, 3, 1, map[string]*string{"cleanup.policy": &compact}, s.group()+".membership"); err != nil {
 		t.Fatal(err)
 	}
+	// Provisioned before idsync starts, as an operator does: a topic the
+	// controller created is not yet in every broker's metadata, and one
+	// idsync found missing at start would count in the gauge below.
+	var made []string
+	for _, c := range demo.Connections() {
+		if c.Destination != slowDest {
+			made = append(made, s.topicOf(c.Destination))
+		}
+	}
+	waitVisible(t, s, append(made, s.dlq(), s.group()+".membership")...)
 	const inflight = 16 << 20
 	in := s.start("a", "IDSYNC_KAFKA_CREATE_TOPICS=false", fmt.Sprint("IDSYNC_PROCESSING_MAX_INFLIGHT_BYTES=", inflight),
 		"IDSYNC_KAFKA_FETCH_MAX_BYTES=8388608")
@@ -891,5 +901,35 @@ func (s *stack) checkNoPII(t *testing.T, ins []*instance, inputs []input) {
 	}
 	if len(raw) == 0 {
 		t.Error("PII check saw no seeded values: it checked nothing")
+	}
+}
+
+// waitVisible waits until the broker's metadata has every topic with a
+// leader for each partition.
+func waitVisible(t *testing.T, s *stack, topics ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := s.adm.ListTopics(context.Background(), topics...)
+		ready := err == nil
+		for _, topic := range topics {
+			d, ok := md[topic]
+			if !ok || d.Err != nil || len(d.Partitions) == 0 {
+				ready = false
+				break
+			}
+			for _, p := range d.Partitions {
+				if p.Leader < 0 || p.Err != nil {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v not in the broker's metadata within 30s (err %v)", topics, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
