@@ -186,6 +186,8 @@ type planScratch struct {
 	lens     []int
 	ends     []int
 	envelope jsonBuf
+	// The destination's message id before its n (shaper.messageIDs).
+	idRaw, idQuoted jsonBuf
 }
 
 // planRecords computes the destination's records without writing them and

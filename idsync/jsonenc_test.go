@@ -19,7 +19,7 @@ func stringEndOneByteAtATime(s string, i int) int {
 // strOneByteAtATime is the byte-by-byte escaper that str's word-at-a-time
 // scan must agree with.
 func strOneByteAtATime(s string) string {
-	return string(jsonBuf{'"'}.escape(s))
+	return string(append(jsonBuf{'"'}.escape(s), '"'))
 }
 
 // TestJSONStringWordScan puts every byte that needs escaping, and a few

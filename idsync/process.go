@@ -163,7 +163,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.DeadLetters = append(res.DeadLetters, dl)
 			continue
 		}
-		sh.messageIDs(n)
+		sh.messageIDs(&sc.plan)
 		if res.Outputs == nil {
 			// Most connections give one or two records: room for one each
 			// saves growing the slice destination by destination.

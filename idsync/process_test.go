@@ -259,3 +259,34 @@ func TestReferenceTimeOfAReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessOutputsOwnTheirMemory checks that a result shares nothing with
+// the pooled scratch of Process: the records and message ids of one call are
+// unchanged by later calls, which reuse that scratch for other events.
+func TestProcessOutputsOwnTheirMemory(t *testing.T) {
+	conns := benchConnections(t)
+	ev, err := Decode(perEventInput, benchNow, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := Process(ev, conns, benchNow, DefaultOptions())
+	type kept struct{ id, value string }
+	want := make([]kept, len(first.Outputs))
+	for i, o := range first.Outputs {
+		want[i] = kept{strings.Clone(o.MessageID), string(o.Value)}
+		if !strings.HasPrefix(o.MessageID, ev.MessageID+":"+o.DestinationID+":") {
+			t.Fatalf("message id %q", o.MessageID)
+		}
+	}
+	other := *ev
+	other.MessageID = strings.Repeat("x", len(ev.MessageID))
+	other.ResyncID = "rs_other"
+	for range 8 {
+		Process(&other, conns, benchNow, DefaultOptions())
+	}
+	for i, o := range first.Outputs {
+		if o.MessageID != want[i].id || string(o.Value) != want[i].value {
+			t.Fatalf("output %d changed after later calls: %q %s", i, o.MessageID, o.Value)
+		}
+	}
+}

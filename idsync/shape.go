@@ -37,12 +37,10 @@ type shaper struct {
 	// where the open record starts in mem.b.
 	mem      *recordBuf
 	recStart int
-	// ids holds the destination's message ids, "<source>:<dest>:<n>" for
-	// every n, in one string; idPrefix is the length of "<source>:<dest>:".
-	ids      string
-	idPrefix int
-	// idNext is the n of the next record; idOff where its id starts in ids.
-	idNext, idOff int
+	// idQuoted is the destination's message id without its n, escaped
+	// and with its opening quote: `"<source>:<dest>:`; idRaw the same
+	// unescaped, without the quote.
+	idQuoted, idRaw []byte
 }
 
 // perCombination is the number of Segment messages per combination of
@@ -89,40 +87,25 @@ func (s *shaper) googleOperation() string {
 	return "create"
 }
 
-// messageIDs writes the message ids of the destination's n records into
-// one string, so that they cost one allocation together.
-func (s *shaper) messageIDs(n int) {
-	s.idPrefix = len(s.ev.MessageID) + resyncIDLen(s.ev) + len(s.dest) + 2
-	ids := make([]byte, 0, n*(s.idPrefix+decimalLen(n)))
-	for i := range n {
-		ids = appendIDBase(ids, s.ev)
-		ids = append(ids, ':')
-		ids = append(ids, s.dest...)
-		ids = append(ids, ':')
-		ids = strconv.AppendInt(ids, int64(i), 10)
+// messageIDs prepares the message ids of the destination's records,
+// "<source message_id>:<destination_id>:<n>" (with ":resync:<resync id>"
+// after the source message id for a resync): the text before n, raw and
+// escaped, in reused scratch.
+func (s *shaper) messageIDs(ps *planScratch) {
+	raw := appendIDBase(ps.idRaw[:0], s.ev)
+	raw = append(raw, ':')
+	raw = append(raw, s.dest...)
+	s.idRaw = append(raw, ':')
+	q := append(ps.idQuoted[:0], '"')
+	q = q.strBody(s.ev.MessageID)
+	if s.ev.ResyncID != "" {
+		q = append(q, resyncMark...)
+		q = q.strBody(s.ev.ResyncID)
 	}
-	s.ids = string(ids)
-}
-
-// messageID returns "<source message_id>:<destination_id>:<n>" (with
-// ":resync:<resync id>" after the source message id for a resync). Records
-// are opened in order, n = 0, 1, 2, …: the id is then the next substring of
-// the ids messageIDs wrote; any other n gets a string of its own.
-func (s *shaper) messageID(n int) string {
-	if n == s.idNext {
-		if end := s.idOff + s.idPrefix + decimalLen(n); end <= len(s.ids) {
-			id := s.ids[s.idOff:end]
-			s.idOff, s.idNext = end, n+1
-			return id
-		}
-	}
-	id := make([]byte, 0, s.idPrefix+8)
-	id = appendIDBase(id, s.ev)
-	id = append(id, ':')
-	id = append(id, s.dest...)
-	id = append(id, ':')
-	id = strconv.AppendInt(id, int64(n), 10)
-	return string(id)
+	q = append(q, ':')
+	q = q.strBody(s.dest)
+	s.idQuoted = append(q, ':')
+	ps.idRaw, ps.idQuoted = s.idRaw, s.idQuoted
 }
 
 // resyncMark is what a resync's message ids hold between the source message
@@ -160,12 +143,17 @@ func decimalLen(n int) int {
 }
 
 // open writes the envelope up to the payload's value and returns the buffer
-// and the record's message id.
-func (s *shaper) open(n int) (jsonBuf, string) {
-	id := s.messageID(n)
+// and where the record's quoted message id lies in it. The id itself goes
+// to the call's ids, which finish makes the outputs' MessageID.
+func (s *shaper) open(n int) (b jsonBuf, idFrom, idTo int) {
+	s.mem.ids = strconv.AppendInt(append(s.mem.ids, s.idRaw...), int64(n), 10)
+	s.mem.idEnds = append(s.mem.idEnds, len(s.mem.ids))
 	s.recStart = len(s.mem.b)
-	b := s.mem.b.litStr(`{"message_id":`, id)
-	return append(b, s.envelope...), id
+	b = s.mem.b.lit(`{"message_id":`)
+	idFrom = len(b)
+	b = strconv.AppendInt(append(b, s.idQuoted...), int64(n), 10)
+	b = append(b, '"')
+	return append(b, s.envelope...), idFrom, len(b)
 }
 
 // writeEnvelope appends the envelope's members after message_id, up to the
@@ -195,8 +183,9 @@ func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
 	return b.lit(`},"payload":`), msgID, dest
 }
 
-// close ends the envelope and appends the record.
-func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
+// close ends the envelope and appends the record (its MessageID is set by
+// finish).
+func (s *shaper) close(out []Output, b jsonBuf) []Output {
 	b = append(b, '}')
 	// The record's bytes for now; finish moves them to their final place.
 	s.mem.offs = append(s.mem.offs, s.recStart)
@@ -205,7 +194,6 @@ func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 		DestinationID:   s.dest,
 		DestinationType: s.cfg.DestinationType,
 		Key:             s.ev.SegmentID,
-		MessageID:       id,
 		ConfigVersion:   s.version,
 		Value:           b[s.recStart:],
 	})
@@ -231,7 +219,7 @@ func (s *shaper) facebook(out []Output) []Output {
 		if s.plan.ends != nil {
 			end = s.plan.ends[n]
 		}
-		b, id := s.open(n)
+		b, _, _ := s.open(n)
 		b = b.litStr(`{"external_audience_id":`, s.cfg.ExternalAudienceID)
 		b = b.litStr(`,"method":`, method)
 		b = b.lit(`,"schema":[`)
@@ -257,7 +245,7 @@ func (s *shaper) facebook(out []Output) []Output {
 			advance(idx, cols)
 		}
 		b = append(b, ']', '}')
-		out = s.close(out, b, id)
+		out = s.close(out, b)
 		start = end
 	}
 	return out
@@ -279,7 +267,7 @@ func advance(idx []int, cols [][]string) {
 // selected value, keys in plan order.
 func (s *shaper) google(out []Output) []Output {
 	op := s.googleOperation()
-	b, id := s.open(0)
+	b, _, _ := s.open(0)
 	b = b.litStr(`{"user_list_id":`, s.cfg.ExternalAudienceID)
 	b = b.litStr(`,"upload_key_type":`, s.cfg.Settings.UploadKeyType)
 	b = b.litStr(`,"operation":`, op)
@@ -297,7 +285,7 @@ func (s *shaper) google(out []Output) []Output {
 		}
 	}
 	b = append(b, ']', '}')
-	return s.close(out, b, id)
+	return s.close(out, b)
 }
 
 // segment writes Segment-spec messages for event destination types: for
@@ -341,13 +329,13 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	ev, cfg := s.ev, s.cfg
 	entered := ev.Action == ActionEntered
 	track := typ == "track"
-	b, id := s.open(n)
+	b, idFrom, idTo := s.open(n)
 	if track {
 		b = b.lit(`{"type":"track"`)
 	} else {
 		b = b.lit(`{"type":"identify"`)
 	}
-	b = b.litStr(`,"messageId":`, id)
+	b = append(b.lit(`,"messageId":`), b[idFrom:idTo]...) // the quoted id again
 	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
 	if track {
 		event := cfg.Settings.EnterEvent
@@ -409,7 +397,7 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 		b = b.litStr(`,"external_audience_id":`, cfg.ExternalAudienceID)
 	}
 	b = append(b, '}', '}', '}')
-	return s.close(out, b, id)
+	return s.close(out, b)
 }
 
 // displayName is the name Zendesk requires: traits.name, else first and
