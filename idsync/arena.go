@@ -33,6 +33,7 @@ type scratch struct {
 	sel   selection
 	plan  planScratch
 	sizes eventSizes
+	text  eventText
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
@@ -47,7 +48,8 @@ func getScratch() *scratch {
 // release returns s to the pool, unless a huge event made it large.
 func (s *scratch) release() {
 	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.rec.ids) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 &&
-		cap(s.plan.envelope) <= 64<<10 && cap(s.plan.idQuoted) <= 64<<10 {
+		cap(s.plan.envelope) <= 64<<10 && cap(s.plan.idQuoted) <= 64<<10 &&
+		cap(s.text.msgID)+cap(s.text.envelope)+cap(s.text.segment) <= 64<<10 {
 		s.sel.clear()
 		scratches.Put(s)
 	}

@@ -111,6 +111,8 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	mem, sel := &sc.rec, &sc.sel
 	sizes := &sc.sizes // in the scratch: a local would escape through the shaper
 	*sizes = eventSizes{}
+	text := &sc.text
+	text.haveEnvelope, text.haveSegment = false, false
 	ref := ev.ReferenceTime(now)
 	served := 0
 	for i := range conns {
@@ -143,7 +145,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
 			continue
 		}
-		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem, sizes: sizes}
+		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem, sizes: sizes, text: text}
 		if cfg.DestinationType == Zendesk {
 			sh.name = ev.Traits.displayName()
 		}

@@ -15,8 +15,10 @@ type shaper struct {
 	version int64
 	sel     *selection
 	opt     Options
-	// sizes are the event's lengths shared by its destinations (bounds.go).
+	// sizes are the event's lengths shared by its destinations, text
+	// their escaped values (bounds.go).
 	sizes *eventSizes
+	text  *eventText
 	// plan is what planRecords decided: the records' count and sizes.
 	plan recordPlan
 	// idLen is the quoted length of the destination's message ids without
@@ -161,20 +163,15 @@ func (s *shaper) open(n int) (b jsonBuf, idFrom, idTo int) {
 // It also returns the quoted lengths of the source message id and of the
 // destination id, which the message ids repeat.
 func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
-	ev := s.ev
+	ev, t := s.ev, s.text
+	t.fillEnvelope(ev)
+	b = append(b.lit(`,"source_message_id":`), t.msgID...)
+	msgID = len(t.msgID)
 	start := len(b)
-	b = b.litStr(`,"source_message_id":`, ev.MessageID)
-	msgID = len(b) - start - len(`,"source_message_id":`)
-	start = len(b)
 	b = b.litStr(`,"destination_id":`, s.dest)
 	dest = len(b) - start - len(`,"destination_id":`)
 	b = b.litStr(`,"destination_type":`, string(s.cfg.DestinationType))
-	b = b.litStr(`,"space_id":`, ev.SpaceID)
-	b = b.litStr(`,"audience_id":`, ev.AudienceID)
-	b = b.litStr(`,"audience_key":`, ev.AudienceKey)
-	b = b.litStr(`,"segment_id":`, ev.SegmentID)
-	b = b.litStr(`,"action":`, string(ev.Action))
-	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	b = append(b, t.envelope...) // space_id to timestamp
 	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
 	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
 	if ev.ResyncID != "" {
@@ -293,6 +290,7 @@ func (s *shaper) google(out []Output) []Output {
 // varying slowest) a track when send_track, then an identify when
 // send_identify.
 func (s *shaper) segment(out []Output) []Output {
+	s.text.fillSegment(s.ev)
 	cols := s.sel.values
 	combos := 1
 	for _, c := range cols {
@@ -336,7 +334,7 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 		b = b.lit(`{"type":"identify"`)
 	}
 	b = append(b.lit(`,"messageId":`), b[idFrom:idTo]...) // the quoted id again
-	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	b = append(b, s.text.timestamp...)
 	if track {
 		event := cfg.Settings.EnterEvent
 		if !entered {
@@ -355,13 +353,15 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	// Members of the properties (track) or traits (identify) object.
 	if track {
 		b = b.lit(`,"properties":{`)
-		b = b.litStr(`"audience_key":`, ev.AudienceKey)
+		b = append(b.lit(`"audience_key":`), s.text.audienceKey...)
 		if ev.AudienceKey != "audience_key" {
-			b = b.key(ev.AudienceKey, false).boolean(entered)
+			b = append(append(b, ','), s.text.audienceKey...)
+			b = append(b, ':').boolean(entered)
 		}
 	} else {
 		b = b.lit(`,"traits":{`)
-		b = b.key(ev.AudienceKey, true).boolean(entered)
+		b = append(b, s.text.audienceKey...)
+		b = append(b, ':').boolean(entered)
 	}
 	email := ""
 	for i, k := range keys {
@@ -389,10 +389,7 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 		}
 		b = b.lit(`},`)
 	}
-	b = b.litStr(`"personas":{"computation_class":`, ev.ComputationClass)
-	b = b.litStr(`,"computation_id":`, ev.AudienceID)
-	b = b.litStr(`,"computation_key":`, ev.AudienceKey)
-	b = b.litStr(`,"space_id":`, ev.SpaceID)
+	b = append(b, s.text.personas...)
 	if cfg.ExternalAudienceID != "" {
 		b = b.litStr(`,"external_audience_id":`, cfg.ExternalAudienceID)
 	}
