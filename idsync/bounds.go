@@ -262,7 +262,7 @@ func (s *shaper) planRecords(ps *planScratch) (DeadLetter, bool) {
 			lens = append(lens, quotedLen(v))
 		}
 	}
-	ps.lens = lens
+	ps.lens, s.lens = lens, lens
 	switch s.cfg.DestinationType {
 	case FacebookCustomAudiences:
 		return s.planFacebook(ps)
@@ -464,7 +464,7 @@ func (s *shaper) planFacebook(ps *planScratch) (DeadLetter, bool) {
 			at += len(s.sel.values[i])
 		}
 	}
-	s.ncols = k
+	s.ncols, s.starts = k, starts
 	if k == 0 {
 		// No key of the schema was selected: nothing to send.
 		s.plan = recordPlan{}

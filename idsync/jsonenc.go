@@ -150,6 +150,14 @@ func (b jsonBuf) escape(s string) jsonBuf {
 	return append(b, s[start:]...)
 }
 
+// plainStr appends s, which needs no escaping (a word of a fixed set, or a
+// value whose quotedLen is len(s)+2), as a JSON string.
+func (b jsonBuf) plainStr(s string) jsonBuf {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // key appends "k": after a comma when the object already has members.
 func (b jsonBuf) key(k string, first bool) jsonBuf {
 	if !first {

@@ -24,10 +24,15 @@ type shaper struct {
 	// idLen is the quoted length of the destination's message ids without
 	// their n.
 	idLen int
-	// Facebook: the schema keys sent and their values, ncols of them.
+	// Facebook: the schema keys sent and their values, ncols of them, and
+	// where each column's values start in lens.
 	schema [len(facebookSchemaOrder)]string
 	cols   [len(facebookSchemaOrder)][]string
+	starts [len(facebookSchemaOrder)]int
 	ncols  int
+	// lens are the quoted lengths of the selected values, key by key, as
+	// planRecords measured them.
+	lens []int
 	// name is what Zendesk gets as the profile's name ("" for the other
 	// types), worked out once for all the destination's messages.
 	name string
@@ -43,6 +48,8 @@ type shaper struct {
 	// and with its opening quote: `"<source>:<dest>:`; idRaw the same
 	// unescaped, without the quote.
 	idQuoted, idRaw []byte
+	// envelope[destAt:destEnd] is the quoted destination id.
+	destAt, destEnd int
 }
 
 // perCombination is the number of Segment messages per combination of
@@ -98,14 +105,18 @@ func (s *shaper) messageIDs(ps *planScratch) {
 	raw = append(raw, ':')
 	raw = append(raw, s.dest...)
 	s.idRaw = append(raw, ':')
-	q := append(ps.idQuoted[:0], '"')
-	q = q.strBody(s.ev.MessageID)
+	// Escaping works rune by rune (jsonBuf.strBody), so the escaped id is
+	// made of the parts the envelope already holds escaped: the quoted
+	// source message id without its closing quote, the destination id
+	// without its quotes.
+	msgID := s.text.msgID
+	q := append(ps.idQuoted[:0], msgID[:len(msgID)-1]...)
 	if s.ev.ResyncID != "" {
 		q = append(q, resyncMark...)
 		q = q.strBody(s.ev.ResyncID)
 	}
 	q = append(q, ':')
-	q = q.strBody(s.dest)
+	q = append(q, s.envelope[s.destAt+1:s.destEnd-1]...)
 	s.idQuoted = append(q, ':')
 	ps.idRaw, ps.idQuoted = s.idRaw, s.idQuoted
 }
@@ -167,13 +178,17 @@ func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
 	t.fillEnvelope(ev)
 	b = append(b.lit(`,"source_message_id":`), t.msgID...)
 	msgID = len(t.msgID)
-	start := len(b)
-	b = b.litStr(`,"destination_id":`, s.dest)
-	dest = len(b) - start - len(`,"destination_id":`)
-	b = b.litStr(`,"destination_type":`, string(s.cfg.DestinationType))
+	b = b.lit(`,"destination_id":`)
+	s.destAt = len(b)
+	b = b.str(s.dest)
+	s.destEnd = len(b)
+	dest = s.destEnd - s.destAt
+	// The type is a known one and the setup default or customized
+	// (unusableConfig): words that need no escaping.
+	b = b.lit(`,"destination_type":`).plainStr(string(s.cfg.DestinationType))
 	b = append(b, t.envelope...) // space_id to timestamp
 	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
-	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
+	b = b.lit(`,"setup":`).plainStr(string(s.cfg.Setup))
 	if ev.ResyncID != "" {
 		b = b.litStr(`,"resync_id":`, ev.ResyncID)
 	}
@@ -218,13 +233,13 @@ func (s *shaper) facebook(out []Output) []Output {
 		}
 		b, _, _ := s.open(n)
 		b = b.litStr(`{"external_audience_id":`, s.cfg.ExternalAudienceID)
-		b = b.litStr(`,"method":`, method)
+		b = b.lit(`,"method":`).plainStr(method)
 		b = b.lit(`,"schema":[`)
 		for i, k := range schema {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = b.str(k)
+			b = b.plainStr(k) // a key of facebookSchemaOrder
 		}
 		b = b.lit(`],"data":[`)
 		for r := start; r < end; r++ {
@@ -236,7 +251,7 @@ func (s *shaper) facebook(out []Output) []Output {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = b.str(c[idx[i]])
+				b = s.value(b, c[idx[i]], s.starts[i]+idx[i])
 			}
 			b = append(b, ']')
 			advance(idx, cols)
@@ -246,6 +261,16 @@ func (s *shaper) facebook(out []Output) []Output {
 		start = end
 	}
 	return out
+}
+
+// value appends the selected value v, whose quoted length is lens[at]:
+// as it is when that says it needs no escaping, without looking at it
+// again.
+func (s *shaper) value(b jsonBuf, v string, at int) jsonBuf {
+	if s.lens[at] == len(v)+2 {
+		return b.plainStr(v)
+	}
+	return b.str(v)
 }
 
 // advance moves the odometer idx to the next combination of cols, the last
@@ -266,19 +291,20 @@ func (s *shaper) google(out []Output) []Output {
 	op := s.googleOperation()
 	b, _, _ := s.open(0)
 	b = b.litStr(`{"user_list_id":`, s.cfg.ExternalAudienceID)
-	b = b.litStr(`,"upload_key_type":`, s.cfg.Settings.UploadKeyType)
-	b = b.litStr(`,"operation":`, op)
+	// The upload key type and the keys are words of googleUploadKeys
+	// (unusableConfig), the operation create or remove.
+	b = b.lit(`,"upload_key_type":`).plainStr(s.cfg.Settings.UploadKeyType)
+	b = b.lit(`,"operation":`).plainStr(op)
 	b = b.lit(`,"user_identifiers":[`)
-	first := true
+	at := 0
 	for i, k := range s.sel.keys {
 		for _, v := range s.sel.values[i] {
-			if !first {
+			if at > 0 {
 				b = append(b, ',')
 			}
-			first = false
-			b = append(b, '{')
-			b = b.field(k, v, true)
-			b = append(b, '}')
+			b = append(append(b, '{').plainStr(k), ':')
+			b = append(s.value(b, v, at), '}')
+			at++
 		}
 	}
 	b = append(b, ']', '}')
