@@ -34,6 +34,8 @@ type scratch struct {
 	plan  planScratch
 	sizes eventSizes
 	text  eventText
+	// outs are the call's outputs until Process copies them out.
+	outs []Output
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
@@ -42,15 +44,18 @@ func getScratch() *scratch {
 	s := scratches.Get().(*scratch)
 	s.rec.b, s.rec.offs = s.rec.b[:0], s.rec.offs[:0]
 	s.rec.ids, s.rec.idEnds = s.rec.ids[:0], s.rec.idEnds[:0]
+	s.outs = s.outs[:0]
 	return s
 }
 
 // release returns s to the pool, unless a huge event made it large.
 func (s *scratch) release() {
-	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.rec.ids) <= maxPooledRecordBuf && cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 &&
+	if cap(s.rec.b) <= maxPooledRecordBuf && cap(s.rec.ids) <= maxPooledRecordBuf && cap(s.outs) <= 1024 &&
+		cap(s.sel.cands) <= 1024 && cap(s.plan.lens) <= 4096 && cap(s.plan.ends) <= 4096 &&
 		cap(s.plan.envelope) <= 64<<10 && cap(s.plan.idQuoted) <= 64<<10 &&
 		cap(s.text.msgID)+cap(s.text.envelope)+cap(s.text.segment) <= 64<<10 {
 		s.sel.clear()
+		clear(s.outs) // no event's strings or records pinned
 		scratches.Put(s)
 	}
 }

@@ -166,21 +166,20 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			continue
 		}
 		sh.messageIDs(&sc.plan)
-		if res.Outputs == nil {
-			// Most connections give one or two records: room for one each
-			// saves growing the slice destination by destination.
-			res.Outputs = make([]Output, 0, max(n, len(conns)-i))
-		}
-		res.Outputs = slices.Grow(res.Outputs, n)
-		from := len(res.Outputs)
-		res.Outputs = sh.shape(res.Outputs)
+		// The outputs grow in the scratch; the result gets a copy of
+		// exactly their number.
+		from := len(sc.outs)
+		sc.outs = sh.shape(slices.Grow(sc.outs, n))
 		if planHook != nil {
-			planHook(sh.plan, res.Outputs[from:])
+			planHook(sh.plan, sc.outs[from:])
 		}
 	}
 	// Every record was written, one after the other, into mem.b.
 	res.Bytes = len(mem.b)
-	mem.finish(res.Outputs)
+	if len(sc.outs) > 0 {
+		res.Outputs = append([]Output(nil), sc.outs...)
+		mem.finish(res.Outputs)
+	}
 	res.NoConnections = served == 0
 	return res
 }
