@@ -366,6 +366,9 @@ func schemaError(field, reason string) *DecodeError {
 // parseTimestamp parses an RFC 3339 timestamp (fractional seconds allowed).
 // The error names the field only: time's own message quotes the value.
 func parseTimestamp(field, s string) (time.Time, *DecodeError) {
+	if t, ok := parseTimeZ(s); ok {
+		return t, nil
+	}
 	t, err := time.ParseInLocation(time.RFC3339Nano, s, time.UTC)
 	if err != nil {
 		return time.Time{}, &DecodeError{Code: CodeInvalidTimestamp, Field: field, Reason: reasonTimestamp}

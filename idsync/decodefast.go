@@ -263,6 +263,10 @@ func (d *fastDecoder) time(dst *wireTime) bool {
 	if v == "" {
 		return true
 	}
+	if t, ok := parseTimeZ(v); ok {
+		dst.t, dst.state = t, timeValid
+		return true
+	}
 	if err := dst.t.UnmarshalText(d.raw[start : start+len(v)]); err != nil {
 		dst.state = timeInvalid
 		return true
