@@ -166,6 +166,55 @@ func (z *eventSizes) segment(ev *Event) {
 	z.haveSegment = true
 }
 
+// eventText is the text of the event's values that the records of every
+// destination repeat, escaped once per Process call (when first needed)
+// and copied from then on.
+type eventText struct {
+	// haveEnvelope and haveSegment say which parts are written.
+	haveEnvelope, haveSegment bool
+	// The quoted source message id, and the envelope's members from
+	// space_id to timestamp (`,"space_id":…,"timestamp":…`).
+	msgID, envelope jsonBuf
+	// For Segment payloads: the envelope's last member, which they
+	// repeat; the quoted audience key; and the context's personas object
+	// up to its space_id (`"personas":{"computation_class":…,"space_id":…`).
+	timestamp, audienceKey, personas []byte
+	segment                          jsonBuf
+}
+
+// fillEnvelope writes the envelope's text, once per Process call.
+func (t *eventText) fillEnvelope(ev *Event) {
+	if t.haveEnvelope {
+		return
+	}
+	t.msgID = t.msgID[:0].str(ev.MessageID)
+	b := t.envelope[:0].litStr(`,"space_id":`, ev.SpaceID)
+	b = b.litStr(`,"audience_id":`, ev.AudienceID)
+	b = b.litStr(`,"audience_key":`, ev.AudienceKey)
+	b = b.litStr(`,"segment_id":`, ev.SegmentID)
+	b = b.litStr(`,"action":`, string(ev.Action))
+	ts := len(b)
+	t.envelope = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	t.timestamp = t.envelope[ts:]
+	t.haveEnvelope = true
+}
+
+// fillSegment writes the Segment payloads' text, once per Process call,
+// after fillEnvelope.
+func (t *eventText) fillSegment(ev *Event) {
+	if t.haveSegment {
+		return
+	}
+	b := t.segment[:0].str(ev.AudienceKey)
+	ak := len(b)
+	b = b.litStr(`"personas":{"computation_class":`, ev.ComputationClass)
+	b = b.litStr(`,"computation_id":`, ev.AudienceID)
+	b = b.litStr(`,"computation_key":`, ev.AudienceKey)
+	t.segment = b.litStr(`,"space_id":`, ev.SpaceID)
+	t.audienceKey, t.personas = t.segment[:ak], t.segment[ak:]
+	t.haveSegment = true
+}
+
 // recordPlan is what planRecords decided for one destination.
 type recordPlan struct {
 	// records is the number of records, bytes the sum of their values'
@@ -186,6 +235,8 @@ type planScratch struct {
 	lens     []int
 	ends     []int
 	envelope jsonBuf
+	// The destination's message id before its n (shaper.messageIDs).
+	idRaw, idQuoted jsonBuf
 }
 
 // planRecords computes the destination's records without writing them and
@@ -211,7 +262,7 @@ func (s *shaper) planRecords(ps *planScratch) (DeadLetter, bool) {
 			lens = append(lens, quotedLen(v))
 		}
 	}
-	ps.lens = lens
+	ps.lens, s.lens = lens, lens
 	switch s.cfg.DestinationType {
 	case FacebookCustomAudiences:
 		return s.planFacebook(ps)
@@ -413,7 +464,7 @@ func (s *shaper) planFacebook(ps *planScratch) (DeadLetter, bool) {
 			at += len(s.sel.values[i])
 		}
 	}
-	s.ncols = k
+	s.ncols, s.starts = k, starts
 	if k == 0 {
 		// No key of the schema was selected: nothing to send.
 		s.plan = recordPlan{}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -97,6 +98,9 @@ type wireEvent struct {
 
 	ev   Event
 	sync Sync
+	// idsBuf is a pooled wire event's storage for ExternalIDs, which
+	// stays nil until the record has the key (validate tells "absent").
+	idsBuf []wireExternalID
 }
 
 type wireSync struct {
@@ -222,14 +226,22 @@ func Decode(raw []byte, now time.Time, lim Limits) (*Event, error) {
 	if !utf8.Valid(raw) {
 		return nil, &DecodeError{Code: CodeMalformedJSON, Reason: reasonInvalidUTF8 + strconv.Itoa(invalidUTF8Offset(raw))}
 	}
-	w := new(wireEvent)
+	w := getWire()
 	if decodeFast(raw, w) {
-		if de := w.validate(now, lim); de != nil {
+		de := w.validate(now, lim)
+		var ev *Event
+		if de == nil {
+			ev = w.event()
+		}
+		w.release()
+		if de != nil {
 			return nil, de
 		}
-		return &w.ev, nil
+		return ev, nil
 	}
-	*w = wireEvent{}
+	w.release()
+	// The slow path's event is the wire event's own: it is not pooled.
+	w = new(wireEvent)
 	err := json.Unmarshal(raw, w)
 	if err != nil {
 		var se *json.SyntaxError
@@ -248,6 +260,44 @@ func Decode(raw []byte, now time.Time, lim Limits) (*Event, error) {
 		return nil, de
 	}
 	return &w.ev, nil
+}
+
+// wires are the wire events of the fast path, reused: the event Decode
+// returns is copied out of its wire event (event), whose external ids'
+// list is then reused by the next record.
+var wires = sync.Pool{New: func() any { return new(wireEvent) }}
+
+// maxPooledWireIDs bounds the external ids' list a pooled wire event keeps.
+const maxPooledWireIDs = 1024
+
+func getWire() *wireEvent { return wires.Get().(*wireEvent) }
+
+// release empties w, keeping its external ids' storage, and returns it to
+// the pool.
+func (w *wireEvent) release() {
+	ids := w.ExternalIDs
+	if cap(ids) < cap(w.idsBuf) {
+		ids = w.idsBuf // the record had no external ids
+	}
+	clear(ids[:cap(ids)]) // no record's strings pinned
+	if cap(ids) > maxPooledWireIDs {
+		ids = nil
+	}
+	*w = wireEvent{idsBuf: ids[:0]}
+	wires.Put(w)
+}
+
+// event returns a copy of the event validate filled, in an allocation of
+// its own (with its sync).
+func (w *wireEvent) event() *Event {
+	e := &struct {
+		ev   Event
+		sync Sync
+	}{ev: w.ev, sync: w.sync}
+	if e.ev.Sync != nil {
+		e.ev.Sync = &e.sync
+	}
+	return &e.ev
 }
 
 // validate checks the decoded wire event and fills w.ev. Fields are checked in
@@ -366,6 +416,9 @@ func schemaError(field, reason string) *DecodeError {
 // parseTimestamp parses an RFC 3339 timestamp (fractional seconds allowed).
 // The error names the field only: time's own message quotes the value.
 func parseTimestamp(field, s string) (time.Time, *DecodeError) {
+	if t, ok := parseTimeZ(s); ok {
+		return t, nil
+	}
 	t, err := time.ParseInLocation(time.RFC3339Nano, s, time.UTC)
 	if err != nil {
 		return time.Time{}, &DecodeError{Code: CodeInvalidTimestamp, Field: field, Reason: reasonTimestamp}

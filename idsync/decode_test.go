@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -771,5 +772,36 @@ func BenchmarkDecodeError(b *testing.B) {
 		if _, err := Decode(raw, decodeNow, lim); err == nil {
 			b.Fatal("accepted")
 		}
+	}
+}
+
+// TestDecodePooledWireEvents checks that the wire events the fast path
+// reuses carry nothing from one record to the next: an event keeps its
+// values after later records are decoded, and a record without
+// external_ids is refused after one that had them.
+func TestDecodePooledWireEvents(t *testing.T) {
+	first, err := Decode(perEventInput, benchNow, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *first
+	wantIDs := append([]ExternalID(nil), first.ExternalIDs...)
+	wantSync := *first.Sync
+	without := []byte(`{"message_id":"m2","timestamp":"2026-06-01T12:00:00Z","space_id":"s","audience_id":"a","action":"exited","profile":{"segment_id":"u"}}`)
+	for range 4 {
+		if _, err := Decode(without, benchNow, DefaultLimits()); err == nil || !strings.Contains(err.Error(), "external_ids") {
+			t.Fatalf("record without external_ids: %v", err)
+		}
+		other, err := Decode(bytes.ReplaceAll(perEventInput, []byte("u123456789"), []byte("other-user")), benchNow, DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other == first || &other.ExternalIDs[0] == &first.ExternalIDs[0] || other.Sync == first.Sync {
+			t.Fatal("two events share memory")
+		}
+	}
+	if first.MessageID != want.MessageID || first.SegmentID != want.SegmentID || !reflect.DeepEqual(first.ExternalIDs, wantIDs) ||
+		*first.Sync != wantSync || first.ExternalIDs[0].ID != "u123456789" {
+		t.Fatalf("event changed after later records: %+v", first)
 	}
 }

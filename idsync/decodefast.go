@@ -54,7 +54,7 @@ func decodeFast(raw []byte, w *wireEvent) bool {
 		case fProfile:
 			return d.profile(&w.Profile)
 		case fExternalIDs:
-			return d.externalIDs(&w.ExternalIDs)
+			return d.externalIDs(&w.ExternalIDs, w.idsBuf)
 		default: // fTraits
 			return d.traits(&w.Traits)
 		}
@@ -263,6 +263,10 @@ func (d *fastDecoder) time(dst *wireTime) bool {
 	if v == "" {
 		return true
 	}
+	if t, ok := parseTimeZ(v); ok {
+		dst.t, dst.state = t, timeValid
+		return true
+	}
 	if err := dst.t.UnmarshalText(d.raw[start : start+len(v)]); err != nil {
 		dst.state = timeInvalid
 		return true
@@ -315,7 +319,7 @@ func (d *fastDecoder) profile(dst *wireProfile) bool {
 	})
 }
 
-func (d *fastDecoder) externalIDs(dst *[]wireExternalID) bool {
+func (d *fastDecoder) externalIDs(dst *[]wireExternalID, spare []wireExternalID) bool {
 	if d.null() {
 		*dst = nil
 		return true
@@ -323,7 +327,10 @@ func (d *fastDecoder) externalIDs(dst *[]wireExternalID) bool {
 	if !d.consume('[') {
 		return false
 	}
-	ids := make([]wireExternalID, 0, 12)
+	ids := spare[:0] // a pooled wire event's storage (Decode), else nil
+	if cap(ids) == 0 {
+		ids = make([]wireExternalID, 0, 12)
+	}
 	if d.consume(']') {
 		*dst = ids
 		return true

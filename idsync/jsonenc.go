@@ -86,11 +86,24 @@ func (b jsonBuf) str(s string) jsonBuf {
 	if n == len(s) {
 		return append(b, '"')
 	}
+	return append(b.escape(s[n:]), '"')
+}
+
+// strBody appends s escaped as the inside of a JSON string, without the
+// quotes. Escaping works rune by rune, so the bodies of strings joined by
+// an ASCII byte are the body of the joined string: the message ids are
+// written that way (shaper.open).
+func (b jsonBuf) strBody(s string) jsonBuf {
+	n := plainRun(s)
+	b = append(b, s[:n]...)
+	if n == len(s) {
+		return b
+	}
 	return b.escape(s[n:])
 }
 
-// escape appends s, which starts with a byte that needs escaping, and the
-// closing quote.
+// escape appends s, which starts with a byte that needs escaping, without
+// the closing quote.
 func (b jsonBuf) escape(s string) jsonBuf {
 	start := 0
 	for i := 0; i < len(s); {
@@ -134,7 +147,14 @@ func (b jsonBuf) escape(s string) jsonBuf {
 		}
 		i += size
 	}
-	b = append(b, s[start:]...)
+	return append(b, s[start:]...)
+}
+
+// plainStr appends s, which needs no escaping (a word of a fixed set, or a
+// value whose quotedLen is len(s)+2), as a JSON string.
+func (b jsonBuf) plainStr(s string) jsonBuf {
+	b = append(b, '"')
+	b = append(b, s...)
 	return append(b, '"')
 }
 

@@ -19,7 +19,7 @@ func stringEndOneByteAtATime(s string, i int) int {
 // strOneByteAtATime is the byte-by-byte escaper that str's word-at-a-time
 // scan must agree with.
 func strOneByteAtATime(s string) string {
-	return string(jsonBuf{'"'}.escape(s))
+	return string(append(jsonBuf{'"'}.escape(s), '"'))
 }
 
 // TestJSONStringWordScan puts every byte that needs escaping, and a few
@@ -78,5 +78,38 @@ func FuzzJSONString(f *testing.F) {
 		if got, want := stringEnd(s, 0), stringEndOneByteAtATime(s, 0); got != want {
 			t.Fatalf("stringEnd(%q, 0) = %d, want %d", s, got, want)
 		}
+		checkPlainWhenQuotedLen(t, s)
 	})
+}
+
+// checkPlainWhenQuotedLen checks what the shaper relies on to write a
+// selected value without escaping it again (shaper.value): a string whose
+// quotedLen is its length plus two is written by str exactly as plainStr
+// writes it, and quotedLen is str's length; and the body of a string
+// joined by an ASCII byte is the join of the bodies (the message ids).
+func checkPlainWhenQuotedLen(t *testing.T, s string) {
+	t.Helper()
+	str := string(jsonBuf(nil).str(s))
+	if quotedLen(s) != len(str) {
+		t.Fatalf("quotedLen(%q) = %d, str wrote %d bytes", s, quotedLen(s), len(str))
+	}
+	if quotedLen(s) == len(s)+2 && str != string(jsonBuf(nil).plainStr(s)) {
+		t.Fatalf("%q: quoted length %d, but str wrote %s", s, quotedLen(s), str)
+	}
+	for cut := 0; cut <= len(s); cut++ {
+		joined := string(jsonBuf(nil).strBody(s[:cut] + ":" + s[cut:]))
+		parts := string(append(jsonBuf(nil).strBody(s[:cut]), ':')) + string(jsonBuf(nil).strBody(s[cut:]))
+		if joined != parts {
+			t.Fatalf("%q cut at %d: body %s, bodies joined %s", s, cut, joined, parts)
+		}
+	}
+}
+
+// TestPlainWhenQuotedLen runs checkPlainWhenQuotedLen on the strings that
+// need escaping and those that do not but are not ASCII.
+func TestPlainWhenQuotedLen(t *testing.T) {
+	for _, s := range []string{"", "plain", "é", "日本", "a\u2028b", "\u2028", "\u2029x", "\xff", "\xe2\x80", "x\x00", "\"", "\\", "\x7f",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "jane@work.com", "\xc3"} {
+		checkPlainWhenQuotedLen(t, s)
+	}
 }

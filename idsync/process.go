@@ -111,6 +111,8 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 	mem, sel := &sc.rec, &sc.sel
 	sizes := &sc.sizes // in the scratch: a local would escape through the shaper
 	*sizes = eventSizes{}
+	text := &sc.text
+	text.haveEnvelope, text.haveSegment = false, false
 	ref := ev.ReferenceTime(now)
 	served := 0
 	for i := range conns {
@@ -143,7 +145,7 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.Unmatched = append(res.Unmatched, cfg.DestinationType)
 			continue
 		}
-		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem, sizes: sizes}
+		sh := shaper{ev: ev, dest: c.DestinationID, cfg: cfg, version: v.Version, sel: sel, opt: opt, mem: mem, sizes: sizes, text: text}
 		if cfg.DestinationType == Zendesk {
 			sh.name = ev.Traits.displayName()
 		}
@@ -163,22 +165,21 @@ func Process(ev *Event, conns []Connection, now time.Time, opt Options) Result {
 			res.DeadLetters = append(res.DeadLetters, dl)
 			continue
 		}
-		sh.messageIDs(n)
-		if res.Outputs == nil {
-			// Most connections give one or two records: room for one each
-			// saves growing the slice destination by destination.
-			res.Outputs = make([]Output, 0, max(n, len(conns)-i))
-		}
-		res.Outputs = slices.Grow(res.Outputs, n)
-		from := len(res.Outputs)
-		res.Outputs = sh.shape(res.Outputs)
+		sh.messageIDs(&sc.plan)
+		// The outputs grow in the scratch; the result gets a copy of
+		// exactly their number.
+		from := len(sc.outs)
+		sc.outs = sh.shape(slices.Grow(sc.outs, n))
 		if planHook != nil {
-			planHook(sh.plan, res.Outputs[from:])
+			planHook(sh.plan, sc.outs[from:])
 		}
 	}
 	// Every record was written, one after the other, into mem.b.
 	res.Bytes = len(mem.b)
-	mem.finish(res.Outputs)
+	if len(sc.outs) > 0 {
+		res.Outputs = append([]Output(nil), sc.outs...)
+		mem.finish(res.Outputs)
+	}
 	res.NoConnections = served == 0
 	return res
 }

@@ -259,3 +259,47 @@ func TestReferenceTimeOfAReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessOutputsOwnTheirMemory checks that a result shares nothing with
+// the pooled scratch of Process: the records and message ids of one call are
+// unchanged by later calls, which reuse that scratch for other events, and
+// those calls write their own event's values.
+func TestProcessOutputsOwnTheirMemory(t *testing.T) {
+	conns := benchConnections(t)
+	ev, err := Decode(perEventInput, benchNow, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := Process(ev, conns, benchNow, DefaultOptions())
+	type kept struct{ id, value string }
+	want := make([]kept, len(first.Outputs))
+	for i, o := range first.Outputs {
+		want[i] = kept{strings.Clone(o.MessageID), string(o.Value)}
+		if !strings.HasPrefix(o.MessageID, ev.MessageID+":"+o.DestinationID+":") {
+			t.Fatalf("message id %q", o.MessageID)
+		}
+	}
+	other := *ev
+	other.MessageID = strings.Repeat("x", len(ev.MessageID))
+	other.ResyncID = "rs_other"
+	other.SpaceID, other.AudienceKey = "spa_other", "other_key"
+	for range 8 {
+		// The text a call keeps for its destinations (eventText) is the
+		// call's own event's.
+		for _, o := range Process(&other, conns, benchNow, DefaultOptions()).Outputs {
+			v := string(o.Value)
+			if !strings.Contains(v, `"source_message_id":"`+other.MessageID+`"`) || !strings.Contains(v, `"space_id":"spa_other"`) ||
+				!strings.Contains(v, `"audience_key":"other_key"`) || !strings.HasPrefix(o.MessageID, other.MessageID+":resync:rs_other:") {
+				t.Fatalf("%s: %s %s", o.DestinationType, o.MessageID, v)
+			}
+			if KindOf(o.DestinationType) == KindEvent && !strings.Contains(v, `"computation_key":"other_key"`) {
+				t.Fatalf("%s: %s", o.DestinationType, v)
+			}
+		}
+	}
+	for i, o := range first.Outputs {
+		if o.MessageID != want[i].id || string(o.Value) != want[i].value {
+			t.Fatalf("output %d changed after later calls: %q %s", i, o.MessageID, o.Value)
+		}
+	}
+}

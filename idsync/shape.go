@@ -15,17 +15,24 @@ type shaper struct {
 	version int64
 	sel     *selection
 	opt     Options
-	// sizes are the event's lengths shared by its destinations (bounds.go).
+	// sizes are the event's lengths shared by its destinations, text
+	// their escaped values (bounds.go).
 	sizes *eventSizes
+	text  *eventText
 	// plan is what planRecords decided: the records' count and sizes.
 	plan recordPlan
 	// idLen is the quoted length of the destination's message ids without
 	// their n.
 	idLen int
-	// Facebook: the schema keys sent and their values, ncols of them.
+	// Facebook: the schema keys sent and their values, ncols of them, and
+	// where each column's values start in lens.
 	schema [len(facebookSchemaOrder)]string
 	cols   [len(facebookSchemaOrder)][]string
+	starts [len(facebookSchemaOrder)]int
 	ncols  int
+	// lens are the quoted lengths of the selected values, key by key, as
+	// planRecords measured them.
+	lens []int
 	// name is what Zendesk gets as the profile's name ("" for the other
 	// types), worked out once for all the destination's messages.
 	name string
@@ -37,12 +44,12 @@ type shaper struct {
 	// where the open record starts in mem.b.
 	mem      *recordBuf
 	recStart int
-	// ids holds the destination's message ids, "<source>:<dest>:<n>" for
-	// every n, in one string; idPrefix is the length of "<source>:<dest>:".
-	ids      string
-	idPrefix int
-	// idNext is the n of the next record; idOff where its id starts in ids.
-	idNext, idOff int
+	// idQuoted is the destination's message id without its n, escaped
+	// and with its opening quote: `"<source>:<dest>:`; idRaw the same
+	// unescaped, without the quote.
+	idQuoted, idRaw []byte
+	// envelope[destAt:destEnd] is the quoted destination id.
+	destAt, destEnd int
 }
 
 // perCombination is the number of Segment messages per combination of
@@ -89,40 +96,29 @@ func (s *shaper) googleOperation() string {
 	return "create"
 }
 
-// messageIDs writes the message ids of the destination's n records into
-// one string, so that they cost one allocation together.
-func (s *shaper) messageIDs(n int) {
-	s.idPrefix = len(s.ev.MessageID) + resyncIDLen(s.ev) + len(s.dest) + 2
-	ids := make([]byte, 0, n*(s.idPrefix+decimalLen(n)))
-	for i := range n {
-		ids = appendIDBase(ids, s.ev)
-		ids = append(ids, ':')
-		ids = append(ids, s.dest...)
-		ids = append(ids, ':')
-		ids = strconv.AppendInt(ids, int64(i), 10)
+// messageIDs prepares the message ids of the destination's records,
+// "<source message_id>:<destination_id>:<n>" (with ":resync:<resync id>"
+// after the source message id for a resync): the text before n, raw and
+// escaped, in reused scratch.
+func (s *shaper) messageIDs(ps *planScratch) {
+	raw := appendIDBase(ps.idRaw[:0], s.ev)
+	raw = append(raw, ':')
+	raw = append(raw, s.dest...)
+	s.idRaw = append(raw, ':')
+	// Escaping works rune by rune (jsonBuf.strBody), so the escaped id is
+	// made of the parts the envelope already holds escaped: the quoted
+	// source message id without its closing quote, the destination id
+	// without its quotes.
+	msgID := s.text.msgID
+	q := append(ps.idQuoted[:0], msgID[:len(msgID)-1]...)
+	if s.ev.ResyncID != "" {
+		q = append(q, resyncMark...)
+		q = q.strBody(s.ev.ResyncID)
 	}
-	s.ids = string(ids)
-}
-
-// messageID returns "<source message_id>:<destination_id>:<n>" (with
-// ":resync:<resync id>" after the source message id for a resync). Records
-// are opened in order, n = 0, 1, 2, …: the id is then the next substring of
-// the ids messageIDs wrote; any other n gets a string of its own.
-func (s *shaper) messageID(n int) string {
-	if n == s.idNext {
-		if end := s.idOff + s.idPrefix + decimalLen(n); end <= len(s.ids) {
-			id := s.ids[s.idOff:end]
-			s.idOff, s.idNext = end, n+1
-			return id
-		}
-	}
-	id := make([]byte, 0, s.idPrefix+8)
-	id = appendIDBase(id, s.ev)
-	id = append(id, ':')
-	id = append(id, s.dest...)
-	id = append(id, ':')
-	id = strconv.AppendInt(id, int64(n), 10)
-	return string(id)
+	q = append(q, ':')
+	q = append(q, s.envelope[s.destAt+1:s.destEnd-1]...)
+	s.idQuoted = append(q, ':')
+	ps.idRaw, ps.idQuoted = s.idRaw, s.idQuoted
 }
 
 // resyncMark is what a resync's message ids hold between the source message
@@ -160,12 +156,17 @@ func decimalLen(n int) int {
 }
 
 // open writes the envelope up to the payload's value and returns the buffer
-// and the record's message id.
-func (s *shaper) open(n int) (jsonBuf, string) {
-	id := s.messageID(n)
+// and where the record's quoted message id lies in it. The id itself goes
+// to the call's ids, which finish makes the outputs' MessageID.
+func (s *shaper) open(n int) (b jsonBuf, idFrom, idTo int) {
+	s.mem.ids = strconv.AppendInt(append(s.mem.ids, s.idRaw...), int64(n), 10)
+	s.mem.idEnds = append(s.mem.idEnds, len(s.mem.ids))
 	s.recStart = len(s.mem.b)
-	b := s.mem.b.litStr(`{"message_id":`, id)
-	return append(b, s.envelope...), id
+	b = s.mem.b.lit(`{"message_id":`)
+	idFrom = len(b)
+	b = strconv.AppendInt(append(b, s.idQuoted...), int64(n), 10)
+	b = append(b, '"')
+	return append(b, s.envelope...), idFrom, len(b)
 }
 
 // writeEnvelope appends the envelope's members after message_id, up to the
@@ -173,30 +174,30 @@ func (s *shaper) open(n int) (jsonBuf, string) {
 // It also returns the quoted lengths of the source message id and of the
 // destination id, which the message ids repeat.
 func (s *shaper) writeEnvelope(b jsonBuf) (_ jsonBuf, msgID, dest int) {
-	ev := s.ev
-	start := len(b)
-	b = b.litStr(`,"source_message_id":`, ev.MessageID)
-	msgID = len(b) - start - len(`,"source_message_id":`)
-	start = len(b)
-	b = b.litStr(`,"destination_id":`, s.dest)
-	dest = len(b) - start - len(`,"destination_id":`)
-	b = b.litStr(`,"destination_type":`, string(s.cfg.DestinationType))
-	b = b.litStr(`,"space_id":`, ev.SpaceID)
-	b = b.litStr(`,"audience_id":`, ev.AudienceID)
-	b = b.litStr(`,"audience_key":`, ev.AudienceKey)
-	b = b.litStr(`,"segment_id":`, ev.SegmentID)
-	b = b.litStr(`,"action":`, string(ev.Action))
-	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	ev, t := s.ev, s.text
+	t.fillEnvelope(ev)
+	b = append(b.lit(`,"source_message_id":`), t.msgID...)
+	msgID = len(t.msgID)
+	b = b.lit(`,"destination_id":`)
+	s.destAt = len(b)
+	b = b.str(s.dest)
+	s.destEnd = len(b)
+	dest = s.destEnd - s.destAt
+	// The type is a known one and the setup default or customized
+	// (unusableConfig): words that need no escaping.
+	b = b.lit(`,"destination_type":`).plainStr(string(s.cfg.DestinationType))
+	b = append(b, t.envelope...) // space_id to timestamp
 	b = b.lit(`,"idsync":{"config_version":`).int(s.version)
-	b = b.litStr(`,"setup":`, string(s.cfg.Setup))
+	b = b.lit(`,"setup":`).plainStr(string(s.cfg.Setup))
 	if ev.ResyncID != "" {
 		b = b.litStr(`,"resync_id":`, ev.ResyncID)
 	}
 	return b.lit(`},"payload":`), msgID, dest
 }
 
-// close ends the envelope and appends the record.
-func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
+// close ends the envelope and appends the record (its MessageID is set by
+// finish).
+func (s *shaper) close(out []Output, b jsonBuf) []Output {
 	b = append(b, '}')
 	// The record's bytes for now; finish moves them to their final place.
 	s.mem.offs = append(s.mem.offs, s.recStart)
@@ -205,7 +206,6 @@ func (s *shaper) close(out []Output, b jsonBuf, id string) []Output {
 		DestinationID:   s.dest,
 		DestinationType: s.cfg.DestinationType,
 		Key:             s.ev.SegmentID,
-		MessageID:       id,
 		ConfigVersion:   s.version,
 		Value:           b[s.recStart:],
 	})
@@ -231,15 +231,15 @@ func (s *shaper) facebook(out []Output) []Output {
 		if s.plan.ends != nil {
 			end = s.plan.ends[n]
 		}
-		b, id := s.open(n)
+		b, _, _ := s.open(n)
 		b = b.litStr(`{"external_audience_id":`, s.cfg.ExternalAudienceID)
-		b = b.litStr(`,"method":`, method)
+		b = b.lit(`,"method":`).plainStr(method)
 		b = b.lit(`,"schema":[`)
 		for i, k := range schema {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = b.str(k)
+			b = b.plainStr(k) // a key of facebookSchemaOrder
 		}
 		b = b.lit(`],"data":[`)
 		for r := start; r < end; r++ {
@@ -251,16 +251,26 @@ func (s *shaper) facebook(out []Output) []Output {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = b.str(c[idx[i]])
+				b = s.value(b, c[idx[i]], s.starts[i]+idx[i])
 			}
 			b = append(b, ']')
 			advance(idx, cols)
 		}
 		b = append(b, ']', '}')
-		out = s.close(out, b, id)
+		out = s.close(out, b)
 		start = end
 	}
 	return out
+}
+
+// value appends the selected value v, whose quoted length is lens[at]:
+// as it is when that says it needs no escaping, without looking at it
+// again.
+func (s *shaper) value(b jsonBuf, v string, at int) jsonBuf {
+	if s.lens[at] == len(v)+2 {
+		return b.plainStr(v)
+	}
+	return b.str(v)
 }
 
 // advance moves the odometer idx to the next combination of cols, the last
@@ -279,25 +289,26 @@ func advance(idx []int, cols [][]string) {
 // selected value, keys in plan order.
 func (s *shaper) google(out []Output) []Output {
 	op := s.googleOperation()
-	b, id := s.open(0)
+	b, _, _ := s.open(0)
 	b = b.litStr(`{"user_list_id":`, s.cfg.ExternalAudienceID)
-	b = b.litStr(`,"upload_key_type":`, s.cfg.Settings.UploadKeyType)
-	b = b.litStr(`,"operation":`, op)
+	// The upload key type and the keys are words of googleUploadKeys
+	// (unusableConfig), the operation create or remove.
+	b = b.lit(`,"upload_key_type":`).plainStr(s.cfg.Settings.UploadKeyType)
+	b = b.lit(`,"operation":`).plainStr(op)
 	b = b.lit(`,"user_identifiers":[`)
-	first := true
+	at := 0
 	for i, k := range s.sel.keys {
 		for _, v := range s.sel.values[i] {
-			if !first {
+			if at > 0 {
 				b = append(b, ',')
 			}
-			first = false
-			b = append(b, '{')
-			b = b.field(k, v, true)
-			b = append(b, '}')
+			b = append(append(b, '{').plainStr(k), ':')
+			b = append(s.value(b, v, at), '}')
+			at++
 		}
 	}
 	b = append(b, ']', '}')
-	return s.close(out, b, id)
+	return s.close(out, b)
 }
 
 // segment writes Segment-spec messages for event destination types: for
@@ -305,6 +316,7 @@ func (s *shaper) google(out []Output) []Output {
 // varying slowest) a track when send_track, then an identify when
 // send_identify.
 func (s *shaper) segment(out []Output) []Output {
+	s.text.fillSegment(s.ev)
 	cols := s.sel.values
 	combos := 1
 	for _, c := range cols {
@@ -341,14 +353,14 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	ev, cfg := s.ev, s.cfg
 	entered := ev.Action == ActionEntered
 	track := typ == "track"
-	b, id := s.open(n)
+	b, idFrom, idTo := s.open(n)
 	if track {
 		b = b.lit(`{"type":"track"`)
 	} else {
 		b = b.lit(`{"type":"identify"`)
 	}
-	b = b.litStr(`,"messageId":`, id)
-	b = b.litStr(`,"timestamp":`, ev.TimestampRaw)
+	b = append(b.lit(`,"messageId":`), b[idFrom:idTo]...) // the quoted id again
+	b = append(b, s.text.timestamp...)
 	if track {
 		event := cfg.Settings.EnterEvent
 		if !entered {
@@ -367,13 +379,15 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 	// Members of the properties (track) or traits (identify) object.
 	if track {
 		b = b.lit(`,"properties":{`)
-		b = b.litStr(`"audience_key":`, ev.AudienceKey)
+		b = append(b.lit(`"audience_key":`), s.text.audienceKey...)
 		if ev.AudienceKey != "audience_key" {
-			b = b.key(ev.AudienceKey, false).boolean(entered)
+			b = append(append(b, ','), s.text.audienceKey...)
+			b = append(b, ':').boolean(entered)
 		}
 	} else {
 		b = b.lit(`,"traits":{`)
-		b = b.key(ev.AudienceKey, true).boolean(entered)
+		b = append(b, s.text.audienceKey...)
+		b = append(b, ':').boolean(entered)
 	}
 	email := ""
 	for i, k := range keys {
@@ -401,15 +415,12 @@ func (s *shaper) segmentMessage(out []Output, n int, typ string, idx []int) []Ou
 		}
 		b = b.lit(`},`)
 	}
-	b = b.litStr(`"personas":{"computation_class":`, ev.ComputationClass)
-	b = b.litStr(`,"computation_id":`, ev.AudienceID)
-	b = b.litStr(`,"computation_key":`, ev.AudienceKey)
-	b = b.litStr(`,"space_id":`, ev.SpaceID)
+	b = append(b, s.text.personas...)
 	if cfg.ExternalAudienceID != "" {
 		b = b.litStr(`,"external_audience_id":`, cfg.ExternalAudienceID)
 	}
 	b = append(b, '}', '}', '}')
-	return s.close(out, b, id)
+	return s.close(out, b)
 }
 
 // displayName is the name Zendesk requires: traits.name, else first and
