@@ -89,7 +89,8 @@ type Config struct {
 	// topic's partition count (default 12); ServiceEnv are extra
 	// environment variables of the process (IDSYNC_* settings, GOMAXPROCS,
 	// GOGC); ServiceProfileDir, when set, receives CPU profiles of the
-	// drain from its /debug/pprof (needs IDSYNC_OPS_PPROF=true).
+	// drain from its /debug/pprof (needs IDSYNC_OPS_PPROF=true) and the
+	// service's log (service.log).
 	// ServiceOnly skips the in-process loops.
 	Service           string
 	ServicePartitions int32

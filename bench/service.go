@@ -150,7 +150,14 @@ func (e *env) servicePhase(ctx context.Context) (*ServicePhase, error) {
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	stderr, err := os.Create(filepath.Join(dir, "stderr"))
+	logDir := dir
+	if e.cfg.ServiceProfileDir != "" { // kept beside the profiles
+		if err := os.MkdirAll(e.cfg.ServiceProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+		logDir = e.cfg.ServiceProfileDir
+	}
+	stderr, err := os.Create(filepath.Join(logDir, "service.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,7 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 	fs.BoolVar(&cfg.ServiceOnly, "service-only", false, "run the service phase only, not the in-process loops (implies --service)")
 	fs.Int32Var(&cfg.ServicePartitions, "service-partitions", 12, "input partitions of the service phase")
 	fs.StringArrayVar(&cfg.ServiceEnv, "service-env", nil, "KEY=VALUE added to the service's environment (an IDSYNC_* setting, GOMAXPROCS, GOGC); repeatable")
-	fs.StringVar(&cfg.ServiceProfileDir, "service-profile-dir", "", "save 2-second CPU profiles of the service's drain here (sets IDSYNC_OPS_PPROF=true); go tool pprof -top DIR/*")
+	fs.StringVar(&cfg.ServiceProfileDir, "service-profile-dir", "", "save 2-second CPU profiles of the service's drain here and its log, service.log (sets IDSYNC_OPS_PPROF=true); go tool pprof -top DIR/*.pprof")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (embedded broker)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 0, "bound of one phase (default 10m)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
