@@ -81,6 +81,22 @@ type Config struct {
 	// event, which the baseline loops do not write. Off by default, so that
 	// both loops produce the same records.
 	Membership bool
+	// Service, when set, is the path of an idsync binary that the
+	// benchmark also runs as `idsync run`, its own process, on the same
+	// broker, Redis and workload (ServicePhase): what the deployed service
+	// costs, membership, metrics and admin API on, CPU read from /proc
+	// from the process's start to lag 0. ServicePartitions is its input
+	// topic's partition count (default 12); ServiceEnv are extra
+	// environment variables of the process (IDSYNC_* settings, GOMAXPROCS,
+	// GOGC); ServiceProfileDir, when set, receives CPU profiles of the
+	// drain from its /debug/pprof (needs IDSYNC_OPS_PPROF=true) and the
+	// service's log (service.log).
+	// ServiceOnly skips the in-process loops.
+	Service           string
+	ServicePartitions int32
+	ServiceEnv        []string
+	ServiceProfileDir string
+	ServiceOnly       bool
 	// Stall, when positive, runs the stalled-destination test instead of
 	// the throughput comparison, for that long (embedded broker only).
 	Stall time.Duration
@@ -114,6 +130,9 @@ func (c *Config) setDefaults() {
 	if c.Partitions <= 0 {
 		c.Partitions = 6
 	}
+	if c.ServicePartitions <= 0 {
+		c.ServicePartitions = 12
+	}
 	if c.LatencyEvents == 0 {
 		c.LatencyEvents = min(c.Events, 20_000)
 	}
@@ -133,21 +152,22 @@ func (c *Config) setDefaults() {
 
 // env is the running benchmark: broker, Redis, topics and workload.
 type env struct {
-	cfg     Config
-	run     string // unique per run: topics, group ids and Redis prefix
-	brokers []string
-	kfake   *kfake.Cluster
-	mini    *miniredis.Miniredis
-	rdb     *redis.Client
-	st      *store.Store
-	prefix  string
-	adm     *kadm.Client
-	admCl   *kgo.Client
-	tmpl    idsync.TopicTemplate
-	dlq     string
-	w       *Workload
-	exp     *expected
-	genNow  time.Time
+	cfg       Config
+	run       string // unique per run: topics, group ids and Redis prefix
+	brokers   []string
+	kfake     *kfake.Cluster
+	mini      *miniredis.Miniredis
+	rdb       *redis.Client
+	redisAddr string
+	st        *store.Store
+	prefix    string
+	adm       *kadm.Client
+	admCl     *kgo.Client
+	tmpl      idsync.TopicTemplate
+	dlq       string
+	w         *Workload
+	exp       *expected
+	genNow    time.Time
 }
 
 func (e *env) logf(format string, args ...any) {
@@ -203,6 +223,7 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 		}
 		addr = e.mini.Addr()
 	}
+	e.redisAddr = addr
 	e.rdb = redis.NewClient(&redis.Options{Addr: addr})
 	e.prefix = "idsync-bench:" + e.run + ":"
 	st, err := store.New(e.rdb, store.Options{Prefix: e.prefix})
@@ -268,7 +289,7 @@ func (e *env) close() {
 		for _, d := range destinations {
 			topics = append(topics, e.tmpl.Topic(d.id))
 		}
-		topics = append(topics, e.dlq, e.inputTopic("throughput"), e.inputTopic("latency"), e.inputTopic("stall"))
+		topics = append(topics, e.dlq, e.inputTopic("throughput"), e.inputTopic("latency"), e.inputTopic("stall"), e.inputTopic("service"))
 		_, _ = e.adm.DeleteTopics(ctx, topics...)
 		cancel()
 		e.admCl.Close()
@@ -394,6 +415,9 @@ func (e *env) produceTo(ctx context.Context, in *input, n int, rate float64, eve
 				return
 			}
 			in.mu.Lock()
+			for int(r.Partition) >= len(in.seq) { // an input of other partitions than the run's
+				in.seq = append(in.seq, nil)
+			}
 			p := in.seq[r.Partition]
 			for int64(len(p)) <= r.Offset {
 				p = append(p, -1)
@@ -478,6 +502,16 @@ func (e *env) computeExpected() (*expected, error) {
 // compare runs the rounds and the latency phases.
 func (e *env) compare(ctx context.Context) (*Report, error) {
 	var err error
+	if e.cfg.ServiceOnly {
+		// The service's outputs are counted on the broker: no expected
+		// outputs to compute.
+		rep := &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: e.brokerName()}
+		if rep.Service, err = e.runService(ctx); err != nil {
+			return nil, err
+		}
+		rep.OutputRecords = rep.Service.OutputRecords
+		return rep, nil
+	}
 	t0 := time.Now()
 	if e.exp, err = e.computeExpected(); err != nil {
 		return nil, err
@@ -491,11 +525,8 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 	}
 	e.logf("input: %d events produced to %s in %s", e.cfg.Events, in.name, time.Since(t0).Round(time.Millisecond))
 
-	rep := &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: "kfake", Rounds: e.cfg.Rounds, WarmupRounds: e.cfg.WarmupRounds,
+	rep := &Report{Mode: string(e.cfg.Delivery), Events: e.cfg.Events, Broker: e.brokerName(), Rounds: e.cfg.Rounds, WarmupRounds: e.cfg.WarmupRounds,
 		OutputRecords: len(e.exp.outs), InputBytes: 0}
-	if e.kfake == nil {
-		rep.Broker = "kafka " + e.brokers[0]
-	}
 	kinds := []string{"baseline", "idsync"}
 	if rawAvailable(e.cfg.Delivery) {
 		// The raw loop is the baseline; the cycle loop (idsync's own
@@ -575,7 +606,35 @@ func (e *env) compare(ctx context.Context) (*Report, error) {
 			target.P50Ms, target.P99Ms, target.Latency = ph.P50Ms, ph.P99Ms, ph.Latency
 		}
 	}
+	if e.cfg.Service != "" {
+		if rep.Service, err = e.runService(ctx); err != nil {
+			return nil, err
+		}
+		if c := rep.Idsync.CPUSecPerMEvents; c > 0 {
+			rep.Service.CPURatioIdsync = round3(rep.Service.CPUSecPerMEvents / c)
+		}
+		if c := rep.Baseline.CPUSecPerMEvents; c > 0 {
+			rep.Service.CPURatioBaseline = round3(rep.Service.CPUSecPerMEvents / c)
+		}
+	}
 	return rep, nil
+}
+
+func (e *env) brokerName() string {
+	if e.kfake != nil {
+		return "kfake"
+	}
+	return "kafka " + e.brokers[0]
+}
+
+// runService runs the service phase and logs its line.
+func (e *env) runService(ctx context.Context) (*ServicePhase, error) {
+	sp, err := e.servicePhase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.logf("service  %s", sp.line())
+	return sp, nil
 }
 
 // phase runs one processor over an input until everything is produced and

@@ -37,6 +37,9 @@ type Report struct {
 	// per event (this process's CPU: the loop and its client).
 	CPURatio    float64 `json:"cpu_ratio"`
 	LatencyRate float64 `json:"latency_rate,omitempty"`
+	// Service is the service phase (Config.Service): `idsync run` as its
+	// own process, CPU from its start to lag 0.
+	Service *ServicePhase `json:"service,omitempty"`
 	// Stall is set by the stalled-destination test instead of the above.
 	Stall *StallResult `json:"stall,omitempty"`
 }
@@ -78,6 +81,10 @@ func (r *Report) WriteText(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "idsync bench: %s on %s, %d events → %d records, %d round(s)\n", r.Mode, r.Broker, r.Events, r.OutputRecords, r.Rounds)
+	if r.Rounds == 0 { // the service phase only
+		r.writeService(w)
+		return
+	}
 	fmt.Fprintf(w, "%-9s %12s %12s %9s %9s %9s %14s %12s\n", "", "events/s", "records/s", "MB/s", "p50 ms", "p99 ms", "cpu s/M ev", "peak rss MB")
 	rows := []struct {
 		name string
@@ -101,4 +108,19 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "; latencies at %.0f events/s", r.LatencyRate)
 	}
 	fmt.Fprintln(w)
+	r.writeService(w)
+}
+
+func (r *Report) writeService(w io.Writer) {
+	s := r.Service
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "service (idsync run, own process): %d partitions, membership %v, %d records (+%d membership), %.0f events/s\n",
+		s.Partitions, s.Membership, s.OutputRecords, s.MembershipRecords, s.EventsPerSec)
+	fmt.Fprintf(w, "  cpu s/M events from process start to lag 0: %.1f (start-up %.2f s cpu in %.2f s; drain %.1f s/M events); peak rss %.1f MB\n",
+		s.CPUSecPerMEvents, s.StartupCPUSec, s.StartupSec, s.DrainCPUSecPerMEvents, s.PeakRSSMB)
+	if s.CPURatioIdsync > 0 {
+		fmt.Fprintf(w, "  cpu per event service/idsync loop: %.3f; service/baseline: %.3f\n", s.CPURatioIdsync, s.CPURatioBaseline)
+	}
 }

@@ -50,6 +50,7 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 	output := bindOutput(cmd, false, "report format: text or json")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "baseline + idsync rounds; the report gives medians")
 	fs.IntVar(&cfg.WarmupRounds, "warmup", 1, "baseline + idsync rounds run first and not counted (fresh topics warm up the broker)")
+	fs.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of the in-process loops' input topic and of the destination topics")
 	fs.IntVar(&cfg.Audiences, "audiences", 200, "audience pool")
 	fs.IntVar(&cfg.Profiles, "profiles", 0, "profile pool (default events/4)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
@@ -57,6 +58,13 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the slower loop's throughput)")
 	fs.IntVar(&cfg.MaxInflightBytes, "max-inflight-bytes", 64<<20, "processing.max_inflight_bytes of both loops")
 	fs.BoolVar(&cfg.Membership, "membership", false, "idsync also writes the membership topic, as the service does by default (resync.enabled); the baselines do not")
+	var service bool
+	fs.BoolVar(&service, "service", false, "also run this binary as idsync run, its own process, on the same broker, Redis and workload, and report its CPU from process start to lag 0 (what the deployed service costs)")
+	fs.StringVar(&cfg.Service, "service-binary", "", "the idsync binary of the service phase (default: this one; implies --service)")
+	fs.BoolVar(&cfg.ServiceOnly, "service-only", false, "run the service phase only, not the in-process loops (implies --service)")
+	fs.Int32Var(&cfg.ServicePartitions, "service-partitions", 12, "input partitions of the service phase")
+	fs.StringArrayVar(&cfg.ServiceEnv, "service-env", nil, "KEY=VALUE added to the service's environment (an IDSYNC_* setting, GOMAXPROCS, GOGC); repeatable")
+	fs.StringVar(&cfg.ServiceProfileDir, "service-profile-dir", "", "save 2-second CPU profiles of the service's drain here and its log, service.log (sets IDSYNC_OPS_PPROF=true); go tool pprof -top DIR/*.pprof")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "run the stalled-destination test for this long instead (embedded broker)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 0, "bound of one phase (default 10m)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
@@ -72,6 +80,19 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 			return usageErrorf("-n %d must be at least 1", cfg.Events)
 		case cfg.Stall > 0 && brokers != "":
 			return usageErrorf("--stall runs on the embedded broker only (no --brokers)")
+		}
+		if cfg.ServiceOnly || cfg.ServiceProfileDir != "" {
+			service = true
+		}
+		if service && cfg.Service == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("--service: this binary's path: %w", err)
+			}
+			cfg.Service = exe
+		}
+		if cfg.ServiceProfileDir != "" {
+			cfg.ServiceEnv = append([]string{"IDSYNC_OPS_PPROF=true"}, cfg.ServiceEnv...)
 		}
 		cfg.Delivery = pipeline.Delivery(delivery)
 		if brokers != "" {
