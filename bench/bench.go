@@ -344,6 +344,10 @@ type input struct {
 	seq      [][]int32 // partition → offset → event index
 	produced []int64   // event index → unix nanoseconds of Produce
 	events   int
+	// acked are the paced events' times from Produce to the broker's
+	// acknowledgement: the broker's write path, which every loop's
+	// latency includes.
+	acked latencies
 }
 
 func (in *input) eventAt(partition int32, offset int64) int {
@@ -415,6 +419,9 @@ func (e *env) produceTo(ctx context.Context, in *input, n int, rate float64, eve
 				return
 			}
 			in.mu.Lock()
+			if rate > 0 {
+				in.acked.add(time.Since(time.Unix(0, in.produced[i])))
+			}
 			for int(r.Partition) >= len(in.seq) { // an input of other partitions than the run's
 				in.seq = append(in.seq, nil)
 			}
@@ -761,6 +768,8 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		d := &LatencyDetail{}
 		d.GCCycles, d.GCPauseMaxMs = gc0.since()
 		d.BatchPhases, d.Batches = batchPhases(reg)
+		d.InputAck = Quantiles{P50Ms: in.acked.quantile(0.5), P99Ms: in.acked.quantile(0.99), MaxMs: in.acked.quantile(1)}
+		d.LatencyMaxMs = tr.lat.quantile(1)
 		ph.Latency = d
 	}
 	return ph, nil

@@ -28,12 +28,20 @@ type LatencyDetail struct {
 	// during the phase and the longest stop-the-world pause among them.
 	GCCycles     int     `json:"gc_cycles"`
 	GCPauseMaxMs float64 `json:"gc_pause_max_ms"`
+	// InputAck is the time from producing a paced input event to the
+	// broker's acknowledgement of it (the bench's producer): the broker's
+	// write path, part of every loop's latency. A tail here that matches
+	// a loop's is the broker's.
+	InputAck Quantiles `json:"input_ack"`
+	// LatencyMaxMs is the loop's slowest event.
+	LatencyMaxMs float64 `json:"latency_max_ms"`
 }
 
 // Quantiles are a distribution's p50 and p99 in milliseconds.
 type Quantiles struct {
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms,omitempty"`
 }
 
 // gcMark is the collector's state at a phase's start.
@@ -126,6 +134,7 @@ func (d *LatencyDetail) line() string {
 	if d.Batches > 0 {
 		fmt.Fprintf(&b, "%d batches, ", d.Batches)
 	}
-	fmt.Fprintf(&b, "%d GCs (longest pause %.2f ms)", d.GCCycles, d.GCPauseMaxMs)
+	fmt.Fprintf(&b, "%d GCs (longest pause %.2f ms), input acks p50/p99/max %.1f/%.1f/%.1f ms, slowest event %.1f ms",
+		d.GCCycles, d.GCPauseMaxMs, d.InputAck.P50Ms, d.InputAck.P99Ms, d.InputAck.MaxMs, d.LatencyMaxMs)
 	return b.String()
 }

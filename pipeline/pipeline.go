@@ -238,6 +238,10 @@ type Pipeline struct {
 	// onCommit are what the batch in hand changes in the resyncs' state
 	// once it is committed (dropped when it is not).
 	onCommit []commitAction
+	// commits are the asynchronous commits on the wire (see commitAsync).
+	commits sync.WaitGroup
+	// flushing is set while a flushIdle runs.
+	flushing atomic.Bool
 	// rebalanceWanted is set when a rebalance waits for the loop to allow
 	// it (BlockRebalanceOnPoll): no batch is kept in flight then.
 	rebalanceWanted atomic.Bool
@@ -622,6 +626,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 			_ = p.settle(hard, prev)
 			p.allowRebalance()
 		}
+		p.commits.Wait() // before the group is left
 	}()
 	for ctx.Err() == nil {
 		if resume := p.waits.due(time.Now()); len(resume) > 0 {
@@ -641,6 +646,9 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 			// The poll ends when the batch in flight is acknowledged, at
 			// the latest: its offsets are committed then.
 			pollCtx, cancel = prev.pollContext(pollCtx, cancel)
+			if p.cl.BufferedFetchRecords() == 0 {
+				p.flushIdle(hard)
+			}
 		}
 		var fetches kgo.Fetches
 		if p.sess != nil {
@@ -742,33 +750,65 @@ func (p *Pipeline) settlePrev(hard context.Context, prev, cur *inflight) (*infli
 		if hard.Err() != nil {
 			return cur, nil // past the shutdown deadline: nothing more is committed
 		}
-		var commitErr error
-		defer p.observeSince(PhaseCommit, time.Now())
-		p.cl.CommitOffsetsSync(hard, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				commitErr = err
-				return
-			}
-			for _, t := range resp.Topics {
-				for _, pt := range t.Partitions {
-					if err := kerr.ErrorForCode(pt.ErrorCode); err != nil && commitErr == nil {
-						commitErr = err
-					}
-				}
-			}
-		})
-		if commitErr != nil {
-			p.log.Warn("committing offsets", "err", commitErr)
-			return cur, nil
-		}
+		// What earlier commits made final.
 		p.refusals.committed(p.cl.CommittedOffsets())
-		prev.acks.done()
+		p.commitAsync(hard, offsets, prev.acks)
 		return cur, nil
 	}
 	if cur == nil {
 		return nil, p.settle(hard, prev)
 	}
 	return nil, p.settle(hard, merge(prev, cur))
+}
+
+// flushIdle sends the records that linger (kafka.producer_linger) when the
+// loop has nothing to poll at once: lingering gathers more records into a
+// produce request only while more are coming. Flush waits until the
+// producer's buffer is empty, so it runs on a goroutine of its own, one at
+// a time (while it runs nothing lingers anyway).
+func (p *Pipeline) flushIdle(ctx context.Context) {
+	if !p.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	cl := p.cl
+	go func() {
+		defer p.flushing.Store(false)
+		_ = cl.Flush(ctx)
+	}()
+}
+
+// commitAsync commits offsets without waiting: the loop polls and
+// processes on while the commit is on the wire. The client keeps commits
+// in order (a later commit, asynchronous or not, waits for this one), and
+// a rebalance's join waits for it, so nothing is committed out of order
+// or for partitions that moved. A failed commit is logged: the records
+// are delivered, and the next commit covers them (at_least_once).
+func (p *Pipeline) commitAsync(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset, acks *acks) {
+	p.commits.Add(1)
+	began := time.Now()
+	p.cl.CommitOffsets(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		defer p.commits.Done()
+		p.observeSince(PhaseCommit, began)
+		if err == nil {
+			for _, t := range resp.Topics {
+				for _, pt := range t.Partitions {
+					if err = kerr.ErrorForCode(pt.ErrorCode); err != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("committing offsets", "err", err)
+			}
+			return
+		}
+		acks.done()
+	})
 }
 
 // merge makes one batch of prev (which went through whole, see overlap)
