@@ -616,14 +616,14 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 	if err := p.topics.dlq(hard); err != nil {
 		p.log.Warn("dead-letter topic not ready at start; dead letters wait for it", "topic", p.cfg.DLQTopic, "err", err)
 	}
-	// prev is an at_least_once batch whose acknowledgements overlap this
-	// poll and the next batch's processing (see overlap); settled before
-	// anything else is decided.
-	var prev *inflight
+	// queue are at_least_once batches whose acknowledgements overlap the
+	// polls and the processing of the batches after them (see overlap), in
+	// poll order; each is settled once acknowledged, the oldest first.
+	var queue []*inflight
 	defer func() {
-		if prev != nil {
+		if len(queue) > 0 {
 			// Stopping: what is in flight is acknowledged and committed.
-			_ = p.settle(hard, prev)
+			_, _, _ = p.settleQueue(hard, queue, nil, 0)
 			p.allowRebalance()
 		}
 		p.commits.Wait() // before the group is left
@@ -642,10 +642,10 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		} else if p.anyPaced() {
 			pollCtx, cancel = context.WithTimeout(ctx, resyncWait/4)
 		}
-		if prev != nil {
-			// The poll ends when the batch in flight is acknowledged, at
-			// the latest: its offsets are committed then.
-			pollCtx, cancel = prev.pollContext(pollCtx, cancel)
+		if len(queue) > 0 {
+			// The poll ends when the oldest batch in flight is
+			// acknowledged, at the latest: its offsets are committed then.
+			pollCtx, cancel = queue[0].pollContext(pollCtx, cancel)
 			if p.cl.BufferedFetchRecords() == 0 {
 				p.flushIdle(hard)
 			}
@@ -658,7 +658,7 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 		}
 		cancel()
 		if fetches.IsClientClosed() {
-			prev = nil // nothing can be committed any more
+			queue = nil // nothing can be committed any more
 			return nil
 		}
 		fetches.EachError(func(t string, part int32, err error) {
@@ -667,20 +667,30 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 			}
 		})
 		cur, err := p.start(hard, fetches)
-		if err == nil && prev != nil {
-			cur, err = p.settlePrev(hard, prev, cur)
-			prev = nil
+		if err == nil {
+			// The batches already acknowledged, and the oldest ones while
+			// the queue is full.
+			queue, cur, err = p.settleQueue(hard, queue, cur, maxQueued-1)
 		}
 		if err == nil && cur != nil {
 			if p.overlap(ctx, cur) {
-				prev = cur
-				p.waits.inFlight(prev.since)
+				queue = append(queue, cur)
 			} else {
-				err = p.settle(hard, cur)
+				// Everything before it first (a failure there takes cur
+				// along), then cur on its own.
+				if queue, cur, err = p.settleQueue(hard, queue, cur, 0); err == nil && cur != nil {
+					err = p.settle(hard, cur)
+				}
 			}
 		}
-		if prev == nil {
+		if err == nil && len(queue) > 0 && (ctx.Err() != nil || p.rebalanceWanted.Load()) {
+			queue, _, err = p.settleQueue(hard, queue, nil, 0)
+		}
+		if len(queue) > 0 {
+			p.waits.inFlight(queue[0].since)
+		} else {
 			// Nothing in flight: the partitions may move now.
+			p.waits.inFlight(time.Time{})
 			p.topics.purgeForgotten()
 			p.allowRebalance()
 		}
@@ -696,6 +706,10 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 	}
 	return nil
 }
+
+// maxQueued bounds the at_least_once batches in flight at once; their
+// input records besides are bounded by the fetch size (see settleQueue).
+const maxQueued = 4
 
 // overlap says whether b may stay in flight while the next poll is made
 // and processed: only in at_least_once, only while no rebalance waits
@@ -727,38 +741,65 @@ func (b *inflight) pollContext(ctx context.Context, cancel context.CancelFunc) (
 	return c, func() { stop(); cancel() }
 }
 
-// settlePrev settles prev, the batch that was in flight while cur was
-// polled and produced. When every record of prev was acknowledged, its
-// offsets (the last of each partition's records, plus one) are committed
-// and cur goes on as it is. When one was not, cur's records may follow it
-// in the same partitions: cur is waited for too, and both are settled as
-// one batch (see merge), so that each partition goes on from its first
-// record not finished, as within a batch; nil is returned for cur then.
-func (p *Pipeline) settlePrev(hard context.Context, prev, cur *inflight) (*inflight, error) {
-	p.waits.inFlight(prev.since)
-	waited := time.Now()
-	prev.acks.wait()
-	p.m.phaseOf[PhaseAcks].Observe(time.Since(waited).Seconds())
-	if len(prev.acks.failures()) == 0 {
+// settleQueue settles the batches of queue (oldest first) that are
+// acknowledged, and waits for the oldest ones while more than keep are
+// left or their input records weigh more than the fetch size. A settled
+// batch whose records were all acknowledged has its offsets (the last of
+// each partition's records, plus one) committed (see commitAsync). When
+// one was not, the batches after it, and cur (polled and produced after
+// them all), may hold later records of the same partitions: they are all
+// waited for and settled with it as one batch (see merge), so that each
+// partition goes on from its first record not finished, as within a batch;
+// queue and cur are then returned empty. Otherwise cur is returned as it
+// is.
+func (p *Pipeline) settleQueue(hard context.Context, queue []*inflight, cur *inflight, keep int) ([]*inflight, *inflight, error) {
+	for len(queue) > 0 {
+		head := queue[0]
+		if !head.acks.complete() {
+			if len(queue) <= keep && queuedBytes(queue) <= int64(p.cfg.FetchMaxBytes) {
+				break
+			}
+			p.waits.inFlight(head.since)
+			waited := time.Now()
+			head.acks.wait()
+			p.m.phaseOf[PhaseAcks].Observe(time.Since(waited).Seconds())
+		} else {
+			p.m.phaseOf[PhaseAcks].Observe(0)
+		}
+		if len(head.acks.failures()) > 0 {
+			m := head
+			for _, b := range queue[1:] {
+				m = merge(m, b)
+			}
+			if cur != nil {
+				m = merge(m, cur)
+			}
+			return nil, nil, p.settle(hard, m)
+		}
+		queue = queue[1:]
 		offsets := map[string]map[int32]kgo.EpochOffset{}
-		for _, pt := range prev.parts {
+		for _, pt := range head.parts {
 			last := pt.Records[len(pt.Records)-1]
 			setOffset(offsets, last, last.Offset+1)
 			p.waits.passed(topicPartition{pt.Topic, pt.Partition})
 		}
-		p.waits.inFlight(time.Time{})
 		if hard.Err() != nil {
-			return cur, nil // past the shutdown deadline: nothing more is committed
+			continue // past the shutdown deadline: nothing more is committed
 		}
 		// What earlier commits made final.
 		p.refusals.committed(p.cl.CommittedOffsets())
-		p.commitAsync(hard, offsets, prev.acks)
-		return cur, nil
+		p.commitAsync(hard, offsets, head.acks)
 	}
-	if cur == nil {
-		return nil, p.settle(hard, prev)
+	return queue, cur, nil
+}
+
+// queuedBytes is what the input records of the batches in queue weigh.
+func queuedBytes(queue []*inflight) int64 {
+	var n int64
+	for _, b := range queue {
+		n += b.bytes
 	}
-	return nil, p.settle(hard, merge(prev, cur))
+	return n
 }
 
 // flushIdle sends the records that linger (kafka.producer_linger) when the
@@ -811,11 +852,11 @@ func (p *Pipeline) commitAsync(ctx context.Context, offsets map[string]map[int32
 	})
 }
 
-// merge makes one batch of prev (which went through whole, see overlap)
-// and cur, polled after it: a partition in both has prev's records, then
+// merge makes one batch of prev (which went through whole, see overlap,
+// or is such batches merged) and cur, polled after it: a partition in both has prev's records, then
 // cur's.
 func merge(prev, cur *inflight) *inflight {
-	m := &inflight{probed: map[int]int64{}, since: prev.since}
+	m := &inflight{probed: map[int]int64{}, since: prev.since, bytes: prev.bytes + cur.bytes}
 	index := map[topicPartition]int{}
 	for _, pt := range prev.parts {
 		index[topicPartition{pt.Topic, pt.Partition}] = len(m.parts)
@@ -862,6 +903,7 @@ type inflight struct {
 	stops []*stop
 	acks  *acks
 	since time.Time // when its records started to be produced
+	bytes int64     // what its input records weigh (keys and values)
 }
 
 // A batch is one poll's records: start processes them (see records) and
@@ -952,6 +994,9 @@ func (p *Pipeline) start(hard context.Context, fetches kgo.Fetches) (*inflight, 
 	for _, pt := range parts {
 		if ts := pt.Records[0].Timestamp; ts.Before(oldest) {
 			oldest = ts
+		}
+		for _, r := range pt.Records {
+			b.bytes += int64(len(r.Key) + len(r.Value))
 		}
 	}
 	p.m.phaseOf[PhaseQueued].Observe(max(b.since.Sub(oldest), 0).Seconds())

@@ -557,6 +557,8 @@ type acks struct {
 	// also is a later batch settled together with this one (see
 	// joinAcks); guarded by mu.
 	also *acks
+	// pending are the batch's records not yet acknowledged.
+	pending atomic.Int64
 }
 
 // failure is one record that could not be produced.
@@ -626,6 +628,7 @@ type counter interface{ Inc() }
 // producer's buffer is full (backpressure).
 func (a *acks) produce(ctx context.Context, r *kgo.Record) {
 	a.wg.Add(1)
+	a.pending.Add(1)
 	if a.p.sess != nil {
 		a.p.sess.Produce(ctx, r, a.promise)
 	} else {
@@ -646,6 +649,7 @@ func (a *acks) produceAlone(ctx context.Context, r *kgo.Record) {
 // onAck is the promise of every record of the batch.
 func (a *acks) onAck(r *kgo.Record, err error) {
 	defer a.wg.Done()
+	defer a.pending.Add(-1)
 	m := r.Context.(*recordMeta)
 	if err != nil {
 		if classify(err) != failShutdown {
@@ -879,11 +883,20 @@ func (a *acks) joined() *acks {
 	return a.also
 }
 
-// joinAcks makes a's wait, failures and done cover b's records too (two
-// batches settled as one, see merge), and returns a.
+// joinAcks makes a's wait, failures and done cover b's records too
+// (batches settled as one, see merge), and returns a: b is joined after
+// the last batch joined to a.
 func joinAcks(a, b *acks) *acks {
-	a.mu.Lock()
-	a.also = b
-	a.mu.Unlock()
+	last := a
+	for next := last.joined(); next != nil; next = last.joined() {
+		last = next
+	}
+	last.mu.Lock()
+	last.also = b
+	last.mu.Unlock()
 	return a
 }
+
+// complete reports whether every record of the batch (not counting the
+// batches joined to it) is acknowledged; the batch must be fully produced.
+func (a *acks) complete() bool { return a.pending.Load() == 0 }
