@@ -279,10 +279,10 @@ func (w *wireEvent) release() {
 	if cap(ids) < cap(w.idsBuf) {
 		ids = w.idsBuf // the record had no external ids
 	}
-	clear(ids[:cap(ids)]) // no record's strings pinned
 	if cap(ids) > maxPooledWireIDs {
 		ids = nil
 	}
+	clear(ids[:cap(ids)]) // no record's strings pinned
 	*w = wireEvent{idsBuf: ids[:0]}
 	wires.Put(w)
 }

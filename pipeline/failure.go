@@ -120,6 +120,9 @@ func (r *refusals) refuse(k refusalKey, err error) {
 	r.n.Store(int64(len(r.m)))
 }
 
+// any reports whether a refusal is remembered.
+func (r *refusals) any() bool { return r.n.Load() > 0 }
+
 // committed forgets the entries of partitions below the committed offsets.
 func (r *refusals) committed(offsets map[string]map[int32]kgo.EpochOffset) {
 	r.mu.Lock()

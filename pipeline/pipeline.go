@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -786,8 +787,10 @@ func (p *Pipeline) settleQueue(hard context.Context, queue []*inflight, cur *inf
 		if hard.Err() != nil {
 			continue // past the shutdown deadline: nothing more is committed
 		}
-		// What earlier commits made final.
-		p.refusals.committed(p.cl.CommittedOffsets())
+		if p.refusals.any() {
+			// What earlier commits made final.
+			p.refusals.committed(p.cl.CommittedOffsets())
+		}
 		p.commitAsync(hard, offsets, head.acks)
 	}
 	return queue, cur, nil
@@ -831,14 +834,12 @@ func (p *Pipeline) commitAsync(ctx context.Context, offsets map[string]map[int32
 		defer p.commits.Done()
 		p.observeSince(PhaseCommit, began)
 		if err == nil {
+		partitions:
 			for _, t := range resp.Topics {
 				for _, pt := range t.Partitions {
 					if err = kerr.ErrorForCode(pt.ErrorCode); err != nil {
-						break
+						break partitions
 					}
-				}
-				if err != nil {
-					break
 				}
 			}
 		}
@@ -852,9 +853,9 @@ func (p *Pipeline) commitAsync(ctx context.Context, offsets map[string]map[int32
 	})
 }
 
-// merge makes one batch of prev (which went through whole, see overlap,
-// or is such batches merged) and cur, polled after it: a partition in both has prev's records, then
-// cur's.
+// merge makes one batch of prev (batches that went through whole, see
+// overlap) and cur, polled after it: a partition in both has prev's
+// records, then cur's.
 func merge(prev, cur *inflight) *inflight {
 	m := &inflight{probed: map[int]int64{}, since: prev.since, bytes: prev.bytes + cur.bytes}
 	index := map[topicPartition]int{}
@@ -866,8 +867,7 @@ func merge(prev, cur *inflight) *inflight {
 	for i, pt := range cur.parts {
 		j, ok := index[topicPartition{pt.Topic, pt.Partition}]
 		if ok {
-			recs := make([]*kgo.Record, 0, len(m.parts[j].Records)+len(pt.Records))
-			m.parts[j].Records = append(append(recs, m.parts[j].Records...), pt.Records...)
+			m.parts[j].Records = slices.Concat(m.parts[j].Records, pt.Records)
 		} else {
 			j = len(m.parts)
 			m.parts = append(m.parts, pt)
@@ -903,7 +903,7 @@ type inflight struct {
 	stops []*stop
 	acks  *acks
 	since time.Time // when its records started to be produced
-	bytes int64     // what its input records weigh (keys and values)
+	bytes int64     // what its input records weigh (keys, values, headers)
 }
 
 // A batch is one poll's records: start processes them (see records) and
@@ -986,7 +986,7 @@ func (p *Pipeline) start(hard context.Context, fetches kgo.Fetches) (*inflight, 
 	p.onCommit = nil
 	if p.sess != nil {
 		if err := p.sess.Begin(); err != nil {
-			return nil, fmt.Errorf("beginning a transaction: %w", err)
+			return nil, fmt.Errorf("beginning a transaction: %w: %w", stuck(err), err)
 		}
 	}
 	b := &inflight{parts: parts, probed: probed, acks: newAcks(p), since: time.Now()}
@@ -996,7 +996,7 @@ func (p *Pipeline) start(hard context.Context, fetches kgo.Fetches) (*inflight, 
 			oldest = ts
 		}
 		for _, r := range pt.Records {
-			b.bytes += int64(len(r.Key) + len(r.Value))
+			b.bytes += int64(len(r.Key) + len(r.Value) + headerBytes(r.Headers))
 		}
 	}
 	p.m.phaseOf[PhaseQueued].Observe(max(b.since.Sub(oldest), 0).Seconds())
