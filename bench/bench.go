@@ -70,7 +70,11 @@ type Config struct {
 	// LatencyEvents is the size of the paced latency phase (default
 	// min(Events, 20,000)); LatencyRate its rate in events/s (default half
 	// the slower loop's measured throughput, the same rate for both).
-	// LatencyEvents < 0 skips it.
+	// LatencyEvents < 0 skips it. The phase's first second of events (at
+	// most half of them) warms the loop up: a fresh loop starts consuming
+	// after the first events are written and with cold caches, and a
+	// service runs for days; their latencies are reported apart
+	// (LatencyDetail.Warmup), the p50 and p99 are the events after them.
 	LatencyEvents int
 	LatencyRate   float64
 	// MaxInflightBytes is processing.max_inflight_bytes of both loops
@@ -342,7 +346,9 @@ type input struct {
 	name     string
 	mu       sync.Mutex
 	seq      [][]int32 // partition → offset → event index
+	warm     int       // the paced phase's warm-up events (tracker.warm)
 	produced []int64   // event index → unix nanoseconds of Produce
+	ackedAt  []int64   // event index → unix nanoseconds of its acknowledgement (paced events; 0 until then)
 	events   int
 	// acked are the paced events' times from Produce to the broker's
 	// acknowledgement: the broker's write path, which every loop's
@@ -384,6 +390,7 @@ func (e *env) produceTo(ctx context.Context, in *input, n int, rate float64, eve
 	in.mu.Lock()
 	in.seq = make([][]int32, e.cfg.Partitions)
 	in.produced = make([]int64, n)
+	in.ackedAt = make([]int64, n)
 	in.events = n
 	in.mu.Unlock()
 	opts := []kgo.Opt{kgo.SeedBrokers(e.brokers...), kgo.DefaultProduceTopic(in.name),
@@ -420,7 +427,11 @@ func (e *env) produceTo(ctx context.Context, in *input, n int, rate float64, eve
 			}
 			in.mu.Lock()
 			if rate > 0 {
-				in.acked.add(time.Since(time.Unix(0, in.produced[i])))
+				now := time.Now().UnixNano()
+				in.ackedAt[i] = now
+				if i >= in.warm {
+					in.acked.add(time.Duration(now - in.produced[i]))
+				}
 			}
 			for int(r.Partition) >= len(in.seq) { // an input of other partitions than the run's
 				in.seq = append(in.seq, nil)
@@ -667,6 +678,10 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 	}
 	tr := newTracker(e.exp, n, paced)
 	tr.input = in
+	if paced {
+		tr.warm = warmupEvents(n, rate)
+		in.warm = tr.warm
+	}
 	quiesce()
 	sampler := startSampler(10 * time.Millisecond)
 	cpu0 := cpuTime()
@@ -768,11 +783,21 @@ func (e *env) phase(ctx context.Context, kind, name string, in *input, rate floa
 		d := &LatencyDetail{}
 		d.GCCycles, d.GCPauseMaxMs = gc0.since()
 		d.BatchPhases, d.Batches = batchPhases(reg)
-		d.InputAck = Quantiles{P50Ms: in.acked.quantile(0.5), P99Ms: in.acked.quantile(0.99), MaxMs: in.acked.quantile(1)}
+		d.InputAck = in.acked.quantiles()
+		d.OutputAck = tr.outAck.quantiles()
+		d.AfterInputAck = tr.afterAck.quantiles()
 		d.LatencyMaxMs = tr.lat.quantile(1)
+		d.WarmupEvents = tr.warm
+		d.Warmup = tr.warmLat.quantiles()
 		ph.Latency = d
 	}
 	return ph, nil
+}
+
+// warmupEvents is how many of a paced phase's n events at rate events/s
+// warm the loop up: the first second's, at most half of them.
+func warmupEvents(n int, rate float64) int {
+	return min(int(math.Ceil(rate)), n/2)
 }
 
 // awaitJoined waits until the group is stable with partitions assigned.
@@ -831,13 +856,27 @@ func (e *env) awaitCommitted(ctx context.Context, group, topic string, done <-ch
 // acknowledgement of its last output (the definition of
 // idsync_end_to_end_latency_seconds).
 type tracker struct {
-	exp        *expected
-	want       int64
-	acked      atomic.Int64
-	failed     atomic.Int64
-	remaining  []atomic.Int32
-	paced      bool
-	lat        latencies
+	exp       *expected
+	want      int64
+	acked     atomic.Int64
+	failed    atomic.Int64
+	remaining []atomic.Int32
+	paced     bool
+	// warm is how many of the paced phase's first events warm the loop
+	// up; their latencies go to warmLat, the others' to lat.
+	warm    int
+	warmLat latencies
+	lat     latencies
+	// afterAck is, per paced event, the time from its input's
+	// acknowledgement to its last output's: the end-to-end latency less
+	// the broker's write path of the input.
+	afterAck latencies
+	// outAck is, per paced output record, the time from its hand-over to
+	// the producer to its acknowledgement; handed holds the hand-over
+	// times of the records not yet acknowledged.
+	outAck     latencies
+	handedMu   sync.Mutex
+	handed     map[*kgo.Record]int64
 	firstFetch atomic.Int64
 	input      *input
 	allDone    chan struct{}
@@ -846,6 +885,9 @@ type tracker struct {
 
 func newTracker(x *expected, n int, paced bool) *tracker {
 	t := &tracker{exp: x, want: int64(x.count(n)), remaining: make([]atomic.Int32, n), paced: paced, allDone: make(chan struct{})}
+	if paced {
+		t.handed = make(map[*kgo.Record]int64)
+	}
 	for i := range t.remaining {
 		t.remaining[i].Store(int32(len(x.of(i))))
 	}
@@ -869,22 +911,59 @@ func (h trackerHooks) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	if strings.HasSuffix(r.Topic, membershipSuffix) {
 		return // not an output: the membership topic (Config.Membership)
 	}
+	var handed int64
+	if t.paced {
+		t.handedMu.Lock()
+		handed = t.handed[r]
+		delete(t.handed, r)
+		t.handedMu.Unlock()
+	}
 	if err != nil {
 		t.failed.Add(1)
 		return
 	}
 	if t.paced {
-		if i := t.sourceEvent(r); i >= 0 && i < len(t.remaining) && t.remaining[i].Add(-1) == 0 {
+		now := time.Now().UnixNano()
+		i := t.sourceEvent(r)
+		if handed > 0 && i >= t.warm {
+			t.outAck.add(time.Duration(now - handed))
+		}
+		if i >= 0 && i < len(t.remaining) && t.remaining[i].Add(-1) == 0 {
 			in := t.input
 			in.mu.Lock()
-			p := in.produced[i]
+			p, a := in.produced[i], in.ackedAt[i]
 			in.mu.Unlock()
-			t.lat.add(time.Duration(time.Now().UnixNano() - p))
+			switch {
+			case i < t.warm:
+				t.warmLat.add(time.Duration(now - p))
+			default:
+				t.lat.add(time.Duration(now - p))
+				if a == 0 {
+					// Consumed and processed before the bench's producer
+					// saw its acknowledgement: count from Produce (an
+					// upper bound).
+					a = p
+				}
+				t.afterAck.add(time.Duration(max(0, now-a)))
+			}
 		}
 	}
 	if t.acked.Add(1) == t.want {
 		t.closeOnce.Do(func() { close(t.allDone) })
 	}
+}
+
+// OnProduceRecordBuffered implements kgo.HookProduceRecordBuffered: in the
+// paced phase it notes when each output was handed to the producer.
+func (h trackerHooks) OnProduceRecordBuffered(r *kgo.Record) {
+	t := h.t
+	if !t.paced || strings.HasSuffix(r.Topic, membershipSuffix) {
+		return
+	}
+	now := time.Now().UnixNano()
+	t.handedMu.Lock()
+	t.handed[r] = now
+	t.handedMu.Unlock()
 }
 
 // OnFetchRecordBuffered implements kgo.HookFetchRecordBuffered: the first

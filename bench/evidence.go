@@ -31,10 +31,25 @@ type LatencyDetail struct {
 	// InputAck is the time from producing a paced input event to the
 	// broker's acknowledgement of it (the bench's producer): the broker's
 	// write path, part of every loop's latency. A tail here that matches
-	// a loop's is the broker's.
+	// a loop's is the broker's. Like OutputAck and AfterInputAck, it
+	// counts the events after the warm-up (WarmupEvents).
 	InputAck Quantiles `json:"input_ack"`
-	// LatencyMaxMs is the loop's slowest event.
+	// OutputAck is the time from handing an output record to the
+	// loop's producer to the broker's acknowledgement of it: the broker's
+	// write path on the way out (linger included).
+	OutputAck Quantiles `json:"output_ack"`
+	// AfterInputAck is the end-to-end latency counted from the input's
+	// acknowledgement instead of its Produce call: what the loop and its
+	// output writes add to the input's write path.
+	AfterInputAck Quantiles `json:"after_input_ack"`
+	// LatencyMaxMs is the loop's slowest event after the warm-up.
 	LatencyMaxMs float64 `json:"latency_max_ms"`
+	// WarmupEvents are the phase's first events, its first second's (at
+	// most half of them), left out of the p50 and p99: the loop starts
+	// consuming after the first are written, with cold caches. Warmup is
+	// their end-to-end latency (Config.LatencyEvents).
+	WarmupEvents int       `json:"warmup_events"`
+	Warmup       Quantiles `json:"warmup"`
 }
 
 // Quantiles are a distribution's p50 and p99 in milliseconds.
@@ -134,7 +149,9 @@ func (d *LatencyDetail) line() string {
 	if d.Batches > 0 {
 		fmt.Fprintf(&b, "%d batches, ", d.Batches)
 	}
-	fmt.Fprintf(&b, "%d GCs (longest pause %.2f ms), input acks p50/p99/max %.1f/%.1f/%.1f ms, slowest event %.1f ms",
-		d.GCCycles, d.GCPauseMaxMs, d.InputAck.P50Ms, d.InputAck.P99Ms, d.InputAck.MaxMs, d.LatencyMaxMs)
+	fmt.Fprintf(&b, "%d GCs (longest pause %.2f ms), input acks p50/p99/max %.1f/%.1f/%.1f ms, output acks p50/p99/max %.1f/%.1f/%.1f ms, from input ack p50/p99 %.1f/%.1f ms, slowest event %.1f ms; the %d warm-up events p50/p99/max %.1f/%.1f/%.1f ms",
+		d.GCCycles, d.GCPauseMaxMs, d.InputAck.P50Ms, d.InputAck.P99Ms, d.InputAck.MaxMs,
+		d.OutputAck.P50Ms, d.OutputAck.P99Ms, d.OutputAck.MaxMs, d.AfterInputAck.P50Ms, d.AfterInputAck.P99Ms, d.LatencyMaxMs,
+		d.WarmupEvents, d.Warmup.P50Ms, d.Warmup.P99Ms, d.Warmup.MaxMs)
 	return b.String()
 }

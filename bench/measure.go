@@ -159,6 +159,11 @@ func (l *latencies) quantile(q float64) float64 {
 	return float64(l.d[i].Microseconds()) / 1000
 }
 
+// quantiles returns the p50, p99 and maximum in milliseconds.
+func (l *latencies) quantiles() Quantiles {
+	return Quantiles{P50Ms: l.quantile(0.5), P99Ms: l.quantile(0.99), MaxMs: l.quantile(1)}
+}
+
 // sleepCtx sleeps d or until ctx is done.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

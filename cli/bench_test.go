@@ -42,6 +42,14 @@ func TestBenchEmbeddedJSON(t *testing.T) {
 			EventsPerSec float64 `json:"events_per_sec"`
 			P99Ms        float64 `json:"p99_ms"`
 			PeakRSSMB    float64 `json:"peak_rss_mb"`
+			Latency      struct {
+				InputAck      quantiles `json:"input_ack"`
+				OutputAck     quantiles `json:"output_ack"`
+				AfterInputAck quantiles `json:"after_input_ack"`
+				LatencyMaxMs  float64   `json:"latency_max_ms"`
+				WarmupEvents  int       `json:"warmup_events"`
+				Warmup        quantiles `json:"warmup"`
+			} `json:"latency"`
 		} `json:"idsync"`
 		Baseline struct {
 			EventsPerSec float64 `json:"events_per_sec"`
@@ -55,4 +63,24 @@ func TestBenchEmbeddedJSON(t *testing.T) {
 		rep.Idsync.PeakRSSMB <= 0 || rep.Idsync.P99Ms <= 0 || rep.Ratio == nil || *rep.Ratio <= 0 {
 		t.Fatalf("report %s", out)
 	}
+	// The latency's parts: every event's latency counted from its input's
+	// acknowledgement is at most its latency from Produce, so each
+	// quantile is too; outputs take some time to be acknowledged.
+	l := rep.Idsync.Latency
+	if l.InputAck.P99Ms <= 0 || l.OutputAck.P50Ms <= 0 || l.OutputAck.P99Ms < l.OutputAck.P50Ms ||
+		l.AfterInputAck.P99Ms <= 0 || l.AfterInputAck.P99Ms > rep.Idsync.P99Ms || l.AfterInputAck.MaxMs > l.LatencyMaxMs {
+		t.Fatalf("latency parts %+v, p99 %v ms: %s", l, rep.Idsync.P99Ms, out)
+	}
+	// The first second's events warm the loop up, at most half of the
+	// 100: the rate is thousands per second here, so 50 of them.
+	if l.WarmupEvents != 50 || l.Warmup.P99Ms <= 0 {
+		t.Fatalf("warm-up %d events, %+v: %s", l.WarmupEvents, l.Warmup, out)
+	}
+}
+
+// quantiles is a distribution of the bench's JSON report.
+type quantiles struct {
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
 }
