@@ -37,6 +37,14 @@ type ConnectionSource interface {
 	Connections(ctx context.Context, space, audience string) ([]idsync.Connection, error)
 }
 
+// Prefetcher is implemented by a ConnectionSource that can start fetching
+// an audience's connections without waiting for them (store.Cache): the
+// pipeline calls it for the audiences of the records it is about to
+// process, then Connections for each record as before.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, space, audience string)
+}
+
 // Delivery is the delivery guarantee.
 type Delivery string
 

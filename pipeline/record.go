@@ -46,6 +46,12 @@ type work struct {
 	inline bool
 	// ev is the decoded event (for its membership record).
 	ev *idsync.Event
+	// decoded: the record was decoded ahead of its processing (see
+	// decodeAhead), into next (or decodeErr) at now, which took decodeTook.
+	decoded    bool
+	next       *idsync.Event
+	now        time.Time
+	decodeTook time.Duration
 	// decodeErr, else connErr (its configuration cannot be read, or can
 	// never be), else res.
 	decodeErr error
@@ -127,6 +133,7 @@ func (p *Pipeline) records(ctx context.Context, a *acks, parts []kgo.FetchTopicP
 					if i >= to {
 						return
 					}
+					p.decodeAhead(ctx, all[i:min(i+run, to)])
 					for j := i; j < min(i+run, to); j++ {
 						if j != from && used.Load() >= budget {
 							return
@@ -197,15 +204,16 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 	if w.control {
 		return // handled when produced, in order
 	}
+	if !w.decoded {
+		p.decode(w)
+	}
 	start := time.Now()
-	now := p.cfg.Now()
-	ev, err := idsync.Decode(w.rec.Value, now, p.cfg.Limits)
-	if err != nil {
-		w.decodeErr = err
-		p.m.processTime.Observe(time.Since(start).Seconds())
+	ev, took := w.next, w.decodeTook
+	w.next = nil
+	if w.decodeErr != nil {
+		p.m.processTime.Observe(took.Seconds())
 		return
 	}
-	ev.ReplayedAt = replayedAt(w.rec)
 	if p.cfg.MembershipTopic != "" {
 		w.ev = ev
 	}
@@ -214,8 +222,57 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 		w.connErr = err
 		return
 	}
-	w.res = idsync.Process(ev, conns, now, p.cfg.Options)
-	p.m.processTime.Observe(time.Since(start).Seconds())
+	w.res = idsync.Process(ev, conns, w.now, p.cfg.Options)
+	p.m.processTime.Observe((took + time.Since(start)).Seconds())
+}
+
+// aheadBytes bounds the input of the records a worker decodes ahead of
+// their processing beyond the first (decodeAhead): a run of typical
+// events, one large event alone.
+const aheadBytes = 64 << 10
+
+// decode decodes w's record into w.next or w.decodeErr.
+func (p *Pipeline) decode(w *work) {
+	start := time.Now()
+	w.now = p.cfg.Now()
+	ev, err := idsync.Decode(w.rec.Value, w.now, p.cfg.Limits)
+	if err != nil {
+		w.decodeErr = err
+	} else {
+		ev.ReplayedAt = replayedAt(w.rec)
+		w.next = ev
+	}
+	w.decoded = true
+	w.decodeTook = time.Since(start)
+}
+
+// decodeAhead decodes the records a worker is about to process and, when
+// the connection source can prefetch (Prefetcher), starts the fetch of
+// each audience they name before the first of them waits for its own: a
+// run's cold audiences are fetched concurrently, not one round trip after
+// another (a fresh process, or every entry invalidated when Redis came
+// back, met them one at a time). At most one run of records per worker,
+// of at most aheadBytes of input beyond the first, is held decoded ahead.
+func (p *Pipeline) decodeAhead(ctx context.Context, run []work) {
+	pf, _ := p.src.(Prefetcher)
+	var last *idsync.Event
+	bytes := 0
+	for i := range run {
+		w := &run[i]
+		if bytes += len(w.rec.Value); i > 0 && bytes > aheadBytes {
+			return // the rest is decoded when processed
+		}
+		if w.control || w.decoded {
+			continue
+		}
+		p.decode(w)
+		ev := w.next
+		if pf == nil || ev == nil || (last != nil && last.SpaceID == ev.SpaceID && last.AudienceID == ev.AudienceID) {
+			continue
+		}
+		pf.Prefetch(ctx, ev.SpaceID, ev.AudienceID)
+		last = ev
+	}
 }
 
 // replayedAt reads the record's idsync-replay-at header (the last one; a

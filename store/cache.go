@@ -239,6 +239,34 @@ func (c *Cache) Connections(ctx context.Context, space, audience string) ([]idsy
 	}
 }
 
+// Prefetch starts, without waiting for it, the fetch that Connections
+// would make for (space, audience): none when the entry is fresh, the ids
+// are invalid, Redis is believed unreachable or a fetch is already in
+// flight. A later Connections shares the fetch, or finds its result
+// cached. The pipeline calls it for the audiences of the records it is
+// about to process, so that a batch's cold audiences are fetched
+// concurrently rather than one after another; it counts in no lookup
+// metric (the lookups that follow do).
+func (c *Cache) Prefetch(ctx context.Context, space, audience string) {
+	k := audienceKey{space, audience}
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.up.Load() || c.flights[k] != nil {
+		return
+	}
+	if e := c.entries[k]; e != nil {
+		if !e.stale && now-e.fetched < int64(c.ttl) {
+			return
+		}
+	} else if validAudience(space, audience) != nil {
+		return
+	}
+	f := &flight{done: make(chan struct{}), epoch: c.epoch}
+	c.flights[k] = f
+	go c.fetch(context.WithoutCancel(ctx), k, f, now)
+}
+
 // fetch runs one flight: it lists the audience, stores the result and
 // wakes the waiters.
 func (c *Cache) fetch(ctx context.Context, k audienceKey, f *flight, started int64) {

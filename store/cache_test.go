@@ -235,6 +235,49 @@ func TestCacheSingleflight(t *testing.T) {
 	})
 }
 
+// TestCachePrefetch: Prefetch starts an audience's fetch without waiting
+// for it (two audiences' HGETALLs are held at once), once per audience,
+// none for invalid ids; the lookups that follow use what it fetched and
+// are the only ones counted.
+func TestCachePrefetch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		clk := newClock()
+		s := e.store(t, clk, Options{Activation: testActivation()})
+		if _, err := s.Put(ctx, Key{e.space, "aud_1", "hook_1"}, webhook("v1"), "alice", 0); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		c, reg := newCache(t, s, e.rdb, clk, CacheOptions{})
+		e.cmds.reset()
+		gate := make(chan struct{})
+		e.cmds.mu.Lock()
+		e.cmds.gate, e.cmds.reached = gate, make(chan struct{}, 1)
+		e.cmds.mu.Unlock()
+
+		c.Prefetch(ctx, e.space, "aud_1")
+		c.Prefetch(ctx, e.space, "aud_2")
+		c.Prefetch(ctx, e.space, "aud_1")   // in flight: no second fetch
+		c.Prefetch(ctx, e.space, "bad id!") // invalid: never asked
+		eventually(t, 10*time.Second, "both fetches held at once", func() bool { return e.cmds.count("hgetall") == 2 })
+		close(gate)
+
+		conns, err := c.Connections(ctx, e.space, "aud_1")
+		if err != nil || len(conns) != 1 {
+			t.Fatalf("aud_1: %d connections, %v; want 1", len(conns), err)
+		}
+		if conns, err := c.Connections(ctx, e.space, "aud_2"); err != nil || len(conns) != 0 {
+			t.Fatalf("aud_2: %d connections, %v; want none", len(conns), err)
+		}
+		c.Prefetch(ctx, e.space, "aud_1") // fresh: nothing to fetch
+		if n := e.cmds.count("hgetall"); n != 2 {
+			t.Errorf("%d HGETALL, want 2 (one per prefetched audience)", n)
+		}
+		if hit, miss := requests(t, reg, ResultHit), requests(t, reg, ResultMiss); hit+miss != 2 {
+			t.Errorf("hits %v + misses %v, want the 2 lookups", hit, miss)
+		}
+	})
+}
+
 // TestCacheLRU bounds the cache to three audiences.
 func TestCacheLRU(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
