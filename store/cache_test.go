@@ -181,18 +181,26 @@ func TestCacheTwoInstances(t *testing.T) {
 	})
 }
 
+// oneHookCache stores one webhook connection for aud_1 and returns a cache
+// over it, the command counter reset.
+func oneHookCache(t *testing.T, e *env) (*Cache, *prometheus.Registry) {
+	t.Helper()
+	clk := newClock()
+	s := e.store(t, clk, Options{Activation: testActivation()})
+	if _, err := s.Put(t.Context(), Key{e.space, "aud_1", "hook_1"}, webhook("v1"), "alice", 0); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	c, reg := newCache(t, s, e.rdb, clk, CacheOptions{})
+	e.cmds.reset()
+	return c, reg
+}
+
 // TestCacheSingleflight holds the first HGETALL until every other lookup
 // for the audience has started: one Redis call serves them all.
 func TestCacheSingleflight(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := t.Context()
-		clk := newClock()
-		s := e.store(t, clk, Options{Activation: testActivation()})
-		if _, err := s.Put(ctx, Key{e.space, "aud_1", "hook_1"}, webhook("v1"), "alice", 0); err != nil {
-			t.Fatalf("Put: %v", err)
-		}
-		c, reg := newCache(t, s, e.rdb, clk, CacheOptions{})
-		e.cmds.reset()
+		c, reg := oneHookCache(t, e)
 		gate, reached := make(chan struct{}), make(chan struct{}, 1)
 		e.cmds.mu.Lock()
 		e.cmds.gate, e.cmds.reached = gate, reached
@@ -242,13 +250,7 @@ func TestCacheSingleflight(t *testing.T) {
 func TestCachePrefetch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := t.Context()
-		clk := newClock()
-		s := e.store(t, clk, Options{Activation: testActivation()})
-		if _, err := s.Put(ctx, Key{e.space, "aud_1", "hook_1"}, webhook("v1"), "alice", 0); err != nil {
-			t.Fatalf("Put: %v", err)
-		}
-		c, reg := newCache(t, s, e.rdb, clk, CacheOptions{})
-		e.cmds.reset()
+		c, reg := oneHookCache(t, e)
 		gate := make(chan struct{})
 		e.cmds.mu.Lock()
 		e.cmds.gate, e.cmds.reached = gate, make(chan struct{}, 1)
