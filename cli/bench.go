@@ -54,7 +54,7 @@ Exit codes: 0 done; 1 the benchmark failed; 2 bad usage.`,
 	fs.IntVar(&cfg.Audiences, "audiences", 200, "audience pool")
 	fs.IntVar(&cfg.Profiles, "profiles", 0, "profile pool (default events/4)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
-	fs.IntVar(&cfg.LatencyEvents, "latency-events", 0, "events of the paced latency phase (default min(n, 20000); -1 skips it)")
+	fs.IntVar(&cfg.LatencyEvents, "latency-events", 0, "events of the paced latency phase (default min(n, 20000); the first second's, at most half, warm the loop up and are reported apart as warmup; -1 skips it)")
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "events/s of the latency phase (default half the slower loop's throughput)")
 	fs.IntVar(&cfg.MaxInflightBytes, "max-inflight-bytes", 64<<20, "processing.max_inflight_bytes of both loops")
 	fs.BoolVar(&cfg.Membership, "membership", false, "idsync also writes the membership topic, as the service does by default (resync.enabled); the baselines do not")
