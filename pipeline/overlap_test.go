@@ -57,14 +57,21 @@ func distinct(n int, audience string) [][]byte {
 
 // In at_least_once the next batch is polled and processed while the one
 // before it waits for its acknowledgements; in exactly_once (one
-// transaction at a time) it is not. Either way every record is delivered
-// once, in order, and every offset committed.
+// transaction at a time) it is not, nor with the membership topic (a
+// resync's snapshot must hold every earlier record's membership). Either
+// way every record is delivered once, in order, and every offset
+// committed.
 func TestNextBatchOverlapsAcknowledgements(t *testing.T) {
 	for _, tc := range []struct {
-		delivery Delivery
-		overlap  bool
-	}{{AtLeastOnce, true}, {ExactlyOnce, false}} {
-		t.Run(string(tc.delivery), func(t *testing.T) {
+		delivery   Delivery
+		membership bool
+		overlap    bool
+	}{{AtLeastOnce, false, true}, {ExactlyOnce, false, false}, {AtLeastOnce, true, false}} {
+		name := string(tc.delivery)
+		if tc.membership {
+			name += "_membership"
+		}
+		t.Run(name, func(t *testing.T) {
 			e, c := kfakeEnv(t, 1)
 			e.createInput(t, 1)
 			src := fixture(t)
@@ -73,7 +80,13 @@ func TestNextBatchOverlapsAcknowledgements(t *testing.T) {
 			// Held until a record of the second batch is processed (its
 			// connections looked up), for at most 3 s.
 			met := holdFirstProduce(c, 3*time.Second, func() bool { return src.calls.Load() > batch }, 0)
-			r := start(t, e, src, func(c *Config) { c.Delivery = tc.delivery; c.MaxPollRecords = batch })
+			r := start(t, e, src, func(c *Config) {
+				c.Delivery = tc.delivery
+				c.MaxPollRecords = batch
+				if tc.membership {
+					c.MembershipTopic = e.prefix + ".membership"
+				}
+			})
 			select {
 			case ok := <-met:
 				if ok != tc.overlap {

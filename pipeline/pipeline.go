@@ -721,13 +721,20 @@ func (p *Pipeline) loop(ctx, hard context.Context) error {
 const maxQueued = 4
 
 // overlap says whether b may stay in flight while the next poll is made
-// and processed: only in at_least_once, only while no rebalance waits
-// (rebalances are allowed with nothing in flight), and only for a batch
-// that went through whole: none of its partitions stopped, none is probed,
-// no control record in it (their effects hold once committed). Any other
-// batch is settled at once, as exactly_once's always are.
+// and processed: only in at_least_once, only without the membership topic,
+// only while no rebalance waits (rebalances are allowed with nothing in
+// flight), and only for a batch that went through whole: none of its
+// partitions stopped, none is probed, no control record in it (their
+// effects hold once committed). Any other batch is settled at once, as
+// exactly_once's always are.
+//
+// With the membership topic, a resync's control record takes its snapshot
+// of the membership partition when it is processed, and that snapshot must
+// hold every earlier record's membership (see start): a batch in flight
+// could still have them unacknowledged, and its members would never be
+// re-sent.
 func (p *Pipeline) overlap(ctx context.Context, b *inflight) bool {
-	if p.sess != nil || ctx.Err() != nil || p.rebalanceWanted.Load() ||
+	if p.sess != nil || p.cfg.MembershipTopic != "" || ctx.Err() != nil || p.rebalanceWanted.Load() ||
 		len(b.probed) > 0 || len(p.heads) > 0 || len(p.inline) > 0 || len(p.onCommit) > 0 {
 		return false
 	}
