@@ -215,38 +215,20 @@ func (e *env) servicePhase(ctx context.Context) (*ServicePhase, error) {
 	}
 
 	// Start-up: until the group is stable with every input partition.
-	var startupCPU time.Duration
-	var startupAt time.Time
-	for {
+	if err := awaitService(ctx, exited, "joining", func() bool {
 		groups, err := e.adm.DescribeGroups(ctx, group)
-		if err == nil {
-			if g, ok := groups[group]; ok && g.State == "Stable" && countAssigned(g) == int(parts) {
-				startupCPU, startupAt = procCPU(pid), time.Now()
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return fail(fmt.Errorf("the service stopped before joining: %v", err))
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+		g, ok := groups[group]
+		return err == nil && ok && g.State == "Stable" && countAssigned(g) == int(parts)
+	}); err != nil {
+		return fail(err)
 	}
+	startupCPU, startupAt := procCPU(pid), time.Now()
 	// Drain: until the committed offsets reach the input's end.
-	for {
-		if done, err := e.committedAll(ctx, group, in.name); err == nil && done {
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return fail(fmt.Errorf("the service stopped before lag 0: %v", err))
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := awaitService(ctx, exited, "lag 0", func() bool {
+		done, err := e.committedAll(ctx, group, in.name)
+		return err == nil && done
+	}); err != nil {
+		return fail(err)
 	}
 	cpu := procCPU(pid)
 	end := time.Now()
@@ -435,4 +417,20 @@ func procStatusKB(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// awaitService polls cond every 10 ms until it holds, the service's
+// process exits (its exit stays in exited) or ctx ends.
+func awaitService(ctx context.Context, exited chan error, what string, cond func() bool) error {
+	for !cond() {
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("the service stopped before %s: %v", what, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }

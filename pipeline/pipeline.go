@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"sync"
@@ -38,11 +39,11 @@ type ConnectionSource interface {
 }
 
 // Prefetcher is implemented by a ConnectionSource that can start fetching
-// an audience's connections without waiting for them (store.Cache): the
-// pipeline calls it for the audiences of the records it is about to
-// process, then Connections for each record as before.
+// audiences' connections without waiting for them (store.Cache): the
+// pipeline calls it once with the (space, audience) pairs of the records it
+// is about to process, then Connections for each record as before.
 type Prefetcher interface {
-	Prefetch(ctx context.Context, space, audience string)
+	Prefetch(ctx context.Context, audiences iter.Seq2[string, string])
 }
 
 // Delivery is the delivery guarantee.

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"testing"
 	"time"
@@ -45,11 +46,13 @@ func (s *slowSource) fetch(key string) chan struct{} {
 	return ch
 }
 
-func (s *slowSource) Prefetch(_ context.Context, space, audience string) {
-	s.mu.Lock()
-	s.prefetches++
-	s.mu.Unlock()
-	s.fetch(space + "/" + audience)
+func (s *slowSource) Prefetch(_ context.Context, audiences iter.Seq2[string, string]) {
+	for space, audience := range audiences {
+		s.mu.Lock()
+		s.prefetches++
+		s.mu.Unlock()
+		s.fetch(space + "/" + audience)
+	}
 }
 
 func (s *slowSource) Connections(ctx context.Context, space, audience string) ([]idsync.Connection, error) {

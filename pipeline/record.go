@@ -46,9 +46,9 @@ type work struct {
 	inline bool
 	// ev is the decoded event (for its membership record).
 	ev *idsync.Event
-	// decoded: the record was decoded ahead of its processing (see
-	// decodeAhead), into next (or decodeErr) at now, which took decodeTook.
-	decoded    bool
+	// next is the decoded event, until processed (decodeErr is set
+	// instead when it cannot be), decoded at now in decodeTook, ahead of
+	// its processing when decodeAhead did it.
 	next       *idsync.Event
 	now        time.Time
 	decodeTook time.Duration
@@ -204,7 +204,7 @@ func (p *Pipeline) process(ctx context.Context, w *work) {
 	if w.control {
 		return // handled when produced, in order
 	}
-	if !w.decoded {
+	if !w.decoded() {
 		p.decode(w)
 	}
 	start := time.Now()
@@ -242,9 +242,11 @@ func (p *Pipeline) decode(w *work) {
 		ev.ReplayedAt = replayedAt(w.rec)
 		w.next = ev
 	}
-	w.decoded = true
 	w.decodeTook = time.Since(start)
 }
+
+// decoded reports whether w's record is decoded and not yet processed.
+func (w *work) decoded() bool { return w.next != nil || w.decodeErr != nil }
 
 // decodeAhead decodes the records a worker is about to process and, when
 // the connection source can prefetch (Prefetcher), starts the fetch of
@@ -254,24 +256,25 @@ func (p *Pipeline) decode(w *work) {
 // back, met them one at a time). At most one run of records per worker,
 // of at most aheadBytes of input beyond the first, is held decoded ahead.
 func (p *Pipeline) decodeAhead(ctx context.Context, run []work) {
-	pf, _ := p.src.(Prefetcher)
-	var last *idsync.Event
 	bytes := 0
 	for i := range run {
 		w := &run[i]
 		if bytes += len(w.rec.Value); i > 0 && bytes > aheadBytes {
-			return // the rest is decoded when processed
+			run = run[:i] // the rest is decoded when processed
+			break
 		}
-		if w.control || w.decoded {
-			continue
+		if !w.control && !w.decoded() {
+			p.decode(w)
 		}
-		p.decode(w)
-		ev := w.next
-		if pf == nil || ev == nil || (last != nil && last.SpaceID == ev.SpaceID && last.AudienceID == ev.AudienceID) {
-			continue
-		}
-		pf.Prefetch(ctx, ev.SpaceID, ev.AudienceID)
-		last = ev
+	}
+	if pf, ok := p.src.(Prefetcher); ok {
+		pf.Prefetch(ctx, func(yield func(string, string) bool) {
+			for i := range run {
+				if ev := run[i].next; ev != nil && !yield(ev.SpaceID, ev.AudienceID) {
+					return
+				}
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -239,32 +240,37 @@ func (c *Cache) Connections(ctx context.Context, space, audience string) ([]idsy
 	}
 }
 
-// Prefetch starts, without waiting for it, the fetch that Connections
-// would make for (space, audience): none when the entry is fresh, the ids
-// are invalid, Redis is believed unreachable or a fetch is already in
-// flight. A later Connections shares the fetch, or finds its result
-// cached. The pipeline calls it for the audiences of the records it is
-// about to process, so that a batch's cold audiences are fetched
-// concurrently rather than one after another; it counts in no lookup
-// metric (the lookups that follow do).
-func (c *Cache) Prefetch(ctx context.Context, space, audience string) {
-	k := audienceKey{space, audience}
+// Prefetch starts, without waiting for them, the fetches that Connections
+// would make for the (space, audience) pairs of audiences: none for an
+// entry that is fresh, invalid ids, an audience already in flight, or
+// while Redis is believed unreachable. A later Connections shares the
+// fetch, or finds its result cached. The pipeline calls it for the records
+// it is about to process (under one lock for all of them), so that a
+// batch's cold audiences are fetched concurrently rather than one after
+// another; it counts in no lookup metric (the lookups that follow do).
+func (c *Cache) Prefetch(ctx context.Context, audiences iter.Seq2[string, string]) {
+	if !c.up.Load() {
+		return
+	}
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.up.Load() || c.flights[k] != nil {
-		return
-	}
-	if e := c.entries[k]; e != nil {
-		if !e.stale && now-e.fetched < int64(c.ttl) {
-			return
+	for space, audience := range audiences {
+		k := audienceKey{space, audience}
+		if c.flights[k] != nil {
+			continue
 		}
-	} else if validAudience(space, audience) != nil {
-		return
+		if e := c.entries[k]; e != nil {
+			if !e.stale && now-e.fetched < int64(c.ttl) {
+				continue
+			}
+		} else if validAudience(space, audience) != nil {
+			continue
+		}
+		f := &flight{done: make(chan struct{}), epoch: c.epoch}
+		c.flights[k] = f
+		go c.fetch(context.WithoutCancel(ctx), k, f, now)
 	}
-	f := &flight{done: make(chan struct{}), epoch: c.epoch}
-	c.flights[k] = f
-	go c.fetch(context.WithoutCancel(ctx), k, f, now)
 }
 
 // fetch runs one flight: it lists the audience, stores the result and

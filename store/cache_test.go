@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"testing"
 	"time"
@@ -256,10 +257,8 @@ func TestCachePrefetch(t *testing.T) {
 		e.cmds.gate, e.cmds.reached = gate, make(chan struct{}, 1)
 		e.cmds.mu.Unlock()
 
-		c.Prefetch(ctx, e.space, "aud_1")
-		c.Prefetch(ctx, e.space, "aud_2")
-		c.Prefetch(ctx, e.space, "aud_1")   // in flight: no second fetch
-		c.Prefetch(ctx, e.space, "bad id!") // invalid: never asked
+		// aud_1 twice (one fetch in flight), an invalid id (never asked).
+		c.Prefetch(ctx, inSpace(e.space, "aud_1", "aud_2", "aud_1", "bad id!"))
 		eventually(t, 10*time.Second, "both fetches held at once", func() bool { return e.cmds.count("hgetall") == 2 })
 		close(gate)
 
@@ -270,7 +269,7 @@ func TestCachePrefetch(t *testing.T) {
 		if conns, err := c.Connections(ctx, e.space, "aud_2"); err != nil || len(conns) != 0 {
 			t.Fatalf("aud_2: %d connections, %v; want none", len(conns), err)
 		}
-		c.Prefetch(ctx, e.space, "aud_1") // fresh: nothing to fetch
+		c.Prefetch(ctx, inSpace(e.space, "aud_1")) // fresh: nothing to fetch
 		if n := e.cmds.count("hgetall"); n != 2 {
 			t.Errorf("%d HGETALL, want 2 (one per prefetched audience)", n)
 		}
@@ -278,6 +277,17 @@ func TestCachePrefetch(t *testing.T) {
 			t.Errorf("hits %v + misses %v, want the 2 lookups", hit, miss)
 		}
 	})
+}
+
+// inSpace yields (space, audience) for each of audiences.
+func inSpace(space string, audiences ...string) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, a := range audiences {
+			if !yield(space, a) {
+				return
+			}
+		}
+	}
 }
 
 // TestCacheLRU bounds the cache to three audiences.
